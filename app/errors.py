@@ -1,0 +1,92 @@
+"""The project's error tree; third-party exceptions are translated into it where they occur.
+
+    EnricherError
+     ├── BadInput                 the message itself is wrong: DLQ, never retried
+     │    ├── InvalidJson         kind "invalid_json" (not JSON, not UTF-8, not an object)
+     │    ├── InvalidMessage      kind "invalid_message" (fields missing, empty, wrong type)
+     │    └── TooLarge            kind "too_large" (text over ENRICHER_MAX_INPUT_CHARS)
+     ├── LLMError
+     │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream
+     │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
+     │    ├── LLMAuthError        not retriable and not the message's fault: 401, 403
+     │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
+     ├── ContextUnavailable      Redis failed; callers go on with less context
+     └── TemplateError           a prompt template failed to load or render (file:line in the message)
+"""
+
+from __future__ import annotations
+
+
+class EnricherError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    retriable: bool = False
+
+
+class BadInput(EnricherError):
+    """The input message cannot be answered as it is; it goes to the DLQ."""
+
+    kind: str = "invalid_message"
+
+
+class InvalidJson(BadInput):
+    """The value is not a UTF-8 JSON object."""
+
+    kind = "invalid_json"
+
+
+class InvalidMessage(BadInput):
+    """The JSON object lacks a required field or has a field of the wrong type."""
+
+    kind = "invalid_message"
+
+
+class TooLarge(BadInput):
+    """The customer's text is longer than the configured limit."""
+
+    kind = "too_large"
+
+
+class LLMError(EnricherError):
+    """The LLM call did not produce an answer."""
+
+
+class LLMTransient(LLMError):
+    """A failure that may pass: retried with backoff, honouring `retry_after_s`."""
+
+    retriable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class LLMRejected(LLMError):
+    """The provider refused this particular input (HTTP 400-class); retrying cannot help."""
+
+    kind = "llm_rejected"
+
+
+class LLMAuthError(LLMError):
+    """The provider refused our credentials; no message can be answered until that is fixed."""
+
+
+class LLMUnavailable(LLMError):
+    """No answer within the per-message deadline."""
+
+    kind = "llm_unavailable"
+
+
+class ContextUnavailable(EnricherError):
+    """Redis could not be reached or answered wrongly; the reply is made with less context."""
+
+    retriable = True
+
+
+class TemplateError(EnricherError):
+    """A prompt template is broken; `location` is `file:line` when known."""
+
+    def __init__(self, message: str, location: str = "") -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.location = location
+        self.reason = message

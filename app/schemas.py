@@ -1,0 +1,162 @@
+"""Wire formats of the contract: what comes in, what goes out, what goes to the DLQ."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import InvalidJson, InvalidMessage, TooLarge
+
+REPLY_NAMESPACE = uuid.UUID("5b4c0a52-3f0e-4f7e-9a55-2f4f3b1d6c11")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+ErrorKind = Literal[
+    "invalid_json", "invalid_message", "too_large", "llm_rejected", "llm_unavailable", "internal"
+]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Millisecond RFC 3339 in UTC with a `Z`, as the contract shows it."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reply_id_for(message_id: str) -> str:
+    """The stable reply id: the same message_id always gives the same reply_id."""
+    return str(uuid.uuid5(REPLY_NAMESPACE, message_id))
+
+
+class CustomerMessage(BaseModel):
+    """One customer message from the input topic; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    message_id: Identifier
+    conversation_id: Identifier
+    text: Annotated[str, Field(min_length=1)]
+    customer_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    channel: str = "chat"
+    locale: str = "en"
+    sent_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_message(raw: bytes | None, max_input_chars: int) -> CustomerMessage:
+    """Decode and validate an input value, raising the BadInput subclass that names the fault."""
+    if raw is None:
+        raise InvalidJson("empty value (tombstone)")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InvalidJson(f"not UTF-8: {error.reason} at byte {error.start}") from None
+    except json.JSONDecodeError as error:
+        raise InvalidJson(f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    if not isinstance(document, dict):
+        raise InvalidJson(f"expected a JSON object, got {type(document).__name__}")
+    try:
+        message = CustomerMessage.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise InvalidMessage(problems) from None
+    if len(message.text) > max_input_chars:
+        raise TooLarge(f"text has {len(message.text)} characters, the limit is {max_input_chars}")
+    return message
+
+
+class PromptRef(BaseModel):
+    """Which template produced a reply: its name and a hash of its source."""
+
+    name: str
+    version: str
+    variant: str | None = None
+
+
+class Usage(BaseModel):
+    """Token usage as reported by the LLM API."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Reply(BaseModel):
+    """A finished reply on the reply topic; also what `reply:{message_id}` stores."""
+
+    reply_id: str
+    message_id: str
+    conversation_id: str
+    customer_id: str | None = None
+    text: str
+    status: Literal["ok", "fallback"]
+    model: str
+    prompt: PromptRef
+    usage: Usage
+    latency_ms: int
+    created_at: str
+
+
+class ReplyChunk(BaseModel):
+    """A partial reply on the stream topic, sent while the LLM streams."""
+
+    reply_id: str
+    message_id: str
+    conversation_id: str
+    seq: int
+    delta: str
+    done: bool
+
+
+class ErrorInfo(BaseModel):
+    """Why a message went to the DLQ."""
+
+    kind: ErrorKind
+    detail: str
+
+
+class SourcePosition(BaseModel):
+    """Where the failed message sits in its topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(BaseModel):
+    """A DLQ record: the reason, the position and the raw input bytes for re-driving."""
+
+    error: ErrorInfo
+    source: SourcePosition
+    raw_b64: str
+    failed_at: str
+
+    @classmethod
+    def build(cls, kind: ErrorKind, detail: str, source: SourcePosition, raw: bytes | None) -> DeadLetter:
+        """A dead letter for `raw`, failed now."""
+        return cls(
+            error=ErrorInfo(kind=kind, detail=detail),
+            source=source,
+            raw_b64=base64.b64encode(raw or b"").decode("ascii"),
+            failed_at=rfc3339(utc_now()),
+        )
+
+
+class HistoryTurn(BaseModel):
+    """One turn of a conversation as kept in `conversation:{id}:history`."""
+
+    role: Literal["customer", "agent"]
+    text: str
+    message_id: str
+    at: str
+    conversation_id: str | None = None

@@ -1,0 +1,142 @@
+"""The worker's configuration: every variable of CONTRACT.md, read once at the entry point."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+LOOPBACK_HOSTS = frozenset({"localhost"})
+
+
+def _env(name: str) -> AliasChoices:
+    """Bind a field to exactly one environment variable name."""
+    return AliasChoices(name)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL points at this machine (where the built-in mock LLM serves)."""
+    host = urlsplit(url).hostname or ""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Environment configuration of one worker; immutable once built."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=False,
+    )
+
+    kafka_bootstrap_servers: str = Field("localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
+    redis_url: SecretStr = Field(SecretStr("redis://localhost:6379/0"), validation_alias=_env("REDIS_URL"))
+    openai_base_url: str = Field(OPENAI_DEFAULT_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    model: str = Field("gpt-4o-mini", validation_alias=_env("ENRICHER_MODEL"), min_length=1)
+    fallback_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("ENRICHER_FALLBACK_MODELS")
+    )
+    app_id: str = Field("stream-enricher", validation_alias=_env("ENRICHER_APP_ID"), min_length=1)
+    input_topic: str = Field("support.requests", validation_alias=_env("ENRICHER_INPUT_TOPIC"), min_length=1)
+    reply_topic: str = Field("support.replies", validation_alias=_env("ENRICHER_REPLY_TOPIC"), min_length=1)
+    stream_topic: str = Field(
+        "support.replies.stream", validation_alias=_env("ENRICHER_STREAM_TOPIC"), min_length=1
+    )
+    dlq_topic: str = Field("support.requests.dlq", validation_alias=_env("ENRICHER_DLQ_TOPIC"), min_length=1)
+    profile_topic: str = Field("customer.profiles", validation_alias=_env("ENRICHER_PROFILE_TOPIC"), min_length=1)
+    prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
+    max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
+    max_buffered: int = Field(1024, validation_alias=_env("ENRICHER_MAX_BUFFERED"), ge=1)
+    llm_timeout_s: float = Field(30.0, validation_alias=_env("ENRICHER_LLM_TIMEOUT_S"), gt=0)
+    llm_deadline_s: float = Field(120.0, validation_alias=_env("ENRICHER_LLM_DEADLINE_S"), gt=0)
+    llm_rpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_RPM"), ge=1)
+    llm_tpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_TPM"), ge=1)
+    max_input_chars: int = Field(8000, validation_alias=_env("ENRICHER_MAX_INPUT_CHARS"), ge=1)
+    max_prompt_tokens: int = Field(6000, validation_alias=_env("ENRICHER_MAX_PROMPT_TOKENS"), ge=100)
+    history_turns: int = Field(20, validation_alias=_env("ENRICHER_HISTORY_TURNS"), ge=0)
+    history_ttl_s: int = Field(86400, validation_alias=_env("ENRICHER_HISTORY_TTL_S"), ge=1)
+    web_port: int = Field(6066, validation_alias=_env("ENRICHER_WEB_PORT"), ge=1, le=65535)
+    shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
+    input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
+    log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> Settings:
+        if self.openai_api_key is None and not is_loopback_url(self.openai_base_url):
+            raise ValueError("OPENAI_API_KEY: required unless OPENAI_BASE_URL is the built-in mock LLM")
+        if self.llm_timeout_s > self.llm_deadline_s:
+            raise ValueError("ENRICHER_LLM_TIMEOUT_S: must not exceed ENRICHER_LLM_DEADLINE_S")
+        return self
+
+    @property
+    def api_key_value(self) -> str:
+        """The key to hand to the client; the loopback mock accepts any."""
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else "mock-key"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    fields = Settings.model_fields
+    location = first.get("loc", ())
+    name = str(location[0]) if location else ""
+    field = fields.get(name)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        variable = str(field.validation_alias.choices[0])
+    else:
+        variable = name
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if not variable:
+        return message
+    value = first.get("input")
+    shown = "" if "SECRET" in variable or "KEY" in variable or "URL" in variable else f" (got {value!r})"
+    if isinstance(value, dict):
+        shown = ""
+    return f"{variable}: {message}{shown}"
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment and `.env`, or raise SettingsError."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
