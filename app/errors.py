@@ -1,20 +1,26 @@
 """The project's error tree; third-party exceptions are translated into it where they occur.
 
-    EnricherError
-     ├── BadInput                 the message itself is wrong: DLQ, never retried
-     │    ├── InvalidJson         kind "invalid_json" (not JSON, not UTF-8, not an object)
-     │    ├── InvalidMessage      kind "invalid_message" (fields missing, empty, wrong type)
-     │    └── TooLarge            kind "too_large" (text over ENRICHER_MAX_INPUT_CHARS)
-     ├── LLMError
-     │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream
-     │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
-     │    ├── LLMAuthError        not retriable and not the message's fault: 401, 403
-     │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
-     ├── ContextUnavailable      Redis failed; callers go on with less context
-     └── TemplateError           a prompt template failed to load or render (file:line in the message)
+EnricherError
+ ├── BadInput                 the message itself is wrong: DLQ, never retried
+ │    ├── InvalidJson         kind "invalid_json" (not JSON, not UTF-8, not an object)
+ │    ├── InvalidMessage      kind "invalid_message" (fields missing, empty, wrong type)
+ │    └── TooLarge            kind "too_large" (text over ENRICHER_MAX_INPUT_CHARS)
+ ├── LLMError
+ │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream
+ │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
+ │    ├── LLMAuthError        not retriable and not the message's fault: 401, 403
+ │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
+ ├── ContextUnavailable      Redis failed; callers go on with less context
+ └── TemplateError           a prompt template failed to load or render (file:line in the message)
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+ErrorKind = Literal[
+    "invalid_json", "invalid_message", "too_large", "llm_rejected", "llm_unavailable", "internal"
+]
 
 
 class EnricherError(Exception):
@@ -26,25 +32,25 @@ class EnricherError(Exception):
 class BadInput(EnricherError):
     """The input message cannot be answered as it is; it goes to the DLQ."""
 
-    kind: str = "invalid_message"
+    kind: ErrorKind = "invalid_message"
 
 
 class InvalidJson(BadInput):
     """The value is not a UTF-8 JSON object."""
 
-    kind = "invalid_json"
+    kind: ErrorKind = "invalid_json"
 
 
 class InvalidMessage(BadInput):
     """The JSON object lacks a required field or has a field of the wrong type."""
 
-    kind = "invalid_message"
+    kind: ErrorKind = "invalid_message"
 
 
 class TooLarge(BadInput):
     """The customer's text is longer than the configured limit."""
 
-    kind = "too_large"
+    kind: ErrorKind = "too_large"
 
 
 class LLMError(EnricherError):
@@ -64,7 +70,7 @@ class LLMTransient(LLMError):
 class LLMRejected(LLMError):
     """The provider refused this particular input (HTTP 400-class); retrying cannot help."""
 
-    kind = "llm_rejected"
+    kind: ErrorKind = "llm_rejected"
 
 
 class LLMAuthError(LLMError):
@@ -74,7 +80,7 @@ class LLMAuthError(LLMError):
 class LLMUnavailable(LLMError):
     """No answer within the per-message deadline."""
 
-    kind = "llm_unavailable"
+    kind: ErrorKind = "llm_unavailable"
 
 
 class ContextUnavailable(EnricherError):

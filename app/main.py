@@ -12,6 +12,11 @@ from app.settings import Settings, SettingsError, load_settings
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+@cli.callback()
+def main() -> None:
+    """stream-enricher: customer messages on Kafka in, LLM replies on Kafka out."""
+
+
 def _settings_or_exit() -> Settings:
     try:
         return load_settings()

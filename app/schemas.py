@@ -10,14 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from app.errors import InvalidJson, InvalidMessage, TooLarge
+from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge
 
 REPLY_NAMESPACE = uuid.UUID("5b4c0a52-3f0e-4f7e-9a55-2f4f3b1d6c11")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-ErrorKind = Literal[
-    "invalid_json", "invalid_message", "too_large", "llm_rejected", "llm_unavailable", "internal"
-]
 
 
 def utc_now() -> datetime:

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -41,7 +48,9 @@ class Settings(BaseSettings):
         populate_by_name=False,
     )
 
-    kafka_bootstrap_servers: str = Field("localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1
+    )
     redis_url: SecretStr = Field(SecretStr("redis://localhost:6379/0"), validation_alias=_env("REDIS_URL"))
     openai_base_url: str = Field(OPENAI_DEFAULT_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
@@ -56,7 +65,9 @@ class Settings(BaseSettings):
         "support.replies.stream", validation_alias=_env("ENRICHER_STREAM_TOPIC"), min_length=1
     )
     dlq_topic: str = Field("support.requests.dlq", validation_alias=_env("ENRICHER_DLQ_TOPIC"), min_length=1)
-    profile_topic: str = Field("customer.profiles", validation_alias=_env("ENRICHER_PROFILE_TOPIC"), min_length=1)
+    profile_topic: str = Field(
+        "customer.profiles", validation_alias=_env("ENRICHER_PROFILE_TOPIC"), min_length=1
+    )
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
     max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
     max_buffered: int = Field(1024, validation_alias=_env("ENRICHER_MAX_BUFFERED"), ge=1)

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench format clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/enricher dev
+
+test: $(STAMP)
+	$(BIN)/enricher prompts check prompts
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check app agents tests bench
+	$(BIN)/ruff format --check app agents tests bench
+	$(BIN)/mypy app agents
+	$(BIN)/hadolint Dockerfile
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix app agents tests bench
+	$(BIN)/ruff format app agents tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev

@@ -1,0 +1,77 @@
+"""The profile agent: `customer.profiles` records become `customer:{customer_id}` hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import faust
+
+from app import metrics
+from app.context import ContextStore, encode_profile
+from app.dlq import DeadLetters
+from app.errors import ContextUnavailable
+from app.faust_app import Topics
+from app.publisher import Publisher
+from app.schemas import SourcePosition
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_S = 1.0
+
+
+class ProfileAgent:
+    """Applies profile updates in order; a null value deletes the profile."""
+
+    def __init__(self, context: ContextStore, topics: Topics) -> None:
+        self._context = context
+        self._topics = topics
+        publisher = Publisher()
+        self._dead_letters = DeadLetters(
+            lambda key, value: publisher.deliver(topics.dead_letters, key, value)
+        )
+
+    def attach(self, app: faust.App) -> None:
+        """Register the agent on the app."""
+        app.agent(self._topics.profiles, name="profiles")(self._consume)
+
+    async def _consume(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self.apply(event.message)
+
+    async def apply(self, message: faust.types.Message) -> None:
+        """Write one profile record to Redis, retrying while Redis is down; bad records to the DLQ."""
+        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
+        try:
+            customer_id = (message.key or b"").decode("utf-8")
+            fields = None if message.value is None else _profile_fields(message.value)
+        except (UnicodeDecodeError, ValueError) as error:
+            await self._dead_letters.send(
+                "invalid_message", f"profile: {error}", source, message.key, message.value
+            )
+            return
+        if not customer_id:
+            await self._dead_letters.send(
+                "invalid_message", "profile: empty key", source, message.key, message.value
+            )
+            return
+        while True:
+            try:
+                if fields is None:
+                    await self._context.delete_profile(customer_id)
+                else:
+                    await self._context.put_profile(customer_id, fields)
+            except ContextUnavailable as error:
+                log.warning("profile not applied; retrying", extra={"error": str(error)})
+                await asyncio.sleep(REDIS_RETRY_S)
+                continue
+            metrics.PROFILE_UPDATES.labels("delete" if fields is None else "put").inc()
+            return
+
+
+def _profile_fields(raw: bytes) -> dict[str, str]:
+    document = json.loads(raw.decode("utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, got {type(document).__name__}")
+    return encode_profile(document)

@@ -1,0 +1,217 @@
+"""Redis as the context cache and reply store: profiles, conversation history, stored replies.
+
+Redis is a cache here: when it fails, reads answer with less context and writes are
+skipped, the failure is counted, and Redis is left alone for a short cool-down instead
+of paying a timeout on every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+from redis.typing import EncodableT
+
+from app import metrics
+from app.errors import ContextUnavailable
+from app.schemas import HistoryTurn, Reply
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OPERATION_TIMEOUT_S = 2.0
+COOL_DOWN_S = 5.0
+
+# Appends the turns of one message unless that message_id is already in the list,
+# then trims and sets the expiry: a redelivered message never adds its turns twice.
+APPEND_TURNS_ONCE = """
+local key, message_id, keep, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+  local ok, turn = pcall(cjson.decode, item)
+  if ok and type(turn) == 'table' and turn['message_id'] == message_id then
+    return 0
+  end
+end
+for i = 4, #ARGV do redis.call('RPUSH', key, ARGV[i]) end
+redis.call('LTRIM', key, -keep, -1)
+redis.call('EXPIRE', key, ttl)
+return 1
+"""
+
+
+def profile_key(customer_id: str) -> str:
+    """Hash of profile fields of one customer."""
+    return f"customer:{customer_id}"
+
+
+def history_key(conversation_id: str) -> str:
+    """List of JSON turns of one conversation, newest last."""
+    return f"conversation:{conversation_id}:history"
+
+
+def reply_key(message_id: str) -> str:
+    """The published reply to one message, as JSON."""
+    return f"reply:{message_id}"
+
+
+def connect(redis_url: str, max_connections: int) -> Redis:
+    """A client with bounded, blocking pool, socket timeouts and a short retry."""
+    pool = BlockingConnectionPool.from_url(
+        redis_url,
+        max_connections=max_connections,
+        timeout=OPERATION_TIMEOUT_S,
+        socket_timeout=OPERATION_TIMEOUT_S,
+        socket_connect_timeout=OPERATION_TIMEOUT_S,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        decode_responses=True,
+    )
+    return Redis(connection_pool=pool)
+
+
+class ContextStore:
+    """Profile, history and reply store over one Redis client; degrades when Redis fails."""
+
+    def __init__(self, redis: Redis, *, history_turns: int, ttl_s: int) -> None:
+        self._redis = redis
+        self._history_turns = history_turns
+        self._ttl_s = ttl_s
+        self._skip_until = 0.0
+        self._append_turns = redis.register_script(APPEND_TURNS_ONCE)
+
+    async def _guarded(self, operation: str, call: Awaitable[Any], default: T) -> T:
+        # redis-py types results as bytes | str; with decode_responses they are str.
+        if time.monotonic() < self._skip_until:
+            if asyncio.iscoroutine(call):
+                call.close()
+            metrics.REDIS_SKIPPED.labels(operation).inc()
+            return default
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S * 2):
+                result: T = await call
+                return result
+        except (RedisError, TimeoutError, OSError) as error:
+            self._skip_until = time.monotonic() + COOL_DOWN_S
+            metrics.REDIS_ERRORS.labels(operation).inc()
+            log.warning(
+                "redis unavailable; going on with less context",
+                extra={"operation": operation, "error": type(error).__name__},
+            )
+            return default
+
+    async def profile(self, customer_id: str | None) -> dict[str, str]:
+        """The customer's profile fields, or {} when unknown or Redis is down."""
+        if not customer_id:
+            return {}
+        fields: dict[str, str] = await self._guarded(
+            "profile", self._redis.hgetall(profile_key(customer_id)), {}
+        )
+        return fields
+
+    async def history(self, conversation_id: str) -> list[HistoryTurn]:
+        """Recent turns of the conversation, oldest first; turns of other conversations dropped."""
+        if self._history_turns == 0:
+            return []
+        items: list[str] = await self._guarded(
+            "history",
+            self._redis.lrange(history_key(conversation_id), -self._history_turns, -1),
+            [],
+        )
+        turns: list[HistoryTurn] = []
+        for item in items:
+            try:
+                turn = HistoryTurn.model_validate_json(item)
+            except ValidationError:
+                continue
+            if turn.conversation_id in (None, conversation_id):
+                turns.append(turn)
+        return turns
+
+    async def stored_reply(self, message_id: str) -> Reply | None:
+        """The reply already published for this message, if any."""
+        raw: str | None = await self._guarded("stored_reply", self._redis.get(reply_key(message_id)), None)
+        if raw is None:
+            return None
+        try:
+            reply = Reply.model_validate_json(raw)
+        except ValidationError:
+            return None
+        return reply if reply.message_id == message_id else None
+
+    async def store_reply(self, reply: Reply) -> Reply:
+        """Remember the reply unless one is already stored; returns the one that counts."""
+        stored: bool | None = await self._guarded(
+            "store_reply",
+            self._redis.set(reply_key(reply.message_id), reply.model_dump_json(), ex=self._ttl_s, nx=True),
+            True,
+        )
+        if stored:
+            return reply
+        return await self.stored_reply(reply.message_id) or reply
+
+    async def append_turns(self, conversation_id: str, message_id: str, turns: list[HistoryTurn]) -> None:
+        """Add a message's turns to the history once, trimmed and expiring."""
+        if self._history_turns == 0:
+            return
+        payload = [turn.model_dump_json() for turn in turns]
+        await self._guarded(
+            "append_turns",
+            self._append_turns(
+                keys=[history_key(conversation_id)],
+                args=[message_id, self._history_turns, self._ttl_s, *payload],
+            ),
+            0,
+        )
+
+    async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
+        """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""
+        key = profile_key(customer_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if fields:
+                encoded: dict[EncodableT, EncodableT] = {name: value for name, value in fields.items()}
+                pipe.hset(key, mapping=encoded)
+            await self._must("put_profile", pipe.execute())
+
+    async def delete_profile(self, customer_id: str) -> None:
+        """Forget the customer's profile (a tombstone); raises ContextUnavailable."""
+        await self._must("delete_profile", self._redis.delete(profile_key(customer_id)))
+
+    async def _must(self, operation: str, call: Awaitable[object]) -> None:
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S * 2):
+                await call
+        except (RedisError, TimeoutError, OSError) as error:
+            metrics.REDIS_ERRORS.labels(operation).inc()
+            raise ContextUnavailable(f"{operation}: {type(error).__name__}") from error
+
+    async def ping(self) -> bool:
+        """True when Redis answers now (used by readiness)."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                return bool(await self._redis.ping())
+        except (RedisError, TimeoutError, OSError):
+            return False
+
+    async def aclose(self) -> None:
+        """Close the client and its pool."""
+        await self._redis.aclose()
+
+
+def encode_profile(document: Mapping[str, object]) -> dict[str, str]:
+    """Profile fields as Redis hash values: strings as they are, everything else as JSON."""
+    return {
+        str(name): value if isinstance(value, str) else json.dumps(value)
+        for name, value in document.items()
+        if value is not None
+    }

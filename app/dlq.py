@@ -1,0 +1,44 @@
+"""Dead letters: inputs that could not be answered, with the reason and the raw bytes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from app import metrics
+from app.errors import ErrorKind
+from app.schemas import DeadLetter, SourcePosition
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[bytes | None, bytes], Awaitable[None]]
+
+
+class DeadLetters:
+    """Writes DLQ records through `produce(key, value)`, which must wait for the broker's ack."""
+
+    def __init__(self, produce: Produce) -> None:
+        self._produce = produce
+
+    async def send(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        source: SourcePosition,
+        key: bytes | None,
+        raw: bytes | None,
+    ) -> None:
+        """Record one failed input durably."""
+        letter = DeadLetter.build(kind, detail, source, raw)
+        await self._produce(key, letter.model_dump_json().encode())
+        metrics.DEAD_LETTERS.labels(kind).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={
+                "kind": kind,
+                "detail": detail,
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+            },
+        )

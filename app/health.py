@@ -1,0 +1,65 @@
+"""Liveness, readiness and metrics pages on the worker's web port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.resources import Resources
+
+LLM_PROBE_TTL_S = 10.0
+
+
+class Health:
+    """Decides readiness: partitions assigned, broker, Redis and the LLM reachable."""
+
+    def __init__(self, resources: Resources, assigned_partitions: Callable[[], int]) -> None:
+        self._resources = resources
+        self._assigned_partitions = assigned_partitions
+        self._llm_reason: str | None = "not probed yet"
+        self._llm_probed_at = float("-inf")
+
+    def llm_failed(self, reason: str) -> None:
+        """Record that a call failed for a reason no message can fix (e.g. bad credentials)."""
+        self._llm_reason = reason
+        self._llm_probed_at = time.monotonic()
+
+    async def _llm_problem(self) -> str | None:
+        if time.monotonic() - self._llm_probed_at > LLM_PROBE_TTL_S:
+            self._llm_reason = await self._resources.llm.probe()
+            self._llm_probed_at = time.monotonic()
+        return self._llm_reason
+
+    async def problems(self) -> dict[str, str]:
+        """What keeps the worker from being ready; empty when it is ready."""
+        found: dict[str, str] = {}
+        if self._assigned_partitions() == 0:
+            found["kafka"] = "no input partitions assigned yet"
+        if not await self._resources.context.ping():
+            found["redis"] = "not reachable"
+        if (llm := await self._llm_problem()) is not None:
+            found["llm"] = llm
+        return found
+
+
+def attach_pages(app: faust.App, health: Health) -> None:
+    """Serve /healthz, /readyz and /metrics on the faust web server."""
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        problems = await health.problems()
+        if problems:
+            return self.json({"status": "not_ready", "reasons": problems}, status=503)
+        return self.json({"status": "ready"})
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,85 @@
+"""JSON log lines on stdout, with secrets redacted wherever they would appear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.settings import Settings
+
+SECRET_PATTERNS = (
+    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+(?=@)"),
+    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9_\-.]{8,}"),
+)
+STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Replaces known secret values and secret-looking patterns in text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in SECRET_PATTERNS:
+            text = pattern.sub(REDACTED, text)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, extra fields, exception."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self._redact = redactor or Redactor(())
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in STANDARD_ATTRIBUTES and not name.startswith("_"):
+                document[name] = value
+        if record.exc_info:
+            document["exc"] = self.formatException(record.exc_info)
+        return self._redact(json.dumps(document, default=str, ensure_ascii=False))
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Values that must never be printed."""
+    secrets = [settings.redis_url.get_secret_value()]
+    if settings.openai_api_key is not None:
+        secrets.append(settings.openai_api_key.get_secret_value())
+    return secrets
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A `logging.config.dictConfig` mapping: JSON to stdout, chatty HTTP loggers quieted."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": JsonFormatter, "redactor": Redactor(secrets_of(settings))},
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "root": {"handlers": ["stdout"], "level": settings.log_level},
+        "loggers": {name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+    }

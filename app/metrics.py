@@ -1,0 +1,32 @@
+"""Prometheus metrics of the worker; names are prefixed `enricher_`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "enricher_messages_total",
+    "Input messages by outcome (replied, replayed, fallback, dead_lettered).",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter("enricher_dead_letters_total", "DLQ records by kind.", ["kind"])
+LLM_CALLS = Counter("enricher_llm_calls_total", "LLM attempts by model and outcome.", ["model", "outcome"])
+LLM_LATENCY = Histogram(
+    "enricher_llm_latency_seconds",
+    "Duration of successful LLM attempts.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30),
+)
+LLM_TOKENS = Counter("enricher_llm_tokens_total", "Tokens reported by the LLM API.", ["kind"])
+LLM_IN_FLIGHT = Gauge("enricher_llm_in_flight", "LLM calls in flight now.")
+REPLY_LATENCY = Histogram(
+    "enricher_reply_latency_seconds",
+    "From consuming a message to its reply being published.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60, 120),
+)
+BUFFERED = Gauge("enricher_buffered_events", "Events taken from Kafka and not yet finished.")
+REDIS_ERRORS = Counter("enricher_redis_errors_total", "Failed Redis operations.", ["operation"])
+REDIS_SKIPPED = Counter(
+    "enricher_redis_skipped_total", "Redis operations skipped during a cool-down.", ["operation"]
+)
+TEMPLATE_ERRORS = Counter("enricher_template_errors_total", "Templates rejected on load or reload.")
+PROFILE_UPDATES = Counter("enricher_profile_updates_total", "Profile records applied.", ["action"])

@@ -1,0 +1,118 @@
+"""One message to one reply: reply store → context → prompt → token budget → LLM. No faust here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.errors import LLMUnavailable
+from app.llm import CallOptions, DeltaSink
+from app.prompts import RenderedPrompt
+from app.resources import Resources
+from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
+from app.tokens import count_chat
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to a message and how it was made."""
+
+    reply: Reply
+    replayed: bool = False
+    unavailable_reason: str | None = None
+
+
+def fit_history(
+    render: Callable[[Sequence[HistoryTurn]], RenderedPrompt],
+    history: Sequence[HistoryTurn],
+    budget_tokens: int,
+    model: str,
+) -> RenderedPrompt:
+    """Render with as much recent history as fits the budget, dropping the oldest turns first."""
+    start = 0
+    while True:
+        prompt = render(history[start:])
+        if start >= len(history) or count_chat(prompt.messages, model) <= budget_tokens:
+            return prompt
+        start += 1
+
+
+async def answer(message: CustomerMessage, resources: Resources, on_delta: DeltaSink | None = None) -> Answer:
+    """Answer one customer message; a message answered before gets its stored reply back.
+
+    Raises LLMRejected or LLMAuthError from the LLM; when the LLM cannot be reached in time
+    the answer is the fallback template's text with status `fallback`.
+    """
+    started = time.monotonic()
+    context, llm = resources.context, resources.llm
+    stored = await context.stored_reply(message.message_id)
+    if stored is not None:
+        return Answer(stored, replayed=True)
+    customer = await context.profile(message.customer_id)
+    history = await context.history(message.conversation_id)
+    now = utc_now()
+    prompts = resources.prompts.current
+    template = prompts.select(message, customer)
+    prompt = fit_history(
+        lambda turns: prompts.render(template, message=message, customer=customer, history=turns, now=now),
+        history,
+        resources.settings.max_prompt_tokens,
+        llm.model,
+    )
+    options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
+    try:
+        completion = await llm.complete(prompt.messages, options, on_delta)
+    except LLMUnavailable as error:
+        fallback = prompts.render_fallback(message=message, customer=customer, now=now)
+        reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
+        return Answer(reply, unavailable_reason=str(error))
+    reply = _reply(message, prompt, completion.text, "ok", completion.model, completion.usage, started)
+    return Answer(reply)
+
+
+def turns_of(message: CustomerMessage, reply: Reply) -> list[HistoryTurn]:
+    """The two history entries one answered message adds: the customer's and ours."""
+    at = rfc3339(utc_now())
+    return [
+        HistoryTurn(
+            role="customer",
+            text=message.text,
+            message_id=message.message_id,
+            at=rfc3339(message.sent_at) if message.sent_at else at,
+            conversation_id=message.conversation_id,
+        ),
+        HistoryTurn(
+            role="agent",
+            text=reply.text,
+            message_id=message.message_id,
+            at=reply.created_at,
+            conversation_id=message.conversation_id,
+        ),
+    ]
+
+
+def _reply(
+    message: CustomerMessage,
+    prompt: RenderedPrompt,
+    text: str,
+    status: str,
+    model: str,
+    usage: Usage,
+    started: float,
+) -> Reply:
+    return Reply.model_validate(
+        {
+            "reply_id": reply_id_for(message.message_id),
+            "message_id": message.message_id,
+            "conversation_id": message.conversation_id,
+            "customer_id": message.customer_id,
+            "text": text,
+            "status": status,
+            "model": model,
+            "prompt": prompt.ref,
+            "usage": usage,
+            "latency_ms": round((time.monotonic() - started) * 1000),
+            "created_at": rfc3339(utc_now()),
+        }
+    )

@@ -1,0 +1,33 @@
+"""The clients a worker opens once (Redis, LLM, prompt templates), passed down as one bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.context import ContextStore, connect
+from app.llm import LLMClient
+from app.prompt_source import PromptSource
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Everything the pipeline needs besides the message."""
+
+    settings: Settings
+    context: ContextStore
+    llm: LLMClient
+    prompts: PromptSource
+
+    @classmethod
+    def build(cls, settings: Settings) -> Resources:
+        """Create every client (connections open lazily). Raises TemplateError for bad templates."""
+        prompts = PromptSource.load(settings.prompts_dir)
+        redis = connect(settings.redis_url.get_secret_value(), max_connections=settings.max_in_flight + 16)
+        context = ContextStore(redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s)
+        return cls(settings=settings, context=context, llm=LLMClient(settings), prompts=prompts)
+
+    async def aclose(self) -> None:
+        """Close the LLM and Redis connection pools."""
+        await self.llm.aclose()
+        await self.context.aclose()

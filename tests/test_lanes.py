@@ -1,0 +1,78 @@
+"""Keyed lanes: order per key, concurrency across keys, bounded buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from app.lanes import Lanes
+
+
+async def test_order_per_key_and_concurrency_across_keys() -> None:
+    lanes = Lanes(max_buffered=1000)
+    done: dict[str, list[int]] = {}
+    running = 0
+    peak = 0
+
+    def job(key: str, index: int) -> object:
+        async def run() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            running -= 1
+            done.setdefault(key, []).append(index)
+
+        return run
+
+    for index in range(20):
+        for key in ("a", "b", "c", "d", "e"):
+            await lanes.submit(key, job(key, index))  # type: ignore[arg-type]
+    assert await lanes.drain(10)
+    assert all(indexes == list(range(20)) for indexes in done.values())
+    assert peak == 5
+    await lanes.close()
+
+
+async def test_submit_waits_when_buffer_is_full() -> None:
+    lanes = Lanes(max_buffered=3)
+    release = asyncio.Event()
+
+    async def blocked() -> None:
+        await release.wait()
+
+    for key in ("a", "b", "c"):
+        await lanes.submit(key, blocked)
+    fourth = asyncio.create_task(lanes.submit("d", blocked))
+    await asyncio.sleep(0.05)
+    assert not fourth.done()
+    assert lanes.buffered == 3
+    release.set()
+    await asyncio.wait_for(fourth, 1)
+    assert await lanes.drain(1)
+    await lanes.close()
+
+
+async def test_a_failing_job_does_not_stop_its_lane() -> None:
+    lanes = Lanes(max_buffered=10)
+    seen: list[str] = []
+
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async def fine() -> None:
+        seen.append("fine")
+
+    await lanes.submit("k", boom)
+    await lanes.submit("k", fine)
+    assert await lanes.drain(1)
+    assert seen == ["fine"]
+    await lanes.close()
+
+
+async def test_drain_times_out_and_close_cancels() -> None:
+    lanes = Lanes(max_buffered=10)
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    assert not await lanes.drain(0.05)
+    await lanes.close()
+    assert lanes.buffered == 0
