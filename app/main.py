@@ -37,5 +37,35 @@ def worker() -> None:
     run_worker(_settings_or_exit())
 
 
+@cli.command("mock-llm")
+def mock_llm(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8800, help="Port to listen on (0 picks a free one)."),
+    latency_ms: float = typer.Option(50.0, help="Mean response latency."),
+    jitter_ms: float = typer.Option(0.0, help="Uniform +/- spread around the latency."),
+    error_rate: float = typer.Option(0.0, help="Probability of an HTTP 500."),
+    rate_limit_rate: float = typer.Option(0.0, help="Probability of an HTTP 429."),
+    retry_after_s: float = typer.Option(1.0, help="Retry-After header of a 429, in seconds."),
+    hang_rate: float = typer.Option(0.0, help="Probability of never answering."),
+    require_key: str | None = typer.Option(None, help="Answer 401 unless this API key is sent."),
+) -> None:
+    """Run the OpenAI-compatible mock LLM; prints its base URL once it listens."""
+    from app.mock_llm import MockConfig, run
+
+    try:
+        config = MockConfig(
+            latency_ms=latency_ms,
+            jitter_ms=jitter_ms,
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            retry_after_s=retry_after_s,
+            hang_rate=hang_rate,
+            require_key=require_key,
+        )
+    except ValueError as error:
+        _fail(str(error))
+    run(config, host, port)
+
+
 if __name__ == "__main__":
     cli()

@@ -1,0 +1,500 @@
+"""Mock LLM: the OpenAI-compatible HTTP server that `make run`, tests and benchmarks talk to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import json
+import random
+import re
+import signal
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from app.tokens import ChatMessage, count_chat, encoding_for
+
+MODELS = ("gpt-4o-mini", "gpt-4o", "mock-small")
+MAX_RECORDED = 20_000
+CHUNKS_PER_REPLY = 6
+HANG_S = 3600.0
+SHUTDOWN_TIMEOUT_S = 5.0
+CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
+_SYSTEM_ROLES = ("system", "developer")
+_NAME_LINE = re.compile(r"^\s*(?:[-*]\s*)?name:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+_CUSTOMER_TAG = re.compile(r"<customer_message>(.*?)</customer_message>", re.DOTALL)
+_PIECE = re.compile(r"\S+\s*")
+_ERRORS = {  # status: (type, code, message), as OpenAI words them
+    400: ("invalid_request_error", "invalid_request", "The request was rejected (mock)."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("permission_error", "forbidden", "You are not allowed to use this model (mock)."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist (mock)."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests (mock)."),
+    500: ("server_error", "server_error", "The server had an error processing your request."),
+    503: ("server_error", "service_unavailable", "The mock LLM is shutting down."),
+}
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Latency and fault injection; set from the CLI, changeable with `PUT /_mock/config`."""
+
+    latency_ms: float = 50.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after_s: float = 1.0
+    hang_rate: float = 0.0
+    require_key: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "require_key":
+                if value is not None and not isinstance(value, str):
+                    raise ValueError("require_key must be a string or null")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{field.name} must be a number >= 0")
+            elif field.name.endswith("_rate") and value > 1:
+                raise ValueError(f"{field.name} must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class ScriptStep:
+    """One scripted answer, queued with `POST /_mock/script` and consumed by one request.
+
+    A step with `match` is taken by the first request whose last user message contains it;
+    steps without `match` go, in order, to requests that no matching step claimed.
+    """
+
+    status: int = 200
+    retry_after: float | None = None
+    latency_ms: float | None = None
+    hang: bool = False
+    hold: bool = False
+    break_stream: bool = False
+    match: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.status, bool) or not isinstance(self.status, int):
+            raise ValueError("status must be an integer")
+        if not 200 <= self.status <= 599:
+            raise ValueError("status must be between 200 and 599")
+
+
+_PLAIN = ScriptStep()
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    completed: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class _Chat:
+    model: str
+    messages: list[ChatMessage]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+
+
+class _State:
+    """Everything one server instance keeps: config, script, records, stats, waiters."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.stats = _Stats()
+        self.recorded: deque[Json] = deque(maxlen=MAX_RECORDED)
+        self.script: list[ScriptStep] = []
+        self.released = asyncio.Event()
+        self.closing = asyncio.Event()
+        self.rng = random.Random()
+
+    def take_step(self, text: str) -> ScriptStep | None:
+        """Pop the step for a request whose last user message is `text`."""
+        found = [i for i, s in enumerate(self.script) if s.match is not None and s.match in text]
+        found += [i for i, s in enumerate(self.script) if s.match is None]
+        return self.script.pop(found[0]) if found else None
+
+    def random_step(self) -> ScriptStep:
+        """A fault drawn from the configured rates (one roll, so the rates add up)."""
+        roll, config = self.rng.random(), self.config
+        if roll < config.hang_rate:
+            return ScriptStep(hang=True)
+        if roll < config.hang_rate + config.rate_limit_rate:
+            return ScriptStep(status=429)
+        if roll < config.hang_rate + config.rate_limit_rate + config.error_rate:
+            return ScriptStep(status=500)
+        return _PLAIN
+
+    def delay_s(self, step: ScriptStep) -> float:
+        """The response delay: the step's own, else the configured latency with jitter."""
+        if step.latency_ms is not None:
+            return step.latency_ms / 1000
+        jitter = self.config.jitter_ms
+        spread = self.rng.uniform(-jitter, jitter) if jitter else 0.0
+        return max(0.0, self.config.latency_ms + spread) / 1000
+
+    def release(self) -> None:
+        """Let every held request go on; later holds wait for the next release."""
+        self.released.set()
+        self.released = asyncio.Event()
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early at shutdown; True if the server is closing."""
+        if seconds > 0 and not self.closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self.closing.wait()
+        return self.closing.is_set()
+
+
+STATE = web.AppKey("mock_llm_state", _State)
+
+
+def compose_reply(messages: Sequence[ChatMessage]) -> str:
+    """The deterministic reply to a chat request, built so tests can see the prompt was used.
+
+    Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
+    60 characters) the last user message or its `<customer_message>` part, and counts the user
+    and assistant messages before it.
+    """
+    users = [i for i, message in enumerate(messages) if message["role"] == "user"]
+    last = users[-1] if users else len(messages)
+    latest = messages[last]["content"] if users else ""
+    if tagged := _CUSTOMER_TAG.search(latest):
+        latest = tagged.group(1)
+    quote = " ".join(latest.split())[:60]
+    earlier = sum(1 for message in messages[:last] if message["role"] in ("user", "assistant"))
+    history = f"{earlier} earlier message{'' if earlier == 1 else 's'}" if earlier else "no earlier messages"
+    name = _customer_name(messages)
+    return (
+        f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
+        f"I can see {history} in this conversation. {CLOSING_SENTENCE}"
+    )
+
+
+def _customer_name(messages: Sequence[ChatMessage]) -> str | None:
+    for message in messages:
+        if message["role"] in _SYSTEM_ROLES and (found := _NAME_LINE.search(message["content"])):
+            return found.group(1)
+    return None
+
+
+def _parse_chat(body: object) -> _Chat:
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
+    model, raw_messages = body.get("model"), body.get("messages")
+    if not isinstance(model, str) or not model:
+        raise ValueError("you must provide a model parameter")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise ValueError("'messages' must be a non-empty array")
+    options = body.get("stream_options")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return _Chat(
+        model=model,
+        messages=[_parse_message(raw) for raw in raw_messages],
+        stream=body.get("stream") is True,
+        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+    )
+
+
+def _parse_message(raw: object) -> ChatMessage:
+    if not isinstance(raw, dict) or not isinstance(raw.get("role"), str):
+        raise ValueError("each message must be an object with a 'role'")
+    content = raw.get("content")
+    if isinstance(content, list):  # content parts: only the text ones count
+        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return {"role": raw["role"], "content": content if isinstance(content, str) else ""}
+
+
+def _reply(chat: _Chat) -> tuple[str, str, Json]:
+    """Reply text cut to `max_tokens`, its finish reason, and its usage."""
+    encoding = encoding_for(chat.model)
+    text = compose_reply(chat.messages)
+    tokens = encoding.encode(text, disallowed_special=())
+    finish = "stop"
+    if chat.max_tokens is not None and len(tokens) > chat.max_tokens:
+        tokens, finish = tokens[: chat.max_tokens], "length"
+        text = encoding.decode(tokens)
+    prompt = count_chat(chat.messages, chat.model)
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens)}
+    return text, finish, {**usage, "total_tokens": prompt + len(tokens)}
+
+
+def _error(status: int, message: str | None = None, retry_after_s: float = 0) -> web.Response:
+    """An OpenAI-shaped error body; 429 carries `Retry-After` in seconds."""
+    kind, code, default = _ERRORS.get(status) or _ERRORS[500 if status >= 500 else 400]
+    body = {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+    headers = {"Retry-After": f"{retry_after_s:g}"} if status == 429 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _sse(payload: Json) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _unauthorized(request: web.Request, config: MockConfig) -> bool:
+    if config.require_key is None:
+        return False
+    given = request.headers.get("Authorization", "").encode()
+    return not hmac.compare_digest(given, f"Bearer {config.require_key}".encode())
+
+
+async def _chat_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    stats = state.stats
+    stats.requests += 1
+    stats.in_flight += 1
+    stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+    try:
+        response, delivered = await _answer(request, state)
+    finally:
+        stats.in_flight -= 1
+    if delivered and response.status < 400:
+        stats.completed += 1
+    else:
+        stats.errors += 1
+    return response
+
+
+async def _answer(request: web.Request, state: _State) -> tuple[web.StreamResponse, bool]:
+    """Respond to one chat request; False when the connection was cut on purpose."""
+    if _unauthorized(request, state.config):
+        return _error(401), True
+    try:
+        chat = _parse_chat(await request.json())
+    except ValueError as error:
+        return _error(400, str(error)), True
+    record = {"model": chat.model, "messages": chat.messages, "stream": chat.stream}
+    state.recorded.append({**record, "received_at": time.time()})
+    user = [m["content"] for m in chat.messages if m["role"] == "user"]
+    step = state.take_step(user[-1] if user else "") or state.random_step()
+    if step.hold:
+        await state.released.wait()
+    delay = HANG_S if step.hang else state.delay_s(step)
+    streaming = chat.stream and step.status == 200
+    if await state.pause(delay / 2 if streaming else delay) or step.hang:
+        return _error(503), True
+    if step.status != 200:
+        retry_after_s = state.config.retry_after_s if step.retry_after is None else step.retry_after
+        return _error(step.status, retry_after_s=retry_after_s), True
+    if step.break_stream and not chat.stream:
+        _cut(request)
+        return web.Response(), False
+    text, finish, usage = _reply(chat)
+    if not chat.stream:
+        return web.json_response(_completion(chat, text, finish, usage)), True
+    gap_s = delay / 2 / CHUNKS_PER_REPLY
+    return await _stream(request, state, chat, (text, finish, usage), gap_s, step.break_stream)
+
+
+def _completion(chat: _Chat, text: str, finish: str, usage: Json) -> Json:
+    message = {"role": "assistant", "content": text, "refusal": None}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": chat.model,
+        "system_fingerprint": "fp_mock",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+def _pieces(text: str) -> list[str]:
+    """The reply in about CHUNKS_PER_REPLY runs of whole words, concatenating back to `text`."""
+    words = _PIECE.findall(text)
+    size = max(1, -(-len(words) // CHUNKS_PER_REPLY))
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)] or [text]
+
+
+async def _stream(
+    request: web.Request,
+    state: _State,
+    chat: _Chat,
+    reply: tuple[str, str, Json],
+    gap_s: float,
+    broken: bool,
+) -> tuple[web.StreamResponse, bool]:
+    """Send the reply as SSE chunks; with `broken`, cut the connection halfway through."""
+    text, finish, usage = reply
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": chat.model,
+        "system_fingerprint": "fp_mock",
+    }
+
+    def chunk(delta: Json, finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _sse({**head, "choices": [choice]})
+
+    await response.write(chunk({"role": "assistant", "content": ""}))
+    pieces = _pieces(text)
+    for index, piece in enumerate(pieces):
+        if (broken and index >= len(pieces) // 2) or await state.pause(gap_s):
+            _cut(request)
+            return response, False
+        await response.write(chunk({"content": piece}))
+    await response.write(chunk({}, finish))
+    if chat.include_usage:
+        await response.write(_sse({**head, "choices": [], "usage": usage}))
+    await response.write(b"data: [DONE]\n\n")
+    return response, True
+
+
+def _cut(request: web.Request) -> None:
+    """Close the connection abruptly, as a provider's dropped stream would."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _models(request: web.Request) -> web.Response:
+    if _unauthorized(request, request.app[STATE].config):
+        return _error(401)
+    data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "mock"} for m in MODELS]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _json_object(request: web.Request) -> Json:
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
+    return body
+
+
+async def _get_config(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(request.app[STATE].config))
+
+
+async def _put_config(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        state.config = dataclasses.replace(state.config, **await _json_object(request))
+    except (TypeError, ValueError) as error:
+        return _error(400, str(error))
+    return web.json_response(dataclasses.asdict(state.config))
+
+
+async def _post_script(request: web.Request) -> web.Response:
+    """Queue `{"steps": [step, ...]}` or a single step object after the steps already queued."""
+    state = request.app[STATE]
+    try:
+        body = await _json_object(request)
+        raw_steps = body.get("steps", [body])
+        steps = [ScriptStep(**raw) for raw in raw_steps]
+    except (TypeError, ValueError) as error:
+        return _error(400, f"invalid script: {error}")
+    state.script.extend(steps)
+    return web.json_response({"queued": len(state.script)})
+
+
+async def _release(request: web.Request) -> web.Response:
+    request.app[STATE].release()
+    return web.json_response({"released": True})
+
+
+async def _get_requests(request: web.Request) -> web.Response:
+    return web.json_response({"requests": list(request.app[STATE].recorded)})
+
+
+async def _clear_requests(request: web.Request) -> web.Response:
+    request.app[STATE].recorded.clear()
+    return web.json_response({"cleared": True})
+
+
+async def _get_stats(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(request.app[STATE].stats))
+
+
+async def _reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.stats = _Stats(in_flight=state.stats.in_flight, max_in_flight=state.stats.in_flight)
+    state.recorded.clear()
+    state.script.clear()
+    state.release()
+    return web.json_response({"reset": True})
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    state = app[STATE]
+    state.closing.set()
+    state.release()
+
+
+def build_app(config: MockConfig) -> web.Application:
+    """The aiohttp application: `/v1` for clients, `/_mock` for tests to steer and inspect it."""
+    app = web.Application()
+    app[STATE] = _State(config)
+    app.on_shutdown.append(_on_shutdown)
+    app.add_routes(
+        [
+            web.post("/v1/chat/completions", _chat_completions),
+            web.get("/v1/models", _models),
+            web.get("/_mock/config", _get_config),
+            web.put("/_mock/config", _put_config),
+            web.post("/_mock/script", _post_script),
+            web.post("/_mock/release", _release),
+            web.get("/_mock/requests", _get_requests),
+            web.delete("/_mock/requests", _clear_requests),
+            web.get("/_mock/stats", _get_stats),
+            web.post("/_mock/reset", _reset),
+        ]
+    )
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run the mock on `host:port` (0 picks a free port), yielding its base URL ending in `/v1`.
+
+    On exit, held and hung requests are answered with 503 and the server stops.
+    """
+    encoding_for(MODELS[0])  # load the tokenizer now, not inside the first request
+    runner = web.AppRunner(
+        build_app(config),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        bound_port = runner.addresses[0][1]
+        url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        yield f"http://{url_host}:{bound_port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+def run(config: MockConfig, host: str = "127.0.0.1", port: int = 8800) -> None:
+    """Serve until SIGINT or SIGTERM, after printing `mock-llm listening on <base URL>`."""
+    asyncio.run(_serve_until_signal(config, host, port))
+
+
+async def _serve_until_signal(config: MockConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with serve(config, host, port) as url:
+        print(f"mock-llm listening on {url}", flush=True)
+        await stop.wait()
