@@ -37,6 +37,35 @@ def worker() -> None:
     run_worker(_settings_or_exit())
 
 
+@cli.command()
+def dev() -> None:
+    """Run broker, Redis, mock LLM (without OPENAI_API_KEY) and a worker here; Ctrl-C stops all."""
+    from app.devstack import load_dev_settings, run_dev
+
+    try:
+        settings = load_dev_settings()
+    except SettingsError as error:
+        _fail(str(error))
+    run_dev(settings)
+
+
+@cli.command()
+def send(
+    text: str = typer.Argument(..., help="What the customer writes."),
+    conversation: str = typer.Option(..., "--conversation", "-c", help="Conversation id (the key)."),
+    customer: str | None = typer.Option(None, "--customer", help="Customer id, e.g. cust-1."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the reply."),
+) -> None:
+    """Send one customer message and print its reply (finds `enricher dev` by its state file)."""
+    from app.sender import resolve_endpoints, run_send
+
+    try:
+        endpoints = resolve_endpoints()
+    except SettingsError as error:
+        _fail(str(error))
+    raise typer.Exit(run_send(endpoints, text, conversation, customer, timeout))
+
+
 @cli.command("mock-llm")
 def mock_llm(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
