@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -13,9 +12,8 @@ import faust
 from app import metrics
 from app.acks import OrderedAcks
 from app.dlq import DeadLetters
-from app.errors import BadInput, ErrorKind, LLMAuthError, LLMRejected
+from app.errors import BadInput, ErrorKind, LLMRejected
 from app.faust_app import Topics
-from app.health import Health
 from app.lanes import Lanes
 from app.pipeline import Answer, answer, turns_of
 from app.publisher import ChunkPublisher, Publisher
@@ -24,17 +22,15 @@ from app.schemas import CustomerMessage, SourcePosition, parse_message
 
 log = logging.getLogger(__name__)
 
-AUTH_RETRY_S = 5.0
-
 
 class SupportAgent:
     """Owns the lanes and the in-order acks of the support reply flow."""
 
-    def __init__(self, resources: Resources, topics: Topics, lanes: Lanes, health: Health) -> None:
+    def __init__(self, resources: Resources, topics: Topics, lanes: Lanes) -> None:
         self._resources = resources
         self._topics = topics
         self._lanes = lanes
-        self._health = health
+        self._closing = False
         self._acks: OrderedAcks[faust.types.TP] = OrderedAcks()
         self._publisher = Publisher()
         self._dead_letters = DeadLetters(functools.partial(self._publisher.deliver, topics.dead_letters))
@@ -54,6 +50,8 @@ class SupportAgent:
 
     async def dispatch(self, event: faust.EventT[bytes]) -> None:
         """Validate one event and queue it on its lane; bad input goes to the DLQ at once."""
+        if self._closing:
+            return  # never tracked, never acked: redelivered after the restart
         message = event.message
         self._acks.track(message.tp, message.offset, event.ack)
         started = time.monotonic()
@@ -88,16 +86,8 @@ class SupportAgent:
 
     async def _answer(self, request: CustomerMessage, key: bytes) -> Answer:
         context = self._resources.context
-        while True:
-            chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
-            try:
-                result = await answer(request, self._resources, on_delta=chunks.send)
-            except LLMAuthError as error:
-                # Bad credentials are no fault of the message: hold it, report not ready, retry.
-                self._health.llm_failed(str(error))
-                await asyncio.sleep(AUTH_RETRY_S)
-                continue
-            break
+        chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
+        result = await answer(request, self._resources, on_delta=chunks.send)
         reply = result.reply if result.replayed else await context.store_reply(result.reply)
         if not result.replayed:
             await chunks.finish(reply.text if reply.status == "fallback" else "")
@@ -109,6 +99,16 @@ class SupportAgent:
         message = event.message
         source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
         await self._dead_letters.send(kind, detail, source, message.key, message.value)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking events, finish what is buffered within `grace_s`, abandon the rest unacked."""
+        self._closing = True
+        if not await self._lanes.drain(grace_s):
+            log.warning(
+                "shutdown grace passed; unfinished messages are handed back",
+                extra={"buffered": self._lanes.buffered},
+            )
+        await self._lanes.close()
 
     def _finish(self, event: faust.EventT[bytes]) -> None:
         self._acks.finish(event.message.tp, event.message.offset)

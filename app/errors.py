@@ -8,7 +8,7 @@ EnricherError
  ├── LLMError
  │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream
  │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
- │    ├── LLMAuthError        not retriable and not the message's fault: 401, 403
+ │    ├── LLMAuthError        401, 403: not the message's fault; retried, worker not ready
  │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
  ├── ContextUnavailable      Redis failed; callers go on with less context
  └── TemplateError           a prompt template failed to load or render (file:line in the message)
@@ -75,6 +75,8 @@ class LLMRejected(LLMError):
 
 class LLMAuthError(LLMError):
     """The provider refused our credentials; no message can be answered until that is fixed."""
+
+    retriable = True
 
 
 class LLMUnavailable(LLMError):

@@ -23,12 +23,9 @@ class Health:
         self._llm_reason: str | None = "not probed yet"
         self._llm_probed_at = float("-inf")
 
-    def llm_failed(self, reason: str) -> None:
-        """Record that a call failed for a reason no message can fix (e.g. bad credentials)."""
-        self._llm_reason = reason
-        self._llm_probed_at = time.monotonic()
-
     async def _llm_problem(self) -> str | None:
+        if self._resources.llm.auth_problem is not None:
+            return self._resources.llm.auth_problem
         if time.monotonic() - self._llm_probed_at > LLM_PROBE_TTL_S:
             self._llm_reason = await self._resources.llm.probe()
             self._llm_probed_at = time.monotonic()

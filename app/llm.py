@@ -117,6 +117,7 @@ class LLMClient:
         self._attempt_timeout_s = settings.llm_timeout_s
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._budget = RequestBudget(settings.llm_rpm, settings.llm_tpm)
+        self.auth_problem: str | None = None
         pool = httpx2.Limits(
             max_connections=settings.max_in_flight + 8,
             max_keepalive_connections=settings.max_in_flight + 8,
@@ -143,8 +144,9 @@ class LLMClient:
     ) -> Completion:
         """Answer the chat, retrying transient failures and falling back to other models.
 
-        Raises LLMRejected (this input is refused), LLMAuthError (credentials refused) or
-        LLMUnavailable (no answer within the deadline).
+        Raises LLMRejected (this input is refused) or LLMUnavailable (no answer within the
+        deadline). Refused credentials are retried too, since no message is at fault; the
+        reason stays in `auth_problem` for readiness until a call succeeds.
         """
         prompt_tokens = count_chat(messages, self.model)
         last_error: LLMError | None = None
@@ -153,7 +155,7 @@ class LLMClient:
                 for index, model in enumerate(self._models):
                     is_last = index == len(self._models) - 1
                     retrying = AsyncRetrying(
-                        retry=retry_if_exception_type(LLMTransient),
+                        retry=retry_if_exception_type((LLMTransient, LLMAuthError)),
                         wait=WaitRetryAfter(),
                         stop=stop_never if is_last else stop_after_attempt(ATTEMPTS_PER_FALLBACK_MODEL),
                         reraise=True,
@@ -163,7 +165,7 @@ class LLMClient:
                         return await retrying(
                             self._attempt, model, messages, options, prompt_tokens, on_delta
                         )
-                    except (LLMTransient, LLMRejected) as error:
+                    except (LLMTransient, LLMAuthError, LLMRejected) as error:
                         last_error = error
                         if is_last or (isinstance(error, LLMRejected) and "404" not in str(error)):
                             raise
@@ -190,15 +192,15 @@ class LLMClient:
             try:
                 async with asyncio.timeout(self._attempt_timeout_s):
                     completion = await self._stream(model, messages, options, on_delta)
-            except LLMError as error:
-                metrics.LLM_CALLS.labels(model, type(error).__name__).inc()
-                raise
             except Exception as error:  # translated at this boundary, see translate()
-                translated = translate(error)
+                translated = error if isinstance(error, LLMError) else translate(error)
                 metrics.LLM_CALLS.labels(model, type(translated).__name__).inc()
+                if isinstance(translated, LLMAuthError):
+                    self.auth_problem = str(translated)
                 raise translated from error
             finally:
                 metrics.LLM_IN_FLIGHT.dec()
+        self.auth_problem = None
         metrics.LLM_CALLS.labels(model, "ok").inc()
         metrics.LLM_LATENCY.observe(time.monotonic() - started)
         metrics.LLM_TOKENS.labels("prompt").inc(completion.usage.prompt_tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import faust
@@ -24,22 +25,40 @@ EXIT_CONFIG = 2
 
 
 class Runtime(Service):
-    """Outlives the faust app in the worker: drains the lanes, then closes the clients."""
+    """Outlives the faust app in the worker, then closes the clients."""
 
-    def __init__(self, resources: Resources, lanes: Lanes) -> None:
+    def __init__(self, resources: Resources) -> None:
         super().__init__()
         self._resources = resources
-        self._lanes = lanes
 
     async def on_stop(self) -> None:
-        grace_s = self._resources.settings.shutdown_grace_s
-        if not await self._lanes.drain(grace_s):
-            log.warning(
-                "shutdown grace passed; abandoning unfinished work",
-                extra={"buffered": self._lanes.buffered},
-            )
-        await self._lanes.close()
         await self._resources.aclose()
+
+
+class EnricherWorker(faust.Worker):
+    """A faust worker that drains the support agent before faust stops on SIGTERM/SIGINT."""
+
+    def __init__(self, app: faust.App, support: SupportAgent, settings: Settings, *services: Service) -> None:
+        super().__init__(
+            app,
+            *services,
+            loglevel=settings.log_level,
+            logging_config=logging_config(settings),
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        self._support = support
+        self._grace_s = settings.shutdown_grace_s
+
+    async def _stop_on_signal(self, signal: signal.Signals) -> None:
+        # faust's own stop neither waits for our lanes nor commits what they acked last,
+        # so stop fetching, drain within the grace period and commit first.
+        log.info("signal received; draining", extra={"signal": signal.name, "grace_s": self._grace_s})
+        consumer = self.app.consumer
+        consumer.pause_partitions(consumer.assignment())
+        await self._support.drain(self._grace_s)
+        await consumer.commit()
+        await super()._stop_on_signal(signal)
 
 
 def run_worker(settings: Settings) -> None:
@@ -51,21 +70,12 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit(EXIT_CONFIG) from None
     app = build_app(settings)
     topics = declare_topics(app, settings)
-    lanes = Lanes(settings.max_buffered)
 
     def assigned_input_partitions() -> int:
         return sum(1 for tp in app.consumer.assignment() if tp.topic == settings.input_topic)
 
-    health = Health(resources, assigned_input_partitions)
-    SupportAgent(resources, topics, lanes, health).attach(app)
+    support = SupportAgent(resources, topics, Lanes(settings.max_buffered))
+    support.attach(app)
     ProfileAgent(resources.context, topics).attach(app)
-    attach_pages(app, health)
-    worker = faust.Worker(
-        app,
-        Runtime(resources, lanes),
-        loglevel=settings.log_level,
-        logging_config=logging_config(settings),
-        quiet=True,
-        redirect_stdouts=False,
-    )
-    worker.execute_from_commandline()
+    attach_pages(app, Health(resources, assigned_input_partitions))
+    EnricherWorker(app, support, settings, Runtime(resources)).execute_from_commandline()
