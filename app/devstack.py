@@ -172,7 +172,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
         pid=os.getpid(),
         started_at=rfc3339(utc_now()),
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        redis_url=_redacted(settings.redis_url.get_secret_value()),
+        redis_url=redacted_url(settings.redis_url.get_secret_value()),
         llm_base_url=settings.openai_base_url,
         web_port=settings.web_port,
         topics=_topics(settings),
@@ -250,8 +250,8 @@ def _topics(settings: Settings) -> dict[str, str]:
     }
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for the state file and the banner."""
+def redacted_url(url: str) -> str:
+    """`url` with its password, if any, replaced by `***` (for the state file and the banner)."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not at or ":" not in credentials:

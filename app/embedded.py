@@ -121,6 +121,13 @@ class ManagedProcess:
         self.signal(signal.SIGKILL)
         return self._popen.wait(5.0)
 
+    def kill(self) -> int | None:
+        """SIGKILL the whole group at once, as a crash would; the exit code."""
+        if self._popen is None:
+            return None
+        self.signal(signal.SIGKILL)
+        return self._popen.wait(5.0)
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the child's process group, if it still exists."""
         if self._popen is not None:

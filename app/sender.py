@@ -105,7 +105,8 @@ async def send_and_wait(
 
 
 async def _assign_from_beginning(consumer: AIOKafkaConsumer, topics: tuple[str, ...]) -> None:
-    await asyncio.wait_for(consumer.topics(), KAFKA_TIMEOUT_S)  # refreshes the metadata
+    # The metadata of all topics, fetched at start: asking for one topic by name would
+    # auto-create it on Tansu with a default partition count.
     partitions: list[TopicPartition] = []
     for topic in topics:
         numbers = consumer.partitions_for_topic(topic)

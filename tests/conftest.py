@@ -1,0 +1,237 @@
+"""Session services on free ports (broker, Redis, mock LLM) and real worker processes per test.
+
+Each test gets its own app id, topics and Redis database (`enricher_env`), so tests never see
+each other's records. Helpers for reading and writing topics live in `kafka_helpers.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 60.0
+# Variables a developer's shell may hold that must not leak into test workers.
+CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
+_redis_databases = itertools.cycle(range(1, 16))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Append the workers' log tails to the report of a failed test."""
+    report = yield
+    factory = getattr(item, "funcargs", {}).get("worker_factory")
+    if report.failed and call.when != "teardown" and isinstance(factory, WorkerFactory):
+        report.sections.append(("worker logs", factory.log_tails()))
+    return report
+
+
+@pytest.fixture(scope="session")
+async def kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The embedded Tansu broker for the session; yields its bootstrap servers."""
+    log_path = tmp_path_factory.mktemp("broker") / "broker.log"
+    async with EmbeddedBroker(log_path=log_path) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The embedded valkey server for the session (never the machine's 6379); yields its URL."""
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+async def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The mock LLM as a child process for the session; yields its base URL (`.../v1`)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "app.main", "mock-llm", "--port", str(port), "--latency-ms", "0"]
+    log_path = tmp_path_factory.mktemp("mock-llm") / "mock-llm.log"
+    with ManagedProcess("mock-llm", argv, log_path=log_path, cwd=REPO) as process:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        await process.wait_http_ok(f"{base_url}/models", timeout_s=30.0)
+        yield base_url
+
+
+class MockAdmin:
+    """The mock LLM's `/_mock/*` endpoints: script answers, change faults, inspect requests."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def script(self, *steps: Mapping[str, Any]) -> None:
+        """Queue scripted answers, e.g. `{"status": 500}`, `{"status": 429, "retry_after": 1}`."""
+        response = await self.client.post("/_mock/script", json={"steps": list(steps)})
+        response.raise_for_status()
+
+    async def config(self, **changes: Any) -> dict[str, Any]:
+        """Change latency and fault settings (`latency_ms`, `error_rate`, ...); returns all of them."""
+        response = await self.client.put("/_mock/config", json=changes)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """The chat requests the mock received, oldest first."""
+        response = await self.client.get("/_mock/requests")
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["requests"]
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters: requests, in_flight, max_in_flight, completed, errors."""
+        response = await self.client.get("/_mock/stats")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def release(self) -> None:
+        """Let held (`hold`) requests answer."""
+        (await self.client.post("/_mock/release")).raise_for_status()
+
+    async def reset(self) -> None:
+        """Forget script, recorded requests and stats."""
+        (await self.client.post("/_mock/reset")).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+async def _mock_baseline(mock_llm: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=mock_llm.removesuffix("/v1"), timeout=10.0) as client:
+        response = await client.get("/_mock/config")
+        response.raise_for_status()
+        baseline: dict[str, Any] = response.json()
+        return baseline
+
+
+@pytest.fixture
+async def mock_admin(mock_llm: str, _mock_baseline: dict[str, Any]) -> AsyncIterator[MockAdmin]:
+    """A MockAdmin on a mock that is reset, and put back to its session config, around the test."""
+    async with httpx.AsyncClient(base_url=mock_llm.removesuffix("/v1"), timeout=10.0) as client:
+        admin = MockAdmin(client)
+        await admin.reset()
+        yield admin
+        await admin.reset()
+        await admin.config(**_mock_baseline)
+
+
+@pytest.fixture
+async def enricher_env(
+    request: pytest.FixtureRequest, kafka: str, redis_url: str, mock_llm: str
+) -> dict[str, str]:
+    """The worker environment of this test: own app id, topics (created) and empty Redis database."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:40]
+    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
+    database = next(_redis_databases)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{database}",
+        "OPENAI_BASE_URL": mock_llm,
+        "ENRICHER_APP_ID": name,
+        "ENRICHER_INPUT_TOPIC": f"{name}.requests",
+        "ENRICHER_REPLY_TOPIC": f"{name}.replies",
+        "ENRICHER_STREAM_TOPIC": f"{name}.replies.stream",
+        "ENRICHER_DLQ_TOPIC": f"{name}.requests.dlq",
+        "ENRICHER_PROFILE_TOPIC": f"{name}.profiles",
+        "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
+        "ENRICHER_SHUTDOWN_GRACE_S": "10",
+    }
+    async with aioredis.from_url(env["REDIS_URL"], socket_timeout=5.0) as client:
+        await client.flushdb()
+    await create_topics(kafka, Settings.model_validate(env))
+    return env
+
+
+@pytest.fixture
+def enricher_settings(enricher_env: dict[str, str]) -> Settings:
+    """`enricher_env` as Settings: topic names, Redis URL and all of this test's configuration."""
+    return Settings.model_validate(enricher_env)
+
+
+@dataclass
+class Worker:
+    """One `enricher worker` child process."""
+
+    process: ManagedProcess
+    env: dict[str, str]
+    web_url: str
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's configuration."""
+        return Settings.model_validate(self.env)
+
+    def stop(self, grace_s: float = 15.0) -> int | None:
+        """SIGINT, then SIGTERM, then SIGKILL; the exit code."""
+        return self.process.stop(grace_s)
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash."""
+        self.process.kill()
+
+
+@dataclass
+class WorkerFactory:
+    """`await worker_factory()` starts a worker on this test's environment and waits for /readyz."""
+
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    async def __call__(self, overrides: Mapping[str, str] | None = None, *, ready: bool = True) -> Worker:
+        """Start one more worker with `overrides` on top of `enricher_env` (same group, topics)."""
+        env = self.env | dict(overrides or {})
+        web_port = int(env.setdefault("ENRICHER_WEB_PORT", str(free_port())))
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
+        number = len(self.workers) + 1
+        process = ManagedProcess(
+            f"worker-{number}",
+            [sys.executable, "-m", "app.main", "worker"],
+            env=inherited | env | {"PYTHONUNBUFFERED": "1"},
+            log_path=self.log_dir / f"worker-{number}.log",
+            cwd=self.log_dir,  # no stray .env file
+        )
+        worker = Worker(process.start(), env, f"http://127.0.0.1:{web_port}")
+        self.workers.append(worker)
+        if ready:
+            await self.wait_ready(worker)
+        return worker
+
+    async def wait_ready(self, worker: Worker, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait for the worker's /readyz; the failure carries its log's tail."""
+        try:
+            await worker.process.wait_http_ok(f"{worker.web_url}/readyz", timeout_s)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{worker.process.log_tail()}") from None
+
+    def stop_all(self) -> None:
+        """Stop every worker still running."""
+        for worker in self.workers:
+            worker.stop()
+
+    def log_tails(self) -> str:
+        """The end of each worker's log."""
+        return "\n".join(f"--- {w.process.name} log ---\n{w.process.log_tail(60)}" for w in self.workers)
+
+
+@pytest.fixture
+def worker_factory(enricher_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Starts workers for this test, stops them all after it; a failure report shows their logs."""
+    factory = WorkerFactory(enricher_env, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()

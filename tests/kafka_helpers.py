@@ -1,0 +1,120 @@
+"""Test helpers around the real broker: produce records, read whole topics without a consumer group.
+
+Tansu's end offsets undercount, so nothing here asks for them: topics are read from the
+beginning of every partition and the records are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+KAFKA_TIMEOUT_S = 15.0
+Key = str | bytes | None
+Predicate = Callable[[Sequence[ConsumerRecord]], bool]
+
+
+def _bytes(value: Key) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+async def produce(bootstrap: str, topic: str, key: Key, value: bytes | None) -> None:
+    """Produce one record (acks=all) and wait until the broker has it."""
+    await produce_many(bootstrap, topic, [(key, value)])
+
+
+async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[Key, bytes | None]]) -> None:
+    """Produce records in the given order (per key, order is kept) and wait for all of them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
+    try:
+        futures = [await producer.send(topic, value, key=_bytes(key)) for key, value in records]
+        await asyncio.wait_for(asyncio.gather(*futures), KAFKA_TIMEOUT_S)
+    finally:
+        await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Predicate | None = None,
+    timeout_s: float = 30.0,
+    settle_s: float = 0.0,
+) -> list[ConsumerRecord]:
+    """All records of `topic`, read from the beginning of every partition without a group.
+
+    With `until`, reads until `until(records)` holds (then `settle_s` longer, to catch any
+    extra records) and raises TimeoutError if it does not within `timeout_s`. Without it,
+    returns what arrived once nothing new came for a second.
+    """
+    deadline = time.monotonic() + timeout_s
+    consumer = await _consumer_from_beginning(bootstrap, topic, deadline)
+    records: list[ConsumerRecord] = []
+    try:
+        quiet_since = time.monotonic()
+        done_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if done_at is None and until is not None and until(records):
+                done_at = now
+            if done_at is not None:
+                if now >= done_at + settle_s:
+                    return records
+            elif until is None:
+                if now - quiet_since >= 1.0 or now > deadline:
+                    return records
+            elif now > deadline:
+                raise TimeoutError(f"{topic}: condition not met by {len(records)} records in {timeout_s} s")
+            batches = await asyncio.wait_for(consumer.getmany(timeout_ms=200), KAFKA_TIMEOUT_S)
+            for batch in batches.values():
+                records.extend(batch)
+                quiet_since = time.monotonic()
+    finally:
+        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+
+
+async def _consumer_from_beginning(bootstrap: str, topic: str, deadline: float) -> AIOKafkaConsumer:
+    """A started consumer assigned every partition of `topic` from offset 0.
+
+    Waits for the topic to exist: a consumer learns all topics when it starts, whereas asking
+    for one topic by name would auto-create it on Tansu with a default partition count.
+    """
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+        numbers = consumer.partitions_for_topic(topic)
+        if numbers:
+            break
+        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} does not exist")
+        await asyncio.sleep(0.2)
+    partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
+    consumer.assign(partitions)
+    await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
+    return consumer
+
+
+async def partitions_of(bootstrap: str, topic: str) -> set[int]:
+    """The partition numbers of an existing `topic` (empty if it does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+    try:
+        return set(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+
+
+def at_least(count: int) -> Predicate:
+    """A `read_topic` condition: `count` records or more."""
+    return lambda records: len(records) >= count
+
+
+def json_values(records: Iterable[ConsumerRecord]) -> list[Any]:
+    """The records' values decoded as JSON (tombstones skipped)."""
+    return [json.loads(record.value) for record in records if record.value is not None]
