@@ -52,6 +52,7 @@ class DevState(BaseModel):
     web_port: int
     topics: dict[str, str]
     pids: dict[str, int]
+    embedded: list[str] = Field(description="what dev started itself: broker, redis, mock_llm")
     logs_dir: str
 
     @classmethod
@@ -124,7 +125,7 @@ async def _serve(settings: Settings) -> None:
                 while not stopping.is_set():
                     worker.check_alive()
                     await asyncio.wait({stop_wait}, timeout=1.0)
-            print("\nstopping the worker, then the mock LLM, Redis and the broker ...", flush=True)
+            print("\nstopping the worker, then what else enricher dev started ...", flush=True)
         except ProcessDied as died:
             raise DevStackError(f"the worker died:\n{died}") from None
         finally:
@@ -139,17 +140,21 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     """Start what is not configured elsewhere, then the worker; every stop goes on `stack`."""
     explicit = settings.model_fields_set
     pids: dict[str, int] = {}
+    embedded: list[str] = []
     update: dict[str, object] = {}
     if "kafka_bootstrap_servers" not in explicit:
         broker = EmbeddedBroker(pick_port(BROKER_PORT), log_path=STATE_DIR / "broker.log")
         await stack.enter_async_context(broker)
         update["kafka_bootstrap_servers"] = broker.bootstrap_servers
         pids["broker"] = broker.process.pid
+        embedded.append("broker")
     if "redis_url" not in explicit:
         redis = stack.enter_context(EmbeddedRedis(pick_port(REDIS_PORT)))
         update["redis_url"] = SecretStr(redis.url)
+        embedded.append("redis")
     if needs_mock(settings):
         update["openai_base_url"] = await _start_mock(stack, pids)
+        embedded.append("mock_llm")
     if "web_port" not in explicit:
         update["web_port"] = pick_port(WEB_PORT)
     settings = settings.model_copy(update=update)
@@ -177,6 +182,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
         web_port=settings.web_port,
         topics=_topics(settings),
         pids=pids,
+        embedded=embedded,
         logs_dir=str(STATE_DIR),
     )
     state.save()
@@ -211,8 +217,8 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 async def _load_demo_profiles(settings: Settings) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await asyncio.wait_for(producer.start(), 15.0)
     try:
+        await asyncio.wait_for(producer.start(), 15.0)
         for customer_id, profile in DEMO_PROFILES.items():
             value = json.dumps(profile).encode()
             send = producer.send_and_wait(settings.profile_topic, value, key=customer_id.encode())
@@ -260,14 +266,17 @@ def redacted_url(url: str) -> str:
 
 
 def _banner(state: DevState, settings: Settings) -> str:
-    llm = f"{state.llm_base_url}" + (" (built-in mock)" if "mock_llm" in state.pids else "")
+    def origin(name: str, embedded: str) -> str:
+        return f"({embedded})" if name in state.embedded else "(as configured)"
+
     customers = ", ".join(f"{key} {value['name']} ({value['tier']})" for key, value in DEMO_PROFILES.items())
     web = f"http://127.0.0.1:{state.web_port}"
     return f"""
 enricher dev is running; Ctrl-C stops all of it.
-  broker   {state.kafka_bootstrap_servers}
-  redis    {state.redis_url}
-  llm      {llm}, model {settings.model}
+  broker   {state.kafka_bootstrap_servers} {origin("broker", "embedded Tansu, memory only")}
+  redis    {state.redis_url} {origin("redis", "embedded valkey")}
+  llm      {state.llm_base_url} {origin("mock_llm", "built-in mock")}, \
+model {settings.model}
   worker   pid {state.pids["worker"]}, {web}/readyz  {web}/metrics
   topics   {state.topics["input"]} -> {state.topics["reply"]} (chunks {state.topics["stream"]}, \
 dead letters {state.topics["dlq"]}, profiles {state.topics["profile"]})

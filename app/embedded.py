@@ -307,8 +307,8 @@ async def create_topics(bootstrap: str, settings: Settings, input_partitions: in
     """
     topics = contract_topics(settings, input_partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await asyncio.wait_for(admin.start(), 15.0)
     try:
+        await asyncio.wait_for(admin.start(), 15.0)
         new = [NewTopic(name, count, 1) for name, count in topics.items()]
         response = await asyncio.wait_for(admin.create_topics(new), 15.0)
     finally:

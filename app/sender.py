@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import sys
 import time
 import uuid
@@ -83,8 +84,8 @@ async def send_and_wait(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=endpoints.bootstrap_servers, group_id=None, enable_auto_commit=False
     )
-    await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
     try:
+        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
         await _assign_from_beginning(
             consumer, (endpoints.reply_topic, endpoints.stream_topic, endpoints.dlq_topic)
         )
@@ -119,8 +120,8 @@ async def _assign_from_beginning(consumer: AIOKafkaConsumer, topics: tuple[str, 
 
 async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=endpoints.bootstrap_servers, acks="all")
-    await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
     try:
+        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
         value = message.model_dump_json(exclude_none=True).encode()
         send = producer.send_and_wait(endpoints.input_topic, value, key=message.conversation_id.encode())
         await asyncio.wait_for(send, KAFKA_TIMEOUT_S)
@@ -185,10 +186,16 @@ def run_send(
         streamed.append(chunk.delta)
         print(chunk.delta, end="", flush=True)
 
-    print(f"sent {message.message_id} to {endpoints.input_topic} at {rfc3339(utc_now())}", flush=True)
+    where = f"{endpoints.input_topic} on {endpoints.bootstrap_servers}"
+    print(f"sending {message.message_id} to {where} at {rfc3339(utc_now())}", flush=True)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its connection errors, once is enough
     try:
         reply = asyncio.run(send_and_wait(endpoints, message, timeout_s, show_chunk))
-    except (SendError, KafkaError, OSError) as error:  # OSError covers TimeoutError
+    except KafkaError as error:
+        hint = "is the broker (or enricher dev) running?"
+        print(f"enricher send: {error}: {hint}", file=sys.stderr, flush=True)
+        return 1
+    except (SendError, OSError) as error:  # OSError covers TimeoutError
         print("\n" if streamed else "", end="")
         print(f"enricher send: {str(error) or type(error).__name__}", file=sys.stderr, flush=True)
         return 1

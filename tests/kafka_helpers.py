@@ -31,8 +31,8 @@ async def produce(bootstrap: str, topic: str, key: Key, value: bytes | None) -> 
 async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[Key, bytes | None]]) -> None:
     """Produce records in the given order (per key, order is kept) and wait for all of them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
     try:
+        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
         futures = [await producer.send(topic, value, key=_bytes(key)) for key, value in records]
         await asyncio.wait_for(asyncio.gather(*futures), KAFKA_TIMEOUT_S)
     finally:
@@ -86,25 +86,28 @@ async def _consumer_from_beginning(bootstrap: str, topic: str, deadline: float) 
     """
     while True:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
-        numbers = consumer.partitions_for_topic(topic)
-        if numbers:
-            break
+        try:
+            await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+            numbers = consumer.partitions_for_topic(topic)
+            if numbers:
+                partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
+                consumer.assign(partitions)
+                await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
+                return consumer
+        except BaseException:
+            await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+            raise
         await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
         if time.monotonic() > deadline:
             raise TimeoutError(f"topic {topic} does not exist")
         await asyncio.sleep(0.2)
-    partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
-    consumer.assign(partitions)
-    await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
-    return consumer
 
 
 async def partitions_of(bootstrap: str, topic: str) -> set[int]:
     """The partition numbers of an existing `topic` (empty if it does not exist)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
     try:
+        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
         return set(consumer.partitions_for_topic(topic) or ())
     finally:
         await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)

@@ -122,6 +122,7 @@ def test_state_file_round_trips_and_hides_passwords(tmp_path: Path) -> None:
         web_port=6066,
         topics={"input": "support.requests"},
         pids={"worker": os.getpid()},
+        embedded=["broker"],
         logs_dir=".enricher-dev",
     )
     state.save(path)
