@@ -7,9 +7,11 @@ from typing import NoReturn
 
 import typer
 
+from app.prompt_cli import prompts_cli
 from app.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cli.add_typer(prompts_cli, name="prompts")
 
 
 @cli.callback()
