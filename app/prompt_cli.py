@@ -241,9 +241,9 @@ def _print_prompt(
 ) -> None:
     template = rendered.template
     print(f"{_label(template)} version {template.version} from {template.path}")
-    print(f"for channel {message.channel}, locale {message.locale}, tier {customer.get('tier', '-')}")
+    print(f"for channel {message.channel}, locale {message.locale}, tier {customer.get('tier', '-')}", end="")
     settings = {"temperature": template.temperature, "max_tokens": template.max_tokens}
-    print(", ".join(f"{key} {value}" for key, value in settings.items() if value is not None), end="\n\n")
+    print("".join(f", {key} {value}" for key, value in settings.items() if value is not None), end="\n\n")
     last = len(rendered.messages) - 1
     for number, chat in enumerate(rendered.messages):
         earlier = " (earlier in the conversation)" if 0 < number < last else ""
