@@ -25,11 +25,14 @@ EXIT_CONFIG = 2
 
 
 class Runtime(Service):
-    """Outlives the faust app in the worker, then closes the clients."""
+    """Watches the prompt templates while the worker runs; outlives the faust app, then closes the clients."""
 
     def __init__(self, resources: Resources) -> None:
         super().__init__()
         self._resources = resources
+
+    async def on_start(self) -> None:
+        self.add_future(self._resources.prompts.watch())
 
     async def on_stop(self) -> None:
         await self._resources.aclose()
