@@ -93,12 +93,15 @@ async def test_broken_edit_keeps_the_last_good_set_until_fixed(
     path = prompts / "support_reply.j2"
     original = path.read_text(encoding="utf-8")
 
+    def rejections() -> list[str]:
+        return [r.__dict__["error"] for r in caplog.records if r.getMessage().startswith("template rejected")]
+
     edit(path, "{% endblock %}", "{% endblok %}")
-    await within(RELOAD_WITHIN_S, lambda: template_errors() > errors)
+    await within(RELOAD_WITHIN_S, lambda: bool(rejections()))
 
     assert versions(source) == good
-    rejected = [r for r in caplog.records if r.getMessage().startswith("template rejected")]
-    assert f"{path}:" in rejected[-1].__dict__["error"]
+    assert rejections()[0].startswith(f"{path}:")
+    assert template_errors() == errors + 1
 
     write(path, original.replace("friendly, concise", "patient, clear"))
     await within(RELOAD_WITHIN_S, lambda: versions(source) != good)
