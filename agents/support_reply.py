@@ -101,14 +101,13 @@ class SupportAgent:
         await self._dead_letters.send(kind, detail, source, message.key, message.value)
 
     async def drain(self, grace_s: float) -> None:
-        """Stop taking events, finish what is buffered within `grace_s`, abandon the rest unacked."""
+        """Stop taking events; finish the buffered ones within `grace_s`; hand back the rest.
+
+        Whatever is handed back stays unacked, so the next owner of the partition gets it.
+        """
         self._closing = True
-        if not await self._lanes.drain(grace_s):
-            log.warning(
-                "shutdown grace passed; unfinished messages are handed back",
-                extra={"buffered": self._lanes.buffered},
-            )
-        await self._lanes.close()
+        handed_back = await self._lanes.stop(grace_s)
+        log.info("drained", extra={"handed_back": handed_back})
 
     def _finish(self, event: faust.EventT[bytes]) -> None:
         self._acks.finish(event.message.tp, event.message.offset)

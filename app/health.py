@@ -59,4 +59,6 @@ def attach_pages(app: faust.App, health: Health) -> None:
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
-        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp adds the charset itself and refuses one inside the content type.
+        content_type = CONTENT_TYPE_LATEST.split("; charset=")[0]
+        return self.text(generate_latest().decode(), content_type=content_type)

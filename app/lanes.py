@@ -27,8 +27,8 @@ class Lanes:
         self._queues: dict[str, deque[Job]] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._buffered = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._stopping = False
+        self._changed = asyncio.Condition()
 
     @property
     def buffered(self) -> int:
@@ -36,11 +36,13 @@ class Lanes:
         return self._buffered
 
     async def submit(self, key: str, job: Job) -> None:
-        """Queue `job` behind earlier jobs of `key`; waits while the buffer is full."""
+        """Queue `job` behind earlier jobs of `key`; waits while the buffer is full; ignored after stop()."""
         await self._room.acquire()
+        if self._stopping:
+            self._room.release()
+            return
         self._buffered += 1
         metrics.BUFFERED.set(self._buffered)
-        self._idle.clear()
         queue = self._queues.get(key)
         if queue is not None:
             queue.append(job)
@@ -53,9 +55,8 @@ class Lanes:
     async def _run(self, key: str) -> None:
         queue = self._queues[key]
         while queue:
-            job = queue[0]
             try:
-                await job()
+                await queue[0]()
             except Exception:  # a job owns its errors; this only keeps the lane alive
                 log.exception("lane job failed", extra={"lane": key})
             finally:
@@ -64,22 +65,37 @@ class Lanes:
                 metrics.BUFFERED.set(self._buffered)
                 self._room.release()
         del self._queues[key]
-        if not self._queues:
-            self._idle.set()
+        async with self._changed:
+            self._changed.notify_all()
 
-    async def drain(self, timeout_s: float) -> bool:
+    async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted job has finished; False if the time ran out."""
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
+            async with asyncio.timeout(timeout_s), self._changed:
+                await self._changed.wait_for(lambda: not self._queues)
         except TimeoutError:
             return False
         return True
 
+    async def stop(self, grace_s: float) -> int:
+        """Take no more jobs, finish the buffered ones within `grace_s`, cancel the rest.
+
+        Returns how many jobs were handed back unfinished.
+        """
+        self._stopping = True
+        if not await self.wait_idle(grace_s):
+            log.warning("grace period over; cancelling unfinished jobs", extra={"buffered": self._buffered})
+        handed_back = sum(len(queue) for queue in self._queues.values())
+        await self.close()
+        return handed_back
+
     async def close(self) -> None:
-        """Cancel whatever still runs and wait for the tasks to end."""
+        """Cancel whatever still runs, drop what is queued, and wait for the tasks to end."""
+        self._stopping = True
         runners = list(self._runners)
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
         self._queues.clear()
+        self._buffered = 0
+        metrics.BUFFERED.set(0)

@@ -61,6 +61,8 @@ class EnricherWorker(faust.Worker):
         consumer.pause_partitions(consumer.assignment())
         await self._support.drain(self._grace_s)
         await consumer.commit()
+        # What is left is handed back unacked on purpose: faust must not wait for it.
+        self.app.conf.stream_wait_empty = False
         await super()._stop_on_signal(signal)
 
 

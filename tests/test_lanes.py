@@ -28,7 +28,7 @@ async def test_order_per_key_and_concurrency_across_keys() -> None:
     for index in range(20):
         for key in ("a", "b", "c", "d", "e"):
             await lanes.submit(key, job(key, index))  # type: ignore[arg-type]
-    assert await lanes.drain(10)
+    assert await lanes.wait_idle(10)
     assert all(indexes == list(range(20)) for indexes in done.values())
     assert peak == 5
     await lanes.close()
@@ -49,7 +49,7 @@ async def test_submit_waits_when_buffer_is_full() -> None:
     assert lanes.buffered == 3
     release.set()
     await asyncio.wait_for(fourth, 1)
-    assert await lanes.drain(1)
+    assert await lanes.wait_idle(1)
     await lanes.close()
 
 
@@ -65,14 +65,42 @@ async def test_a_failing_job_does_not_stop_its_lane() -> None:
 
     await lanes.submit("k", boom)
     await lanes.submit("k", fine)
-    assert await lanes.drain(1)
+    assert await lanes.wait_idle(1)
     assert seen == ["fine"]
     await lanes.close()
 
 
-async def test_drain_times_out_and_close_cancels() -> None:
+async def test_wait_idle_times_out_and_close_cancels() -> None:
     lanes = Lanes(max_buffered=10)
     await lanes.submit("k", lambda: asyncio.sleep(60))
-    assert not await lanes.drain(0.05)
+    assert not await lanes.wait_idle(0.05)
     await lanes.close()
+    assert lanes.buffered == 0
+
+
+async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
+    lanes = Lanes(max_buffered=10)
+    finished: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            await asyncio.sleep(0.02)
+            finished.append(name)
+
+        return run
+
+    for name in ("a1", "a2", "b1"):
+        await lanes.submit(name[0], job(name))  # type: ignore[arg-type]
+    assert await lanes.stop(grace_s=1) == 0
+    await lanes.submit("c", job("c1"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert sorted(finished) == ["a1", "a2", "b1"]
+
+
+async def test_stop_hands_back_what_outlives_the_grace() -> None:
+    lanes = Lanes(max_buffered=10)
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    await asyncio.sleep(0)
+    assert await lanes.stop(grace_s=0.05) == 2
     assert lanes.buffered == 0

@@ -1,0 +1,157 @@
+"""Hot reload in a running worker under load: an edit changes the replies, a broken edit changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import REPO, MockAdmin, Worker, WorkerFactory
+from kafka_helpers import at_least, json_values, produce_many, read_topic
+
+from app.prompts import PromptLibrary
+
+pytestmark = pytest.mark.e2e
+
+RELOAD_WITHIN_S = 2.0
+CONVERSATIONS = 10
+MARKER = "EDITED"
+
+
+class Load:
+    """Produces customer messages in small batches, remembering when each was sent."""
+
+    def __init__(self, kafka: str, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.sent_at: dict[str, float] = {}
+
+    async def send(self, prefix: str, count: int, per_batch: int = 5, pause_s: float = 0.1) -> list[str]:
+        """Send `count` messages over about `count / per_batch * pause_s` seconds; their ids."""
+        ids = [f"{prefix}-{n}" for n in range(count)]
+        for start in range(0, count, per_batch):
+            batch = ids[start : start + per_batch]
+            self.sent_at.update(dict.fromkeys(batch, time.monotonic()))
+            await produce_many(self.kafka, self.topic, [self._record(message_id) for message_id in batch])
+            await asyncio.sleep(pause_s)
+        return ids
+
+    @staticmethod
+    def _record(message_id: str) -> tuple[str, bytes]:
+        conversation = f"conv-{int(message_id.rsplit('-', 1)[1]) % CONVERSATIONS}"
+        document = {
+            "message_id": message_id,
+            "conversation_id": conversation,
+            "text": f"Question {message_id}",
+        }
+        return conversation, json.dumps(document).encode()
+
+
+def write(path: Path, text: str) -> None:
+    """Replace the file in one step, as editors that save atomically do."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def version_of(path: Path) -> str:
+    return next(t.version for t in PromptLibrary.load(path.parent).templates if t.path == path)
+
+
+async def replies_to(kafka: str, topic: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The reply to each of `ids` (the topic holds replies to earlier messages too)."""
+    wanted = set(ids)
+
+    def answered(records: Any) -> bool:
+        return wanted <= {value["message_id"] for value in json_values(records)}
+
+    records = await read_topic(kafka, topic, until=answered, timeout_s=60)
+    return {r["message_id"]: r for r in json_values(records) if r["message_id"] in wanted}
+
+
+def worker_log(worker: Worker) -> str:
+    assert worker.process.log_path is not None
+    return worker.process.log_path.read_text(encoding="utf-8")
+
+
+async def template_errors(worker: Worker) -> float:
+    """`enricher_template_errors_total` from the worker's /metrics."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"{worker.web_url}/metrics")
+    response.raise_for_status()
+    lines = [
+        line for line in response.text.splitlines() if line.startswith("enricher_template_errors_total ")
+    ]
+    return float(lines[0].split()[1])
+
+
+async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
+    kafka: str,
+    enricher_env: dict[str, str],
+    worker_factory: WorkerFactory,
+    mock_admin: MockAdmin,
+    tmp_path: Path,
+) -> None:
+    env = enricher_env
+    prompts = Path(shutil.copytree(REPO / "prompts", tmp_path / "prompts"))
+    template = prompts / "support_reply.j2"  # messages without a customer get this one
+    original = template.read_text(encoding="utf-8")
+    first_version = version_of(template)
+    await mock_admin.config(latency_ms=20, jitter_ms=10)
+    worker = await worker_factory({"ENRICHER_PROMPTS_DIR": str(prompts)})
+    load = Load(kafka, env["ENRICHER_INPUT_TOPIC"])
+    replies_topic = env["ENRICHER_REPLY_TOPIC"]
+
+    before = await replies_to(kafka, replies_topic, await load.send("before", 20, per_batch=20))
+    assert {r["prompt"]["version"] for r in before.values()} == {first_version}
+
+    # A good edit while messages keep coming.
+    during = asyncio.create_task(load.send("during", 150))
+    await asyncio.sleep(0.5)
+    write(template, original.replace("{{ message.text }}", f"{MARKER} {{{{ message.text }}}}"))
+    edited_at = time.monotonic()
+    edited_version = version_of(template)
+    during_replies = await replies_to(kafka, replies_topic, await during)
+
+    assert {r["prompt"]["version"] for r in during_replies.values()} == {first_version, edited_version}
+    for message_id, reply in during_replies.items():
+        assert reply["prompt"]["name"] == "support_reply"
+        assert reply["prompt"]["version"] in (first_version, edited_version)
+        assert (MARKER in reply["text"]) == (reply["prompt"]["version"] == edited_version), reply
+        if load.sent_at[message_id] > edited_at + RELOAD_WITHIN_S:
+            assert reply["prompt"]["version"] == edited_version, f"{message_id} still on the old template"
+    assert _never_back_to_the_old_version(list(during_replies.values()), edited_version)
+
+    # A broken edit while messages keep coming: rejected with file:line, nothing changes.
+    broken = asyncio.create_task(load.send("broken", 150))
+    await asyncio.sleep(0.5)
+    write(template, template.read_text(encoding="utf-8").replace("{% endblock %}", "{% endblok %}", 1))
+    deadline = time.monotonic() + RELOAD_WITHIN_S
+    while f'"error": "{template}:' not in worker_log(worker):
+        assert time.monotonic() < deadline, "the broken edit was not rejected in time"
+        await asyncio.sleep(0.1)
+    broken_replies = await replies_to(kafka, replies_topic, await broken)
+
+    assert {r["prompt"]["version"] for r in broken_replies.values()} == {edited_version}
+    assert all(MARKER in r["text"] and r["status"] == "ok" for r in broken_replies.values())
+    assert await template_errors(worker) == 1
+
+    # No message lost or answered twice, none dead-lettered.
+    everything = json_values(
+        await read_topic(kafka, replies_topic, until=at_least(len(load.sent_at)), settle_s=1)
+    )
+    assert sorted(r["message_id"] for r in everything) == sorted(load.sent_at)
+    assert await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], timeout_s=3) == []
+
+
+def _never_back_to_the_old_version(replies: list[dict[str, Any]], edited_version: str) -> bool:
+    """Within each conversation, replies made with the edited template are never followed by old ones."""
+    versions: dict[str, list[bool]] = defaultdict(list)
+    for reply in sorted(replies, key=lambda r: int(r["message_id"].rsplit("-", 1)[1])):
+        versions[reply["conversation_id"]].append(reply["prompt"]["version"] == edited_version)
+    return all(flags == sorted(flags) for flags in versions.values())
