@@ -179,7 +179,7 @@ class ContextStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if fields:
-                encoded: dict[EncodableT, EncodableT] = {name: value for name, value in fields.items()}
+                encoded: dict[EncodableT, EncodableT] = dict(fields.items())
                 pipe.hset(key, mapping=encoded)
             await self._must("put_profile", pipe.execute())
 

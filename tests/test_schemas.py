@@ -24,7 +24,8 @@ def test_valid_message_with_defaults_and_unknown_fields() -> None:
 
 def test_sent_at_must_be_rfc3339() -> None:
     message = parse_message(encode({**VALID, "sent_at": "2026-11-25T04:00:01.234Z"}), 8000)
-    assert message.sent_at is not None and message.sent_at.year == 2026
+    assert message.sent_at is not None
+    assert message.sent_at.year == 2026
     with pytest.raises(InvalidMessage, match="sent_at"):
         parse_message(encode({**VALID, "sent_at": "yesterday"}), 8000)
 
@@ -65,7 +66,9 @@ def test_reply_id_is_stable_per_message() -> None:
 def test_dead_letter_keeps_raw_bytes() -> None:
     import base64
 
-    letter = DeadLetter.build("invalid_json", "nope", SourcePosition(topic="t", partition=1, offset=7), b"\xff")
+    letter = DeadLetter.build(
+        "invalid_json", "nope", SourcePosition(topic="t", partition=1, offset=7), b"\xff"
+    )
     document = json.loads(letter.model_dump_json())
     assert base64.b64decode(document["raw_b64"]) == b"\xff"
     assert document["error"] == {"kind": "invalid_json", "detail": "nope"}

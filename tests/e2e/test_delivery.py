@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from conftest import MockAdmin, Worker, WorkerFactory
-from kafka_helpers import json_values, produce_many, read_topic
+from kafka_helpers import at_least, json_values, produce_many, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +73,13 @@ async def committed_offset(bootstrap: str, group: str, topic: str, partition: in
     return meta.offset if meta is not None else -1
 
 
+def wait_for_exit(worker: Worker, timeout_s: float) -> int | None:
+    deadline = time.monotonic() + timeout_s
+    while worker.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return worker.process.poll()
+
+
 async def metric(worker: Worker, name: str) -> float:
     async with httpx.AsyncClient(timeout=5) as client:
         text = (await client.get(f"{worker.web_url}/metrics")).text
@@ -89,7 +96,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
     await worker_factory()
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    ids = {message_id for message_id in (json.loads(v)["message_id"] for _, v in inputs)}
+    ids = {json.loads(value)["message_id"] for _, value in inputs}
     records = await read_topic(
         kafka, env["ENRICHER_REPLY_TOPIC"], until=every_message_answered(ids), timeout_s=90, settle_s=1
     )
@@ -147,15 +154,11 @@ async def test_sigterm_drains_and_the_restart_repeats_nothing(
     worker = await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "16", "ENRICHER_MAX_BUFFERED": "40"})
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(6) for c in range(40)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    await read_topic(
-        kafka, env["ENRICHER_REPLY_TOPIC"], until=lambda records: len(records) >= 40, timeout_s=30
-    )
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(40), timeout_s=30)
 
     worker.process.signal(signal.SIGTERM)
     started = time.monotonic()
-    while worker.process.poll() is None and time.monotonic() - started < 20:
-        await asyncio.sleep(0.1)
-    assert worker.process.poll() == 0
+    assert await asyncio.to_thread(wait_for_exit, worker, 20) == 0
     assert time.monotonic() - started < float(env["ENRICHER_SHUTDOWN_GRACE_S"]) + 5
     answered_before = len(json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"])))
     assert answered_before < len(inputs), "the drain test needs work left for the restart"
@@ -178,9 +181,7 @@ async def test_two_workers_share_the_load_and_survive_a_crash(
     first, second = await asyncio.gather(worker_factory(), worker_factory())
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(8) for c in range(60)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    await read_topic(
-        kafka, env["ENRICHER_REPLY_TOPIC"], until=lambda records: len(records) >= 60, timeout_s=30
-    )
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(60), timeout_s=30)
     answered_by_first = await metric(first, 'enricher_messages_total{outcome="ok"}')
     answered_by_second = await metric(second, 'enricher_messages_total{outcome="ok"}')
     assert answered_by_first > 0
