@@ -1,0 +1,121 @@
+"""The pipeline without a broker: trimming to the token budget; answer() on real Redis and the mock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import MockAdmin
+
+from app.pipeline import answer, fit_history, turns_of
+from app.prompts import PromptLibrary, RenderedPrompt
+from app.resources import Resources
+from app.schemas import CustomerMessage, HistoryTurn, Reply
+from app.settings import Settings
+from app.tokens import count_chat
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+MODEL = "gpt-4o-mini"
+
+
+def history_of(turns: int, words: int) -> list[HistoryTurn]:
+    return [
+        HistoryTurn(
+            role="customer" if n % 2 == 0 else "agent",
+            text=f"turn {n} " + "lorem ipsum " * words,
+            message_id=f"m{n // 2}",
+            at="2026-11-25T04:00:00.000Z",
+        )
+        for n in range(turns)
+    ]
+
+
+def message(text: str = "Where is my order?", **fields: str) -> CustomerMessage:
+    return CustomerMessage(message_id="m-new", conversation_id="c-1", text=text, **fields)
+
+
+def test_fit_history_drops_oldest_turns_first() -> None:
+    library = PromptLibrary.load(PROMPTS)
+    request = message()
+    template = library.select(request, {})
+
+    def render(turns: Sequence[HistoryTurn]) -> RenderedPrompt:
+        return library.render(template, message=request, customer={}, history=turns, now=datetime.now(UTC))
+
+    history = history_of(10, words=50)
+    budget = count_chat(render(history).messages, MODEL) - 150
+    prompt = fit_history(render, history, budget, MODEL)
+    kept = [m["content"] for m in prompt.messages[1:-1]]
+    assert count_chat(prompt.messages, MODEL) <= budget
+    assert 0 < len(kept) < 10
+    assert kept[-1].startswith("turn 9 ")
+    assert all(text.startswith(f"turn {10 - len(kept) + i} ") for i, text in enumerate(kept))
+
+
+def test_fit_history_sends_the_message_even_when_nothing_else_fits() -> None:
+    library = PromptLibrary.load(PROMPTS)
+    request = message()
+    template = library.select(request, {})
+    prompt = fit_history(
+        lambda turns: library.render(
+            template, message=request, customer={}, history=turns, now=datetime.now(UTC)
+        ),
+        history_of(4, words=20),
+        budget_tokens=10,
+        model=MODEL,
+    )
+    assert len(prompt.messages) == 2
+
+
+@pytest.fixture
+async def resources(enricher_settings: Settings) -> AsyncIterator[Resources]:
+    bundle = Resources.build(enricher_settings)
+    try:
+        yield bundle
+    finally:
+        await bundle.aclose()
+
+
+async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
+    async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
+        await redis.hset("customer:cust-7", mapping={"name": "Ada", "tier": "silver"})
+    first = message("First question", customer_id="cust-7")
+    result = await answer(first, resources)
+    assert result.reply.text.startswith("Hi Ada,")
+    assert not result.replayed
+    await resources.context.store_reply(result.reply)
+    await resources.context.append_turns("c-1", "m-new", turns_of(first, result.reply))
+
+    again = await answer(first, resources)
+    assert again.replayed
+    assert again.reply == result.reply
+    assert len(await mock_admin.requests()) == 1
+
+    second = await answer(
+        CustomerMessage(message_id="m-2", conversation_id="c-1", text="Second one", customer_id="cust-7"),
+        resources,
+    )
+    assert "1 earlier message" in second.reply.text or "2 earlier messages" in second.reply.text
+
+
+async def test_answer_without_redis_still_replies(enricher_settings: Settings, mock_admin: MockAdmin) -> None:
+    settings = Settings.model_validate(
+        {
+            "OPENAI_BASE_URL": enricher_settings.openai_base_url,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "ENRICHER_PROMPTS_DIR": str(PROMPTS),
+        }
+    )
+    bundle = Resources.build(settings)
+    try:
+        result = await answer(message(customer_id="cust-7"), bundle)
+    finally:
+        await bundle.aclose()
+    assert isinstance(result.reply, Reply)
+    assert result.reply.status == "ok"
+    assert result.reply.text.startswith("Hi there,")
