@@ -92,7 +92,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
     env = enricher_env
-    await mock_admin.config(latency_ms=150, jitter_ms=140)
+    await mock_admin.config(latency_ms=400, jitter_ms=200)
     await worker_factory()
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
