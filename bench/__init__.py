@@ -1,0 +1,1 @@
+"""`make bench`: the worker on the embedded stack under load, measured from the topics themselves."""

@@ -1,0 +1,95 @@
+"""`make bench` entry point: `python -m bench.run [--messages N] [--conversations M] ... [--quick]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from bench.report import Results, machine, write
+from bench.scenarios import Load, Params, run_load, run_stall
+from bench.stack import Stack
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+QUICK = {
+    "messages": 600,
+    "conversations": 60,
+    "baseline_messages": 40,
+    "baseline_conversations": 10,
+    "half_load_s": 4.0,
+    "stall_messages": 5000,
+    "stall_s": 8.0,
+}
+
+
+def parse_params(argv: list[str] | None = None) -> Params:
+    """Command-line options as Params; `--quick` shrinks whatever was not given explicitly."""
+    defaults = Params()
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--messages", type=int, help=f"throughput run size (default {defaults.messages})")
+    parser.add_argument("--conversations", type=int, help=f"(default {defaults.conversations})")
+    parser.add_argument(
+        "--latency-ms", type=float, help=f"mock LLM latency (default {defaults.latency_ms:.0f})"
+    )
+    parser.add_argument(
+        "--in-flight", type=int, help=f"ENRICHER_MAX_IN_FLIGHT (default {defaults.in_flight})"
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
+    args = parser.parse_args(argv)
+    chosen = {
+        name: value
+        for name, value in vars(args).items()
+        if value is not None and name in {field.name for field in dataclasses.fields(Params)}
+    }
+    return dataclasses.replace(defaults, **((QUICK if args.quick else {}) | chosen))
+
+
+async def run_all(params: Params, log_dir: Path) -> Results:
+    """Start the stack once and run every scenario on it, each with its own worker and topics."""
+    half_rate = params.physical_per_s / 2
+    loads = (
+        Load("throughput", params.messages, params.conversations, params.in_flight),
+        Load("baseline", params.baseline_messages, params.baseline_conversations, 1),
+        Load(
+            "half-load",
+            round(half_rate * params.half_load_s),
+            params.conversations,
+            params.in_flight,
+            half_rate,
+        ),
+    )
+    async with Stack(log_dir, params.latency_ms) as stack:
+        measured = []
+        for load in loads:
+            print(
+                f"bench: {load.name}: {load.messages} messages, {load.max_in_flight} in flight ...",
+                flush=True,
+            )
+            measured.append(await run_load(stack, load, params.partitions))
+        print(f"bench: stall: {params.stall_messages} messages behind a hanging LLM ...", flush=True)
+        stall = await run_stall(
+            stack,
+            params.stall_messages,
+            params.conversations,
+            params.partitions,
+            params.stall_s,
+            params.sample_every_s,
+        )
+    throughput, baseline, half_load = measured
+    return Results(params, throughput, baseline, half_load, stall)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the bench, write bench/results/latest.{json,md} and print the tables."""
+    params = parse_params(argv)
+    host = machine()
+    log_dir = Path(tempfile.mkdtemp(prefix="enricher-bench-"))
+    print(f"bench: logs in {log_dir}", flush=True)
+    results = asyncio.run(run_all(params, log_dir))
+    print(write(results, host, RESULTS_DIR))
+
+
+if __name__ == "__main__":
+    main()

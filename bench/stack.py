@@ -1,0 +1,212 @@
+"""The services a bench run needs: one embedded stack, the mock LLM's admin API, a worker per scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 90.0
+HTTP_TIMEOUT_S = 10.0
+# A developer's shell may hold contract variables that must not leak into bench workers.
+CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Proc:
+    """CPU time and memory of one running process, read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14, 15
+
+    def status_mb(self, field: str) -> float:
+        """A `kB` line of /proc/<pid>/status (VmRSS, VmHWM) in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0]) / 1024
+        raise KeyError(f"{field} not in /proc/{self.pid}/status")
+
+    def rss_mb(self) -> float:
+        """Resident set size now."""
+        return self.status_mb("VmRSS")
+
+    def peak_rss_mb(self) -> float:
+        """The highest resident set size so far (VmHWM)."""
+        return self.status_mb("VmHWM")
+
+    def cmdline(self) -> list[str]:
+        """The process's argv."""
+        return Path(f"/proc/{self.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+class MockLLM:
+    """The mock LLM's `/_mock` admin API."""
+
+    def __init__(self, admin_url: str) -> None:
+        self._client = httpx.AsyncClient(base_url=admin_url, timeout=HTTP_TIMEOUT_S)
+
+    async def configure(self, **changes: float) -> None:
+        """Change latency or fault settings, e.g. `hang_rate=1.0`."""
+        (await self._client.put("/_mock/config", json=changes)).raise_for_status()
+
+    async def reset(self) -> None:
+        """Forget recorded requests and counters."""
+        (await self._client.post("/_mock/reset")).raise_for_status()
+
+    async def stats(self) -> dict[str, int]:
+        """requests, in_flight, max_in_flight, completed, errors."""
+        response = await self._client.get("/_mock/stats")
+        response.raise_for_status()
+        result: dict[str, int] = response.json()
+        return result
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+
+@dataclass
+class Worker:
+    """One `enricher worker` child of a scenario."""
+
+    process: ManagedProcess
+    settings: Settings
+    proc: Proc
+
+    @property
+    def web_url(self) -> str:
+        """Base URL of /readyz and /metrics."""
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    async def gauge(self, name: str) -> float:
+        """The value of an unlabelled gauge on the worker's /metrics page."""
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.get(f"{self.web_url}/metrics")
+        response.raise_for_status()
+        for line in response.text.splitlines():
+            metric, _, value = line.partition(" ")
+            if metric == name:
+                return float(value)
+        raise KeyError(f"{name} not on /metrics")
+
+    async def stop(self) -> None:
+        """SIGINT, so the worker drains and exits as in production."""
+        await asyncio.to_thread(self.process.stop, 15.0)
+
+    async def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        await asyncio.to_thread(self.process.kill)
+
+
+class Stack:
+    """Broker, Redis and the mock LLM at a fixed latency, started once; `async with Stack(...)`."""
+
+    def __init__(self, log_dir: Path, latency_ms: float) -> None:
+        self.log_dir = log_dir
+        self.latency_ms = latency_ms
+        self.broker = EmbeddedBroker(log_path=log_dir / "broker.log")
+        self.redis = EmbeddedRedis()
+        self._mock_port = free_port()
+        latency = ("--latency-ms", str(latency_ms), "--jitter-ms", "0")
+        self.mock_process = ManagedProcess(
+            "mock-llm",
+            [sys.executable, "-m", "app.main", "mock-llm", "--port", str(self._mock_port), *latency],
+            log_path=log_dir / "mock-llm.log",
+            cwd=REPO,
+        )
+        self.mock = MockLLM(f"http://127.0.0.1:{self._mock_port}")
+        self._exit = contextlib.AsyncExitStack()
+        self._databases = iter(range(1, 16))
+
+    @property
+    def bootstrap(self) -> str:
+        """KAFKA_BOOTSTRAP_SERVERS of the embedded broker."""
+        return self.broker.bootstrap_servers
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.broker)
+            stack.enter_context(self.redis)
+            stack.enter_context(self.mock_process)
+            stack.push_async_callback(self.mock.aclose)
+            await self.mock_process.wait_http_ok(f"http://127.0.0.1:{self._mock_port}/v1/models", 30.0)
+            self._exit = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._exit.aclose()
+
+    async def scenario_settings(self, name: str, partitions: int, **overrides: Any) -> dict[str, str]:
+        """A fresh worker environment for one scenario (app id, topics, Redis db); creates its topics."""
+        prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "REDIS_URL": self.redis.url.rsplit("/", 1)[0] + f"/{next(self._databases)}",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{self._mock_port}/v1",
+            "ENRICHER_APP_ID": prefix,
+            "ENRICHER_INPUT_TOPIC": f"{prefix}.requests",
+            "ENRICHER_REPLY_TOPIC": f"{prefix}.replies",
+            "ENRICHER_STREAM_TOPIC": f"{prefix}.replies.stream",
+            "ENRICHER_DLQ_TOPIC": f"{prefix}.requests.dlq",
+            "ENRICHER_PROFILE_TOPIC": f"{prefix}.profiles",
+            "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
+            "ENRICHER_INPUT_PARTITIONS": str(partitions),
+            "ENRICHER_WEB_PORT": str(free_port()),
+        } | {key: str(value) for key, value in overrides.items()}
+        await create_topics(self.bootstrap, Settings.model_validate(env), input_partitions=partitions)
+        return env
+
+    def processes(self, worker: Worker) -> dict[str, Proc]:
+        """The processes whose CPU a scenario accounts for: the worker and the stack around it."""
+        return {
+            "worker": worker.proc,
+            "mock_llm": Proc(self.mock_process.pid),
+            "broker": Proc(self.broker.process.pid),
+        }
+
+    async def start_worker(self, name: str, env: dict[str, str]) -> Worker:
+        """Start a worker on `env` and wait until /readyz says ready."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
+        process = ManagedProcess(
+            f"worker-{name}",
+            [sys.executable, "-m", "app.main", "worker"],
+            env=inherited | env | {"PYTHONUNBUFFERED": "1"},
+            log_path=self.log_dir / f"worker-{name}.log",
+            cwd=self.log_dir,  # no stray .env file
+        )
+        worker = Worker(process.start(), Settings.model_validate(env), Proc(process.pid))
+        try:
+            await process.wait_http_ok(f"{worker.web_url}/readyz", READY_TIMEOUT_S)
+            # ManagedProcess execs the interpreter directly: its pid is the worker, not a wrapper.
+            if worker.proc.cmdline()[1:] != process.argv[1:]:
+                raise RuntimeError(f"pid {process.pid} is not the worker: {worker.proc.cmdline()}")
+        except BaseException:
+            await worker.kill()
+            raise
+        return worker
+
+
+def cpu_snapshot(procs: dict[str, Proc]) -> dict[str, float]:
+    """CPU seconds used so far by each named process, plus `bench` for this process itself."""
+    own = os.times()
+    return {name: proc.cpu_s() for name, proc in procs.items()} | {"bench": own.user + own.system}

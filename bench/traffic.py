@@ -1,0 +1,163 @@
+"""Load for the worker and what comes back: the workload, one batching producer, one group-less reader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.checker import Keyed
+
+KAFKA_TIMEOUT_S = 15.0
+LINGER_MS = 5  # batches a flat-out burst, adds at most 5 ms to a paced message
+FETCH_WAIT_MS = 20  # bounds how late the reader can see a reply that is already in the topic
+POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One customer message of the workload."""
+
+    conversation_id: str
+    message_id: str
+    value: bytes
+
+
+def workload(prefix: str, messages: int, conversations: int) -> list[Outgoing]:
+    """`messages` messages over `conversations` conversations, interleaved turn by turn.
+
+    Message i is turn i // conversations of conversation i % conversations, like a live stream where
+    every conversation is active at once; the turn number is in the text and in `metadata.seq`.
+    """
+    plan = []
+    for index in range(messages):
+        conversation, turn = index % conversations, index // conversations
+        conversation_id = f"{prefix}-c{conversation}"
+        document = {
+            "message_id": f"{prefix}-c{conversation}-t{turn}",
+            "conversation_id": conversation_id,
+            "customer_id": f"cust-{conversation % 50}",
+            "text": f"Turn {turn}: my order #{10_000 + conversation} has not arrived yet, where is it?",
+            "metadata": {"seq": turn, "bench": prefix},
+        }
+        plan.append(Outgoing(conversation_id, str(document["message_id"]), json.dumps(document).encode()))
+    return plan
+
+
+class Sender:
+    """One aiokafka producer (acks=all, linger, batching); records when each message was handed to it."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=LINGER_MS, max_batch_size=256 * 1024
+        )
+        self.sent_at: dict[str, float] = {}
+
+    async def send(self, plan: Sequence[Outgoing], rate_per_s: float | None = None) -> None:
+        """Produce `plan` in order, as fast as possible or paced at `rate_per_s`; wait for the acks."""
+        started = time.monotonic()
+        futures = []
+        for index, message in enumerate(plan):
+            if rate_per_s is not None:
+                delay = started + index / rate_per_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.sent_at[message.message_id] = time.monotonic()
+            futures.append(
+                await self._producer.send(self._topic, message.value, key=message.conversation_id.encode())
+            )
+        await asyncio.wait_for(asyncio.gather(*futures), KAFKA_TIMEOUT_S)
+
+    async def __aenter__(self) -> Self:
+        await asyncio.wait_for(self._producer.start(), KAFKA_TIMEOUT_S)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.wait_for(self._producer.stop(), KAFKA_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One record as the reader saw it, with the monotonic time it arrived."""
+
+    partition: int
+    offset: int
+    value: bytes
+    at: float
+
+
+class TopicReader:
+    """Reads every partition of an existing topic from the beginning, without a group, in the background.
+
+    Counts records instead of asking for end offsets (Tansu's undercount).
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
+        self.records: list[Received] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await asyncio.wait_for(self._consumer.start(), KAFKA_TIMEOUT_S)
+        try:
+            numbers = self._consumer.partitions_for_topic(self._topic)
+            if not numbers:
+                raise RuntimeError(f"topic {self._topic} does not exist")
+            partitions = [TopicPartition(self._topic, number) for number in sorted(numbers)]
+            self._consumer.assign(partitions)
+            await asyncio.wait_for(self._consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
+        except BaseException:
+            await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
+            raise
+        self._task = asyncio.create_task(self._collect(), name=f"reader:{self._topic}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
+
+    async def _collect(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=int(POLL_S * 1000))
+            now = time.monotonic()
+            for batch in batches.values():
+                self.records.extend(Received(r.partition, r.offset, r.value, now) for r in batch)
+
+    async def wait_for(self, count: int, timeout_s: float) -> bool:
+        """Wait until `count` records have arrived; False when `timeout_s` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.records) < count:
+            if self._task is not None and self._task.done():
+                self._task.result()  # the reader failed: raise its error
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(POLL_S)
+        return True
+
+    def decoded(self) -> list[tuple[Keyed, float]]:
+        """(conversation_id, message_id) and arrival time of each record, in (partition, offset) order."""
+        ordered = sorted(self.records, key=lambda record: (record.partition, record.offset))
+        result = []
+        for record in ordered:
+            document = json.loads(record.value)
+            result.append(((str(document["conversation_id"]), str(document["message_id"])), record.at))
+        return result
