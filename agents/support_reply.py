@@ -90,7 +90,7 @@ class SupportAgent:
         result = await answer(request, self._resources, on_delta=chunks.send)
         reply = result.reply if result.replayed else await context.store_reply(result.reply)
         if not result.replayed:
-            await chunks.finish(reply.text if reply.status == "fallback" else "")
+            await chunks.finish(reply.text if reply.status == "fallback" else None)
         await self._publisher.deliver(self._topics.replies, key, reply.model_dump_json().encode())
         await context.append_turns(request.conversation_id, request.message_id, turns_of(request, reply))
         return Answer(reply, result.replayed, result.unavailable_reason)

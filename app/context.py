@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -79,6 +80,15 @@ def connect(redis_url: str, max_connections: int) -> Redis:
     return Redis(connection_pool=pool)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What Redis knows about one message."""
+
+    stored_reply: Reply | None = None
+    profile: dict[str, str] = field(default_factory=dict)
+    history: list[HistoryTurn] = field(default_factory=list)
+
+
 class ContextStore:
     """Profile, history and reply store over one Redis client; degrades when Redis fails."""
 
@@ -109,6 +119,25 @@ class ContextStore:
             )
             return default
 
+    async def lookup(self, message_id: str, customer_id: str | None, conversation_id: str) -> Context:
+        """Stored reply, profile and recent history of a message, in one round trip.
+
+        Anything Redis cannot give (down, missing, malformed) is left out.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(reply_key(message_id))
+        pipe.hgetall(profile_key(customer_id or ""))
+        pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
+        results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
+        if not results:
+            return Context()
+        stored_raw, fields, items = results
+        return Context(
+            stored_reply=_reply_of(stored_raw, message_id),
+            profile=dict(fields) if customer_id else {},
+            history=_turns_of(items, conversation_id),
+        )
+
     async def profile(self, customer_id: str | None) -> dict[str, str]:
         """The customer's profile fields, or {} when unknown or Redis is down."""
         if not customer_id:
@@ -118,35 +147,10 @@ class ContextStore:
         )
         return fields
 
-    async def history(self, conversation_id: str) -> list[HistoryTurn]:
-        """Recent turns of the conversation, oldest first; turns of other conversations dropped."""
-        if self._history_turns == 0:
-            return []
-        items: list[str] = await self._guarded(
-            "history",
-            self._redis.lrange(history_key(conversation_id), -self._history_turns, -1),
-            [],
-        )
-        turns: list[HistoryTurn] = []
-        for item in items:
-            try:
-                turn = HistoryTurn.model_validate_json(item)
-            except ValidationError:
-                continue
-            if turn.conversation_id in (None, conversation_id):
-                turns.append(turn)
-        return turns
-
     async def stored_reply(self, message_id: str) -> Reply | None:
         """The reply already published for this message, if any."""
         raw: str | None = await self._guarded("stored_reply", self._redis.get(reply_key(message_id)), None)
-        if raw is None:
-            return None
-        try:
-            reply = Reply.model_validate_json(raw)
-        except ValidationError:
-            return None
-        return reply if reply.message_id == message_id else None
+        return _reply_of(raw, message_id)
 
     async def store_reply(self, reply: Reply) -> Reply:
         """Remember the reply unless one is already stored; returns the one that counts."""
@@ -206,6 +210,29 @@ class ContextStore:
     async def aclose(self) -> None:
         """Close the client and its pool."""
         await self._redis.aclose()
+
+
+def _reply_of(raw: str | None, message_id: str) -> Reply | None:
+    if raw is None:
+        return None
+    try:
+        reply = Reply.model_validate_json(raw)
+    except ValidationError:
+        return None
+    return reply if reply.message_id == message_id else None
+
+
+def _turns_of(items: list[str], conversation_id: str) -> list[HistoryTurn]:
+    """Valid turns of this conversation; a turn stored for another one is dropped."""
+    turns: list[HistoryTurn] = []
+    for item in items:
+        try:
+            turn = HistoryTurn.model_validate_json(item)
+        except ValidationError:
+            continue
+        if turn.conversation_id in (None, conversation_id):
+            turns.append(turn)
+    return turns
 
 
 def encode_profile(document: Mapping[str, object]) -> dict[str, str]:

@@ -28,13 +28,17 @@ def fit_history(
     history: Sequence[HistoryTurn],
     budget_tokens: int,
     model: str,
-) -> RenderedPrompt:
-    """Render with as much recent history as fits the budget, dropping the oldest turns first."""
+) -> tuple[RenderedPrompt, int]:
+    """Render with as much recent history as fits the budget, dropping the oldest turns first.
+
+    Returns the prompt and its token count.
+    """
     start = 0
     while True:
         prompt = render(history[start:])
-        if start >= len(history) or count_chat(prompt.messages, model) <= budget_tokens:
-            return prompt
+        tokens = count_chat(prompt.messages, model)
+        if start >= len(history) or tokens <= budget_tokens:
+            return prompt, tokens
         start += 1
 
 
@@ -46,15 +50,13 @@ async def answer(message: CustomerMessage, resources: Resources, on_delta: Delta
     """
     started = time.monotonic()
     context, llm = resources.context, resources.llm
-    stored = await context.stored_reply(message.message_id)
-    if stored is not None:
-        return Answer(stored, replayed=True)
-    customer = await context.profile(message.customer_id)
-    history = await context.history(message.conversation_id)
-    now = utc_now()
+    known = await context.lookup(message.message_id, message.customer_id, message.conversation_id)
+    if known.stored_reply is not None:
+        return Answer(known.stored_reply, replayed=True)
+    customer, history, now = known.profile, known.history, utc_now()
     prompts = resources.prompts.current
     template = prompts.select(message, customer)
-    prompt = fit_history(
+    prompt, prompt_tokens = fit_history(
         lambda turns: prompts.render(template, message=message, customer=customer, history=turns, now=now),
         history,
         resources.settings.max_prompt_tokens,
@@ -62,7 +64,7 @@ async def answer(message: CustomerMessage, resources: Resources, on_delta: Delta
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     try:
-        completion = await llm.complete(prompt.messages, options, on_delta)
+        completion = await llm.complete(prompt.messages, options, on_delta, prompt_tokens)
     except LLMUnavailable as error:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
