@@ -15,6 +15,7 @@ from app.dlq import DeadLetters
 from app.errors import BadInput, ErrorKind, LLMRejected
 from app.faust_app import Topics
 from app.lanes import Lanes
+from app.logs import bind
 from app.pipeline import Answer, answer, turns_of
 from app.publisher import ChunkPublisher, Publisher
 from app.resources import Resources
@@ -66,6 +67,7 @@ class SupportAgent:
         await self._lanes.submit(request.conversation_id, job)
 
     async def _handle(self, request: CustomerMessage, event: faust.EventT[bytes], started: float) -> None:
+        bind(message_id=request.message_id, conversation_id=request.conversation_id)
         key = request.conversation_id.encode()
         try:
             result = await self._answer(request, key)
@@ -73,7 +75,7 @@ class SupportAgent:
             await self._dead_letter(event, "llm_rejected", str(error))
             metrics.MESSAGES.labels("dead_lettered").inc()
         except Exception as error:  # one decision point: anything unforeseen is dead-lettered
-            log.exception("answering failed", extra={"message_id": request.message_id})
+            log.exception("answering failed")
             await self._dead_letter(event, "internal", f"{type(error).__name__}: {error}")
             metrics.MESSAGES.labels("dead_lettered").inc()
         else:

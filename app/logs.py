@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,13 @@ SECRET_PATTERNS = (
 STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
 REDACTED = "[redacted]"
+
+_correlation: ContextVar[dict[str, str]] = ContextVar("correlation", default={})  # noqa: B039  # never mutated
+
+
+def bind(**ids: str) -> None:
+    """Add correlation ids (message_id, conversation_id) to every log line of the current task."""
+    _correlation.set({**_correlation.get(), **ids})
 
 
 class Redactor:
@@ -48,6 +56,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **_correlation.get(),
         }
         for name, value in record.__dict__.items():
             if name not in STANDARD_ATTRIBUTES and not name.startswith("_"):
