@@ -113,7 +113,13 @@ def _label(template: PromptTemplate) -> str:
 
 @prompts_cli.command()
 def render(
-    name: Annotated[str, typer.Argument(help="Template name, as in its `name:` line.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Template name, as in its `name:` line; or a file name (`support_reply_gold`, "
+            "`support_reply_gold.j2`) to show that file."
+        ),
+    ],
     message: Annotated[str, typer.Option("--message", "-m", help="What the customer writes.")],
     customer: Annotated[
         str | None, typer.Option(help="Customer id: profile from Redis (else the sample's customer).")
@@ -136,9 +142,11 @@ def render(
 ) -> None:
     """Print the exact chat messages a template makes for a message, with token counts.
 
-    The message is the first sample's with your text, locale and channel.
+    The message and customer are the first sample's (prompts/samples/), with your text and options.
 
-    When several files share NAME, you see the one the worker picks for this message and customer.
+    NAME as in a `name:` line: you see the file the worker picks for this message and customer.
+
+    NAME as a file name: you see that file, for the channel, locale and tier its `when:` asks for.
     """
     settings = _settings_or_exit() if send else None
     try:
@@ -146,13 +154,22 @@ def render(
         sample = next(iter(read_samples(directory).values()))
     except TemplateError as error:
         _fail(f"{error}\n(run `enricher prompts check {directory}` for every problem)")
+    file = None if any(t.name == name for t in library.templates) else _file_named(library, name, variant)
+    if file is not None:
+        locale = locale or file.conditions.locale
+        channel = channel or file.conditions.channel
+        tier = tier or file.conditions.tier
     updates = {"text": message, "customer_id": customer, "locale": locale, "channel": channel}
     chat_message = _message(
         sample.message, {key: value for key, value in updates.items() if value is not None}
     )
     profile = {**_profile(customer, redis_url, sample), **({"tier": tier} if tier else {})}
     turns = _read_history(history) if history else sample.history
-    template = _pick(library, name, variant, chat_message, profile)
+    if file is None:
+        template = _pick(library, name, variant, chat_message, profile)
+    else:
+        template = file
+        _note_other_choice(library, file, chat_message, profile)
     try:
         rendered = library.render(
             template, message=chat_message, customer=profile, history=turns, now=utc_now()
@@ -211,6 +228,32 @@ def _read_history(path: Path) -> list[HistoryTurn]:
     ]
 
 
+def _file_named(library: PromptLibrary, name: str, variant: str | None) -> PromptTemplate:
+    """The template in file `name` (`support_reply_gold` or `support_reply_gold.j2`); exit if none."""
+    wanted = Path(name).name
+    found = next((t for t in library.templates if wanted in (t.path.name, t.path.stem)), None)
+    if found is None:
+        names = ", ".join(sorted({_label(t) for t in library.templates}))
+        files = ", ".join(sorted(t.path.name for t in library.templates))
+        _fail(f"no template {name!r}; there are {names} (or give a file name: {files})")
+    if variant is not None and variant != found.variant:
+        _fail(f"{found.path.name} is variant {found.variant!r}, not {variant!r}")
+    return found
+
+
+def _note_other_choice(
+    library: PromptLibrary, file: PromptTemplate, message: CustomerMessage, customer: Mapping[str, str]
+) -> None:
+    """Say so when the worker would answer this message with another file than the one shown."""
+    if file.is_fallback:
+        chosen = library.render_fallback(message=message, customer=customer, now=utc_now()).template
+    else:
+        chosen = library.select(message, customer)
+    if chosen.conditions != file.conditions:
+        facts = f"channel {message.channel}, locale {message.locale}, tier {customer.get('tier', '-')}"
+        print(f"note: the worker answers a message with {facts} with {chosen.path.name}", file=sys.stderr)
+
+
 def _pick(
     library: PromptLibrary,
     name: str,
@@ -222,8 +265,7 @@ def _pick(
     named = [t for t in library.templates if t.name == name and variant in (None, t.variant)]
     if not named:
         known = ", ".join(sorted({_label(t) for t in library.templates}))
-        wanted = f"{name!r} with variant {variant!r}" if variant else repr(name)
-        _fail(f"no template {wanted}; there are {known}")
+        _fail(f"no template {name!r} with variant {variant!r}; there are {known}")
     if named[0].is_fallback:
         chosen = library.render_fallback(message=message, customer=customer, now=utc_now()).template
     else:

@@ -27,10 +27,13 @@ from app.prompt_format import (
     Sample,
     body_problems,
     locale_chain,
+    missing_value_problem,
     normalise,
     read_prompt_file,
     read_samples,
+    syntax_problem,
     template_variables,
+    value_paths,
 )
 from app.schemas import CustomerMessage, HistoryTurn, PromptRef
 from app.tokens import ChatMessage
@@ -86,6 +89,17 @@ class _Entry:
     template: PromptTemplate
     compiled: jinja2.Template
     block_lines: Mapping[str, int]
+    paths: Mapping[int, Sequence[tuple[str, str | None]]]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What loading one file gave: the entry, or its problems and (if its front matter reads) its
+    description, so the set's checks still count it."""
+
+    entry: _Entry | None
+    template: PromptTemplate | None
+    problems: Sequence[TemplateError] = ()
 
 
 class PromptLibrary:
@@ -214,7 +228,12 @@ def _chunks(entry: _Entry, block: str, variables: dict[str, Any]) -> Iterator[st
     except Exception as error:
         line = _template_line(error, template)
         path = entry.template.path
-        reason = str(error) if isinstance(error, jinja2.TemplateError) else repr(error)
+        if isinstance(error, jinja2.UndefinedError):
+            reason = missing_value_problem(str(error), entry.paths.get(line, ()) if line else ())
+        elif isinstance(error, jinja2.TemplateError):
+            reason = str(error)
+        else:
+            reason = repr(error)
         raise TemplateError(reason, f"{path}:{line}" if line else str(path)) from error
 
 
@@ -239,45 +258,46 @@ def _load_all(directory: Path) -> tuple[list[_Entry], list[TemplateError]]:
     environment = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
     )
-    entries: list[_Entry] = []
-    problems: list[TemplateError] = []
-    for path in sorted(directory.glob(TEMPLATE_GLOB)):
-        loaded = _load_file(environment, path, samples)
-        if isinstance(loaded, _Entry):
-            entries.append(loaded)
-        else:
-            problems.extend(loaded)
-    templates = [entry.template for entry in entries]
-    return entries, problems + _set_problems(templates, directory)
+    loaded = [_load_file(environment, path, samples) for path in sorted(directory.glob(TEMPLATE_GLOB))]
+    entries = [file.entry for file in loaded if file.entry is not None]
+    problems = [problem for file in loaded for problem in file.problems]
+    # A file that fails still counts for the set's checks, so its failure is reported once, as
+    # its own problem; one whose front matter cannot be read might be any template.
+    described = [file.template for file in loaded if file.template is not None]
+    complete = all(file.template is not None for file in loaded)
+    return entries, problems + _set_problems(described, directory, complete=complete)
 
 
-def _load_file(
-    environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample]
-) -> _Entry | list[TemplateError]:
+def _load_file(environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample]) -> _Loaded:
     """Parse, statically check and trial-render one template file; its problems if it fails."""
     try:
         file = read_prompt_file(path)
-        tree = environment.parse(file.body, path.name, str(path))
     except TemplateError as error:
-        return [error]
+        return _Loaded(None, None, [error])
+    template = _describe(file)
+    try:
+        tree = environment.parse(file.body, path.name, str(path))
     except jinja2.TemplateSyntaxError as error:
-        return [TemplateError(error.message or "syntax error", f"{path}:{error.lineno}")]
+        problem = syntax_problem(error, environment, file.body)
+        return _Loaded(None, template, [TemplateError(problem, f"{path}:{error.lineno}")])
     found = body_problems(tree, file.front.kind, known=set(environment.globals))
     if found:
-        return [TemplateError(message, f"{path}:{line}") for line, message in found]
+        return _Loaded(None, template, [TemplateError(message, f"{path}:{line}") for line, message in found])
     code = environment.compile(tree, path.name, str(path))
     entry = _Entry(
-        template=_describe(file),
+        template=template,
         compiled=environment.template_class.from_code(environment, code, environment.make_globals(None)),
         block_lines={block.name: block.lineno for block in tree.find_all(nodes.Block)},
+        paths=value_paths(tree),
     )
     try:
         for sample_path, sample in samples.items():
             _trial_render(entry, sample, f"sample {sample_path.name}")
-            _trial_render(entry, _bare(sample), f"sample {sample_path.name} with no profile or history")
+            bare = f"sample {sample_path.name} with no profile, history or metadata"
+            _trial_render(entry, _bare(sample), bare)
     except TemplateError as error:
-        return [error]
-    return entry
+        return _Loaded(None, template, [error])
+    return _Loaded(entry, template)
 
 
 def _bare(sample: Sample) -> Sample:
@@ -309,13 +329,16 @@ def _describe(file: PromptFile) -> PromptTemplate:
     )
 
 
-def _set_problems(templates: Sequence[PromptTemplate], directory: Path) -> list[TemplateError]:
-    """Problems of the set as a whole: required templates, clashing templates."""
+def _set_problems(
+    templates: Sequence[PromptTemplate], directory: Path, *, complete: bool = True
+) -> list[TemplateError]:
+    """Problems of the set as a whole: required templates (only when `complete`, i.e. every file's
+    front matter was read), clashing templates."""
     problems = []
     catch_alls = [t for t in templates if t.conditions.specificity[0] == 0]
-    if not any(t.name == CATCH_ALL_NAME and not t.is_fallback for t in catch_alls):
+    if complete and not any(t.name == CATCH_ALL_NAME and not t.is_fallback for t in catch_alls):
         problems.append(TemplateError(f"no `{CATCH_ALL_NAME}` template without `when:`", str(directory)))
-    if not any(t.is_fallback for t in catch_alls):
+    if complete and not any(t.is_fallback for t in catch_alls):
         problems.append(TemplateError("no `kind: fallback` template without `when:`", str(directory)))
     groups: dict[tuple[bool, Conditions], list[PromptTemplate]] = {}
     for template in templates:

@@ -136,6 +136,42 @@ def test_a_template_over_the_token_budget_is_an_error(prompts: Path) -> None:
     assert run("check", str(prompts), env={"ENRICHER_MAX_PROMPT_TOKENS": "100000"}).exit_code == 0
 
 
+def test_a_broken_default_file_is_the_only_problem_reported(prompts: Path) -> None:
+    path = prompts / "support_reply.j2"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("{% endfor %}\n{% endblock %}", "{% endblock %}"), encoding="utf-8")
+    opened = next(n for n, line in enumerate(text.split("\n"), 1) if line.startswith("{% for"))
+    closed = next(n for n, line in enumerate(text.split("\n"), 1) if line.startswith("{% endfor"))
+
+    result = run("check", str(prompts))
+
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if ": " in line and " version " not in line]
+    assert problems == [
+        f"{path}:{closed}: the {{% for %}} on line {opened} is not closed with {{% endfor %}}: "
+        "add it where the text that depends on it ends (Jinja: unknown tag 'endblock')"
+    ]
+    assert "without `when:`" not in result.output
+    assert result.output.rstrip().endswith("2 templates, 1 problem(s); token counts once all load")
+
+
+def test_an_unguarded_name_is_explained_in_plain_words(prompts: Path) -> None:
+    path = prompts / "support_reply.j2"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("Customer profile:", "Hi {{ customer.name }}!\nCustomer profile:"))
+    line = next(n for n, text in enumerate(path.read_text().split("\n"), 1) if text.startswith("Hi {{"))
+
+    result = run("check", str(prompts))
+
+    assert result.exit_code == 1
+    assert (
+        f"{path}:{line}: `customer.name` may be missing for some customers: "
+        "wrap it in {% if customer.name is defined %} … {% endif %} "
+        "(rendering sample returning_customer.yaml with no profile, history or metadata)\n"
+    ) in result.output
+    assert "dict object" not in result.output
+
+
 def test_missing_directory_is_an_error(tmp_path: Path) -> None:
     result = run("check", str(tmp_path / "nowhere"))
 
@@ -211,7 +247,76 @@ def test_render_of_an_unknown_name_lists_the_templates() -> None:
     result = run("render", "refunds", "--dir", str(PROMPTS), "-m", "Hi")
 
     assert result.exit_code == 1
-    assert "no template 'refunds'; there are fallback (fallback), support_reply" in result.stderr
+    assert (
+        "no template 'refunds'; there are fallback (fallback), support_reply "
+        "(or give a file name: fallback.j2, support_reply.j2, support_reply_gold.j2)"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize("name", ["support_reply.j2", "support_reply", "support_reply_gold", "fallback.j2"])
+def test_render_by_name_keeps_choosing_by_message(name: str) -> None:
+    """`support_reply` is a `name:`: the gold sample gets the gold file; a file name shows that file."""
+    result = run("render", name, "--dir", str(PROMPTS), "-m", "Hi")
+
+    assert result.exit_code == 0, result.output
+    expected = {"support_reply": "support_reply_gold.j2", "support_reply_gold": "support_reply_gold.j2"}
+    assert result.stdout.splitlines()[0].endswith(f"from {PROMPTS / expected.get(name, name)}")
+
+
+def test_render_of_a_file_shows_it_and_notes_the_file_the_worker_would_use() -> None:
+    default = run("render", "support_reply.j2", "--dir", str(PROMPTS), "-m", "Hi")
+    by_path = run("render", str(PROMPTS / "support_reply.j2"), "--dir", str(PROMPTS), "-m", "Hi")
+    silver = run("render", "support_reply.j2", "--dir", str(PROMPTS), "-m", "Hi", "--tier", "silver")
+
+    assert default.exit_code == 0, default.output
+    assert default.stdout.splitlines()[0].endswith(f"from {PROMPTS / 'support_reply.j2'}")
+    assert "- name: Ada" in default.stdout
+    assert default.stderr == (
+        "note: the worker answers a message with channel chat, locale en, tier gold "
+        "with support_reply_gold.j2\n"
+    )
+    assert by_path.stdout == default.stdout
+    assert silver.stderr == ""
+
+
+def test_render_of_a_file_uses_its_conditions_for_the_message(prompts: Path) -> None:
+    (prompts / "support_reply_email.j2").write_text(
+        HEADER.replace("{channel: email}", "{channel: email, locale: de}")
+        + "{% block system %}\nHallo\n{% endblock %}\n"
+        + USER
+    )
+
+    result = run("render", "support_reply_email", "--dir", str(prompts), "-m", "Hi", "--tier", "silver")
+    gold = run("render", "support_reply_email.j2", "--dir", str(prompts), "-m", "Hi")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == "for channel email, locale de, tier silver"
+    assert sections(result.stdout)["system"].strip() == "Hallo"
+    assert result.stderr == ""
+    assert gold.stdout.splitlines()[1] == "for channel email, locale de, tier gold"
+    assert sections(gold.stdout)["system"].strip() == "Hallo"  # locale beats tier: no note
+    assert gold.stderr == ""
+
+
+def test_render_of_a_variant_file(prompts: Path) -> None:
+    default = prompts / "support_reply.j2"
+    default.write_text(default.read_text().replace("model:", "variant: plain\nweight: 3\nmodel:", 1))
+    (prompts / "support_reply_short.j2").write_text(
+        HEADER.replace("when: {channel: email}", "variant: short")
+        + "{% block system %}\nBe brief.\n{% endblock %}\n"
+        + USER
+    )
+    args = ("--dir", str(prompts), "-m", "Hi", "--tier", "silver")
+
+    by_file = run("render", "support_reply_short", *args)
+    by_variant = run("render", "support_reply", *args, "--variant", "short")
+    mismatch = run("render", "support_reply_short", *args, "--variant", "plain")
+
+    assert by_file.exit_code == 0, by_file.output
+    assert by_file.stdout.startswith("support_reply (variant short) version ")
+    assert by_file.stdout == by_variant.stdout
+    assert mismatch.exit_code == 1
+    assert "support_reply_short.j2 is variant 'short', not 'plain'" in mismatch.stderr
 
 
 def test_render_says_when_the_message_gets_another_template(prompts: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def test_message_text_reached_indirectly_in_system_part_fails_at_render(prompts:
     error = load_error(prompts)
 
     assert error.location == f"{path}:{line_of(path, 'Say:')}"
-    assert "has no attribute 'text'" in error.reason
+    assert error.reason.startswith("`m.text` has no value here")
 
 
 def test_history_in_system_part_is_rejected(prompts: Path) -> None:
@@ -223,7 +224,110 @@ def test_unguarded_profile_field_fails_for_customers_without_profile(prompts: Pa
     error = load_error(prompts)
 
     assert error.location == f"{path}:{line_of(path, 'Hello')}"
+    assert error.reason.startswith(
+        "`customer.name` may be missing for some customers: "
+        "wrap it in {% if customer.name is defined %} … {% endif %}"
+    )
     assert "no profile" in error.reason
+    assert "dict object" not in error.reason
+
+
+@pytest.mark.parametrize(
+    ("expression", "hint"),
+    [
+        ('customer["plan"]', "`customer.plan` may be missing for some customers"),
+        ("customer.name.upper()", "`customer.name` may be missing for some customers"),
+        ("metadata.order_id", "`metadata.order_id` may be missing for some messages"),
+        ("message.metadata.order_id", "`message.metadata.order_id` may be missing for some messages"),
+        (
+            "customer[field]",
+            "`customer.tier` may be missing for some customers: "
+            "wrap it in {% if customer.tier is defined %} … {% endif %}",
+        ),
+    ],
+)
+def test_missing_values_are_named_with_a_guard_to_add(prompts: Path, expression: str, hint: str) -> None:
+    body = (
+        "{% block system %}\n{% set field = 'tier' %}\nAbout: {{ "
+        + expression
+        + " }}\n{% endblock %}\n"
+        + GOOD_USER
+    )
+    path = write(prompts, "unguarded.j2", body, extra="when: {channel: web}\n")
+
+    error = load_error(prompts)
+
+    assert error.location == f"{path}:{line_of(path, 'About:')}"
+    assert error.reason.startswith(hint)
+
+
+def test_a_missing_value_that_cannot_be_named_gets_a_general_hint(prompts: Path) -> None:
+    body = GOOD_SYSTEM + "{% block user %}\nBefore: {{ history[0].text }}\n{% endblock %}\n"
+    path = write(prompts, "first.j2", body, extra="when: {channel: web}\n")
+
+    error = load_error(prompts)
+
+    assert error.location == f"{path}:{line_of(path, 'Before:')}"
+    assert error.reason.startswith("a value on this line is missing (list object has no element 0)")
+    assert "{% if ... is defined %}" in error.reason
+
+
+UNCLOSED = {
+    "if before endblock": (
+        "{% block system %}\nHi\n{% if customer.name is defined %}\n{{ customer.name }}\n{% endblock %}\n",
+        "{% if",
+        "{% endblock",
+        "the {% if %} on line {opened} is not closed with {% endif %}",
+    ),
+    "for before endblock": (
+        "{% block system %}\n{% for f in ['a'] %}\n{{ f }}\n{% endblock %}\n",
+        "{% for",
+        "{% endblock",
+        "the {% for %} on line {opened} is not closed with {% endfor %}",
+    ),
+    "if inside for": (
+        "{% block system %}\n{% for f in ['a'] %}\n{% if f %}\nx\n{% endfor %}\n{% endblock %}\n",
+        "{% if",
+        "{% endfor",
+        "the {% if %} on line {opened} is not closed with {% endif %}",
+    ),
+    "stray endif": (
+        "{% block system %}\nHi\n{% endif %}\n{% endblock %}\n",
+        "{% endif",
+        "{% endif",
+        "this {% endif %} has no {% if %} to belong to",
+    ),
+    "misspelt tag": (
+        "{% block system %}\n{% iff true %}\n{% endblock %}\n",
+        "{% iff",
+        "{% iff",
+        "unknown instruction {% iff %}: check the spelling",
+    ),
+}
+
+
+@pytest.mark.parametrize(("system", "opening", "noticed", "hint"), UNCLOSED.values(), ids=UNCLOSED.keys())
+def test_unclosed_and_stray_tags_are_explained_at_their_line(
+    prompts: Path, system: str, opening: str, noticed: str, hint: str
+) -> None:
+    path = write(prompts, "tags.j2", system + GOOD_USER, extra="when: {channel: web}\n")
+
+    error = load_error(prompts)
+
+    assert error.location == f"{path}:{line_of(path, noticed)}"
+    assert error.reason.startswith(hint.replace("{opened}", str(line_of(path, opening))))
+    assert "innermost block" not in error.reason
+
+
+def test_an_if_left_open_at_the_end_of_the_file_is_explained(prompts: Path) -> None:
+    path = write(
+        prompts, "open.j2", GOOD_SYSTEM + GOOD_USER + "{% if true %}\n", extra="when: {channel: web}\n"
+    )
+
+    error = load_error(prompts)
+
+    opened = line_of(path, "{% if true")
+    assert error.reason.startswith(f"the {{% if %}} on line {opened} is not closed with {{% endif %}}")
 
 
 def test_missing_front_matter_field_names_the_file(prompts: Path) -> None:
@@ -298,6 +402,40 @@ def test_required_templates_must_exist(prompts: Path) -> None:
         "no `support_reply` template without `when:`",
         "no `kind: fallback` template without `when:`",
     ]
+
+
+@pytest.mark.parametrize(
+    ("broken", "problem"),
+    [
+        (lambda s: s.replace("{% endblock %}", "{% if true %}\n{% endblock %}", 1), "is not closed"),
+        (lambda s: s.replace("{% endblock %}", "{{ customer.name }}\n{% endblock %}", 1), "may be missing"),
+        (lambda s: s.replace("name:", "nme:", 1), "`name` is required"),
+        (lambda s: s.replace("---\n", "", 1), "must start with a '---' line"),
+    ],
+    ids=["syntax", "render", "front matter", "no front matter"],
+)
+def test_a_broken_required_file_is_reported_alone(
+    prompts: Path, broken: Callable[[str], str], problem: str
+) -> None:
+    for filename in ("support_reply.j2", "fallback.j2"):
+        path = prompts / filename
+        original = path.read_text(encoding="utf-8")
+        path.write_text(broken(original), encoding="utf-8")
+
+        _, problems = PromptLibrary.check(prompts)
+
+        assert [p.location.split(":")[0] for p in problems] == [str(path)], problems
+        assert problem in problems[0].reason
+        path.write_text(original, encoding="utf-8")
+
+
+def test_a_broken_file_still_counts_in_the_clash_check(prompts: Path) -> None:
+    write(prompts, "another.j2", "{% block system %}\n{% if %}\n{% endblock %}\n" + GOOD_USER)
+
+    _, problems = PromptLibrary.check(prompts)
+
+    assert [Path(p.location.split(":")[0]).name for p in problems] == ["another.j2", "support_reply.j2"]
+    assert "another.j2, support_reply.j2 apply to the same messages" in problems[1].reason
 
 
 def test_missing_samples_are_an_error(prompts: Path) -> None:
