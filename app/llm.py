@@ -167,7 +167,6 @@ class LLMClient:
         messages: Sequence[ChatMessage],
         options: CallOptions,
         on_delta: DeltaSink | None = None,
-        prompt_tokens: int | None = None,
     ) -> Completion:
         """Answer the chat, retrying transient failures and falling back to other models.
 
@@ -175,8 +174,7 @@ class LLMClient:
         deadline). Refused credentials are retried too, since no message is at fault; the
         reason stays in `auth_problem` for readiness until a call succeeds.
         """
-        if prompt_tokens is None:
-            prompt_tokens = count_chat(messages, self.model)
+        prompt_tokens = count_chat(messages, self.model) if self._budget.counts_tokens else 0
         last_error: LLMError | None = None
         try:
             async with asyncio.timeout(self._deadline_s):

@@ -11,7 +11,7 @@ from app.llm import CallOptions, DeltaSink
 from app.prompts import RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
-from app.tokens import count_chat
+from app.tokens import fits_budget
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,13 @@ def fit_history(
     history: Sequence[HistoryTurn],
     budget_tokens: int,
     model: str,
-) -> tuple[RenderedPrompt, int]:
-    """Render with as much recent history as fits the budget, dropping the oldest turns first.
-
-    Returns the prompt and its token count.
-    """
+) -> RenderedPrompt:
+    """Render with as much recent history as fits the budget, dropping the oldest turns first."""
     start = 0
     while True:
         prompt = render(history[start:])
-        tokens = count_chat(prompt.messages, model)
-        if start >= len(history) or tokens <= budget_tokens:
-            return prompt, tokens
+        if start >= len(history) or fits_budget(prompt.messages, budget_tokens, model):
+            return prompt
         start += 1
 
 
@@ -56,7 +52,7 @@ async def answer(message: CustomerMessage, resources: Resources, on_delta: Delta
     customer, history, now = known.profile, known.history, utc_now()
     prompts = resources.prompts.current
     template = prompts.select(message, customer)
-    prompt, prompt_tokens = fit_history(
+    prompt = fit_history(
         lambda turns: prompts.render(template, message=message, customer=customer, history=turns, now=now),
         history,
         resources.settings.max_prompt_tokens,
@@ -64,7 +60,7 @@ async def answer(message: CustomerMessage, resources: Resources, on_delta: Delta
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     try:
-        completion = await llm.complete(prompt.messages, options, on_delta, prompt_tokens)
+        completion = await llm.complete(prompt.messages, options, on_delta)
     except LLMUnavailable as error:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)

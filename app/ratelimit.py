@@ -41,6 +41,11 @@ class RequestBudget:
         self._tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self._lock = asyncio.Lock()
 
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether `acquire` needs the request's token count (a TPM cap is set)."""
+        return self._tokens is not None
+
     async def acquire(self, tokens: int) -> None:
         """Block (first come, first served) until the request may be sent."""
         if self._requests is None and self._tokens is None:

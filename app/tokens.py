@@ -67,6 +67,17 @@ def count_text(text: str, model: str) -> int:
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
+def fits_budget(messages: Sequence[ChatMessage], budget_tokens: int, model: str) -> bool:
+    """Whether the chat fits `budget_tokens`, counting only when a cheap bound cannot tell.
+
+    Every token stands for at least one UTF-8 byte, so the byte count bounds the token count.
+    """
+    bytes_bound = TOKENS_PER_REPLY_PRIMER + sum(
+        TOKENS_PER_MESSAGE + len(m["role"].encode()) + len(m["content"].encode()) for m in messages
+    )
+    return bytes_bound <= budget_tokens or count_chat(messages, model) <= budget_tokens
+
+
 def count_chat(messages: Sequence[ChatMessage], model: str) -> int:
     """Prompt tokens of a chat request, counted the way OpenAI bills chat messages."""
     encoding = encoding_for(model)

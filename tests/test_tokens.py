@@ -41,3 +41,13 @@ def test_loads_with_no_network(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", "2"]
     assert socket.socket.connect is not None
+
+
+def test_fits_budget_agrees_with_the_exact_count() -> None:
+    from app.tokens import fits_budget
+
+    chat = [{"role": "system", "content": "Be kind. " * 50}, {"role": "user", "content": "Where is it?"}]
+    exact = count_chat(chat, "gpt-4o-mini")  # type: ignore[arg-type]
+    assert fits_budget(chat, exact, "gpt-4o-mini")  # type: ignore[arg-type]
+    assert not fits_budget(chat, exact - 1, "gpt-4o-mini")  # type: ignore[arg-type]
+    assert fits_budget(chat, 10_000, "gpt-4o-mini")  # type: ignore[arg-type]
