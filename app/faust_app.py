@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
+from app import kafka_transport
 from app.settings import Settings
 
 HEARTBEAT_INTERVAL_S = 1.0
@@ -25,9 +26,9 @@ class Topics:
     profiles: faust.TopicT
 
 
-def broker_urls(bootstrap_servers: str) -> list[str]:
+def broker_urls(bootstrap_servers: str, scheme: str = "kafka") -> list[str]:
     """`host:port,host:port` as faust broker URLs."""
-    return [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
+    return [f"{scheme}://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -35,6 +36,7 @@ def build_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap_servers),
+        broker_consumer=broker_urls(settings.kafka_bootstrap_servers, kafka_transport.SCHEME),
         key_serializer="raw",
         value_serializer="raw",
         processing_guarantee="at_least_once",
