@@ -90,11 +90,12 @@ class SupportAgent:
         context = self._resources.context
         chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
         result = await answer(request, self._resources, on_delta=chunks.send)
-        reply = result.reply if result.replayed else await context.store_reply(result.reply)
-        if not result.replayed:
+        if result.replayed:
+            reply = result.reply  # stored with its turns when it was first answered
+        else:
+            reply = await context.record(result.reply, turns_of(request, result.reply))
             await chunks.finish(reply.text if reply.status == "fallback" else None)
         await self._publisher.deliver(self._topics.replies, key, reply.model_dump_json().encode())
-        await context.append_turns(request.conversation_id, request.message_id, turns_of(request, reply))
         return Answer(reply, result.replayed, result.unavailable_reason)
 
     async def _dead_letter(self, event: faust.EventT[bytes], kind: ErrorKind, detail: str) -> None:

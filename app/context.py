@@ -152,30 +152,31 @@ class ContextStore:
         raw: str | None = await self._guarded("stored_reply", self._redis.get(reply_key(message_id)), None)
         return _reply_of(raw, message_id)
 
-    async def store_reply(self, reply: Reply) -> Reply:
-        """Remember the reply unless one is already stored; returns the one that counts."""
-        stored: bool | None = await self._guarded(
-            "store_reply",
-            self._redis.set(reply_key(reply.message_id), reply.model_dump_json(), ex=self._ttl_s, nx=True),
-            True,
-        )
-        if stored:
-            return reply
-        return await self.stored_reply(reply.message_id) or reply
+    async def record(self, reply: Reply, turns: list[HistoryTurn]) -> Reply:
+        """Store the reply unless one is stored already, and add its turns to the history.
 
-    async def append_turns(self, conversation_id: str, message_id: str, turns: list[HistoryTurn]) -> None:
-        """Add a message's turns to the history once, trimmed and expiring."""
-        if self._history_turns == 0:
-            return
-        payload = [turn.model_dump_json() for turn in turns]
-        await self._guarded(
-            "append_turns",
-            self._append_turns(
-                keys=[history_key(conversation_id)],
-                args=[message_id, self._history_turns, self._ttl_s, *payload],
-            ),
-            0,
-        )
+        One atomic round trip, so a reply and its turns are stored together. Returns the reply
+        that counts: this one, or the one stored before it.
+        """
+        key = reply_key(reply.message_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, reply.model_dump_json(), ex=self._ttl_s, nx=True)
+            pipe.get(key)
+            if self._history_turns:
+                await self._append_turns(
+                    keys=[history_key(reply.conversation_id)],
+                    args=[
+                        reply.message_id,
+                        self._history_turns,
+                        self._ttl_s,
+                        *(t.model_dump_json() for t in turns),
+                    ],
+                    client=pipe,
+                )
+            results: list[Any] = await self._guarded("record", pipe.execute(), [])
+        if not results or results[0]:
+            return reply
+        return _reply_of(results[1], reply.message_id) or reply
 
     async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
         """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""

@@ -88,8 +88,7 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     result = await answer(first, resources)
     assert result.reply.text.startswith("Hi Ada,")
     assert not result.replayed
-    await resources.context.store_reply(result.reply)
-    await resources.context.append_turns("c-1", "m-new", turns_of(first, result.reply))
+    assert await resources.context.record(result.reply, turns_of(first, result.reply)) == result.reply
 
     again = await answer(first, resources)
     assert again.replayed

@@ -1,0 +1,95 @@
+"""The Redis layer on a real server: lookup, record once, history kept once, and Redis down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.context import ContextStore, connect
+from app.schemas import HistoryTurn, PromptRef, Reply, Usage, reply_id_for
+from app.settings import Settings
+
+
+def reply(message_id: str, text: str, conversation_id: str = "c-1") -> Reply:
+    return Reply(
+        reply_id=reply_id_for(message_id),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        text=text,
+        status="ok",
+        model="gpt-4o-mini",
+        prompt=PromptRef(name="support_reply", version="abc"),
+        usage=Usage(),
+        latency_ms=1,
+        created_at="2026-11-25T04:00:00.000Z",
+    )
+
+
+def turns(message_id: str, text: str, conversation_id: str = "c-1") -> list[HistoryTurn]:
+    at = "2026-11-25T04:00:00.000Z"
+    return [
+        HistoryTurn(
+            role="customer", text="question", message_id=message_id, at=at, conversation_id=conversation_id
+        ),
+        HistoryTurn(role="agent", text=text, message_id=message_id, at=at, conversation_id=conversation_id),
+    ]
+
+
+@pytest.fixture
+async def store(enricher_settings: Settings) -> AsyncIterator[ContextStore]:
+    context = ContextStore(
+        connect(enricher_settings.redis_url.get_secret_value(), max_connections=4), history_turns=4, ttl_s=60
+    )
+    try:
+        yield context
+    finally:
+        await context.aclose()
+
+
+async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextStore) -> None:
+    first = reply("m-1", "first answer")
+    assert await store.record(first, turns("m-1", "first answer")) == first
+    second = reply("m-1", "another answer")
+    assert await store.record(second, turns("m-1", "another answer")) == first
+    known = await store.lookup("m-1", None, "c-1")
+    assert known.stored_reply == first
+    assert [turn.text for turn in known.history] == ["question", "first answer"]
+
+
+async def test_history_is_trimmed_and_expires(store: ContextStore, enricher_settings: Settings) -> None:
+    for n in range(5):
+        await store.record(reply(f"m-{n}", f"answer {n}"), turns(f"m-{n}", f"answer {n}"))
+    known = await store.lookup("m-new", None, "c-1")
+    assert [turn.text for turn in known.history] == ["question", "answer 3", "question", "answer 4"]
+    async with aioredis.from_url(enricher_settings.redis_url.get_secret_value()) as redis:
+        assert 0 < await redis.ttl("conversation:c-1:history") <= 60
+        assert 0 < await redis.ttl("reply:m-0") <= 60
+
+
+async def test_lookup_drops_turns_and_replies_of_others(
+    store: ContextStore, enricher_settings: Settings
+) -> None:
+    async with aioredis.from_url(enricher_settings.redis_url.get_secret_value()) as redis:
+        await redis.rpush(
+            "conversation:c-1:history", turns("m-9", "x", conversation_id="c-2")[0].model_dump_json()
+        )
+        await redis.set("reply:m-5", reply("m-6", "not yours").model_dump_json())
+        await redis.hset("customer:cust-1", mapping={"name": "Ada"})
+    known = await store.lookup("m-5", "cust-1", "c-1")
+    assert known.history == []
+    assert known.stored_reply is None
+    assert known.profile == {"name": "Ada"}
+
+
+async def test_redis_down_degrades_to_no_context() -> None:
+    store = ContextStore(connect("redis://127.0.0.1:1/0", max_connections=2), history_turns=4, ttl_s=60)
+    try:
+        known = await store.lookup("m-1", "cust-1", "c-1")
+        assert (known.stored_reply, known.profile, known.history) == (None, {}, [])
+        answer = reply("m-1", "still answered")
+        assert await store.record(answer, turns("m-1", "still answered")) == answer
+        assert not await store.ping()
+    finally:
+        await store.aclose()
