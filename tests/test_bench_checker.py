@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-# bench/ is a script package run from the repository root, not an installed one.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.checker import Keyed, check, latency, percentile
 
