@@ -51,10 +51,11 @@ class SupportAgent:
 
     async def dispatch(self, event: faust.EventT[bytes]) -> None:
         """Validate one event and queue it on its lane; bad input goes to the DLQ at once."""
-        if self._closing:
-            return  # never tracked, never acked: redelivered after the restart
         message = event.message
-        self._acks.track(message.tp, message.offset, event.ack)
+        if self._closing:
+            _hand_back(message)  # never acked: redelivered after the restart
+            return
+        self._acks.track(message.tp, message.offset, event.ack, functools.partial(_hand_back, message))
         started = time.monotonic()
         try:
             request = parse_message(message.value, self._resources.settings.max_input_chars)
@@ -67,6 +68,7 @@ class SupportAgent:
         await self._lanes.submit(request.conversation_id, job)
 
     async def _handle(self, request: CustomerMessage, event: faust.EventT[bytes], started: float) -> None:
+        self._acks.start(event.message.tp, event.message.offset)
         bind(message_id=request.message_id, conversation_id=request.conversation_id)
         key = request.conversation_id.encode()
         try:
@@ -103,14 +105,34 @@ class SupportAgent:
         source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
         await self._dead_letters.send(kind, detail, source, message.key, message.value)
 
+    def hand_back_queued(self) -> None:
+        """At a rebalance: give up the events not started yet, so the rebalance waits only for
+        calls in flight (each bounded by the LLM deadline), not for whole queues behind them.
+
+        They are redelivered from the committed offset to whichever worker gets the partition.
+        """
+        dropped = self._lanes.drop_queued()
+        released = self._acks.release_unstarted()
+        if dropped or released:
+            log.info("rebalance: queued events handed back", extra={"dropped": dropped, "released": released})
+
     async def drain(self, grace_s: float) -> None:
         """Stop taking events; finish the buffered ones within `grace_s`; hand back the rest.
 
         Whatever is handed back stays unacked, so the next owner of the partition gets it.
         """
         self._closing = True
-        handed_back = await self._lanes.stop(grace_s)
-        log.info("drained", extra={"handed_back": handed_back})
+        await self._lanes.stop(grace_s)
+        log.info("drained", extra={"handed_back": self._acks.release_all()})
 
     def _finish(self, event: faust.EventT[bytes]) -> None:
         self._acks.finish(event.message.tp, event.message.offset)
+
+
+def _hand_back(message: faust.types.Message) -> None:
+    """Stop faust waiting for this message at a rebalance without committing its offset.
+
+    faust's rebalance waits for every message it delivered and sees as not `acked`; only
+    `Consumer.ack` records an offset for committing, and that is never called for it.
+    """
+    message.acked = True

@@ -20,6 +20,8 @@ Partition = TypeVar("Partition", bound=Hashable)
 class _Slot:
     offset: int
     ack: Callable[[], object]
+    give_up: Callable[[], object]
+    started: bool = False
     finished: bool = False
 
 
@@ -29,9 +31,44 @@ class OrderedAcks(Generic[Partition]):
 
     _pending: dict[Partition, deque[_Slot]] = field(default_factory=dict)
 
-    def track(self, partition: Partition, offset: int, ack: Callable[[], object]) -> None:
-        """Register an event as it is taken from the stream; `ack` is called when its turn comes."""
-        self._pending.setdefault(partition, deque()).append(_Slot(offset, ack))
+    def track(
+        self, partition: Partition, offset: int, ack: Callable[[], object], give_up: Callable[[], object]
+    ) -> None:
+        """Register an event as it is taken from the stream.
+
+        `ack` is called when its turn comes; `give_up` if it is released unfinished instead.
+        """
+        self._pending.setdefault(partition, deque()).append(_Slot(offset, ack, give_up))
+
+    def start(self, partition: Partition, offset: int) -> None:
+        """Mark an event as being worked on; `release_unstarted` keeps it."""
+        for slot in self._pending.get(partition, ()):
+            if slot.offset == offset:
+                slot.started = True
+                return
+
+    def release_unstarted(self) -> int:
+        """Give up every event from the first unstarted one of each partition on, unacked.
+
+        Those events are redelivered from the committed offset; the ones after them that
+        still finish are never acked. Returns how many events were released.
+        """
+        released = 0
+        for slots in self._pending.values():
+            first = next((i for i, s in enumerate(slots) if not (s.started or s.finished)), len(slots))
+            released += self._give_up(slots, keep=first)
+        return released
+
+    def release_all(self) -> int:
+        """Give up every event not acked yet (at shutdown, after the last ones finished)."""
+        return sum(self._give_up(slots, keep=0) for slots in self._pending.values())
+
+    @staticmethod
+    def _give_up(slots: deque[_Slot], keep: int) -> int:
+        released = len(slots) - keep
+        for _ in range(released):
+            slots.pop().give_up()
+        return released
 
     def finish(self, partition: Partition, offset: int) -> int:
         """Mark an event finished; ack every finished event at the head. Returns how many acked."""

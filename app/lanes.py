@@ -27,6 +27,7 @@ class Lanes:
         self._queues: dict[str, deque[Job]] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._buffered = 0
+        self._running: set[str] = set()
         self._stopping = False
         self._changed = asyncio.Condition()
 
@@ -55,18 +56,35 @@ class Lanes:
     async def _run(self, key: str) -> None:
         queue = self._queues[key]
         while queue:
+            self._running.add(key)
             try:
                 await queue[0]()
             except Exception:  # a job owns its errors; this only keeps the lane alive
                 log.exception("lane job failed", extra={"lane": key})
             finally:
+                self._running.discard(key)
                 queue.popleft()
-                self._buffered -= 1
-                metrics.BUFFERED.set(self._buffered)
-                self._room.release()
+                self._forget(1)
         del self._queues[key]
         async with self._changed:
             self._changed.notify_all()
+
+    def drop_queued(self) -> int:
+        """Drop every job that has not started; running jobs go on. Returns how many were dropped."""
+        dropped = 0
+        for key, queue in self._queues.items():
+            keep = 1 if key in self._running else 0
+            while len(queue) > keep:
+                queue.pop()
+                dropped += 1
+        self._forget(dropped)
+        return dropped
+
+    def _forget(self, jobs: int) -> None:
+        self._buffered -= jobs
+        metrics.BUFFERED.set(self._buffered)
+        for _ in range(jobs):
+            self._room.release()
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted job has finished; False if the time ran out."""

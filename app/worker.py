@@ -8,6 +8,7 @@ import sys
 
 import faust
 import mode.loop
+from faust.types import AppT
 from mode import Service
 
 from agents.profiles import ProfileAgent
@@ -39,6 +40,19 @@ class Runtime(Service):
         await self._resources.aclose()
 
 
+class RebalanceSensor(faust.Sensor):
+    """Tells the support agent when a rebalance starts, before faust waits for its events."""
+
+    def __init__(self, support: SupportAgent) -> None:
+        super().__init__()
+        self._support = support
+
+    def on_rebalance_start(self, app: AppT) -> dict[str, object]:
+        self._support.hand_back_queued()
+        state: dict[str, object] = super().on_rebalance_start(app)
+        return state
+
+
 class EnricherWorker(faust.Worker):
     """A faust worker that drains the support agent before faust stops on SIGTERM/SIGINT."""
 
@@ -62,8 +76,6 @@ class EnricherWorker(faust.Worker):
         consumer.pause_partitions(consumer.assignment())
         await self._support.drain(self._grace_s)
         await consumer.commit()
-        # What is left is handed back unacked on purpose: faust must not wait for it.
-        self.app.conf.stream_wait_empty = False
         await super()._stop_on_signal(signal)
 
 
@@ -84,6 +96,7 @@ def run_worker(settings: Settings) -> None:
 
     support = SupportAgent(resources, topics, Lanes(settings.max_buffered))
     support.attach(app)
+    app.sensors.add(RebalanceSensor(support))
     ProfileAgent(resources.context, topics).attach(app)
     attach_pages(app, Health(resources, assigned_input_partitions))
     EnricherWorker(app, support, settings, Runtime(resources)).execute_from_commandline()

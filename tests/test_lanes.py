@@ -104,3 +104,27 @@ async def test_stop_hands_back_what_outlives_the_grace() -> None:
     await asyncio.sleep(0)
     assert await lanes.stop(grace_s=0.05) == 2
     assert lanes.buffered == 0
+
+
+async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
+    lanes = Lanes(max_buffered=4)
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            await release.wait()
+            finished.append(name)
+
+        return run
+
+    for name in ("a1", "a2", "a3", "b1"):
+        await lanes.submit(name[0], job(name))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert lanes.drop_queued() == 2
+    assert lanes.buffered == 2
+    await asyncio.wait_for(lanes.submit("c", job("c1")), 1)  # type: ignore[arg-type]
+    release.set()
+    assert await lanes.wait_idle(1)
+    assert sorted(finished) == ["a1", "b1", "c1"]
+    await lanes.close()

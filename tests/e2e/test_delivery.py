@@ -213,3 +213,24 @@ async def test_a_stalled_llm_holds_the_buffer_at_its_bound(
     assert samples[-1] == 50
     stats = await mock_admin.stats()
     assert stats["in_flight"] == 8
+
+
+async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    await mock_admin.config(latency_ms=1000, jitter_ms=0)
+    first = await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8"})
+    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(8) for c in range(16)]
+    await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(8), timeout_s=30)
+    await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8"})  # joining the group starts a rebalance
+
+    ids = {json.loads(value)["message_id"] for _, value in inputs}
+    records = await read_topic(
+        kafka, env["ENRICHER_REPLY_TOPIC"], until=every_message_answered(ids), timeout_s=120, settle_s=2
+    )
+    replies = json_values(records)
+    assert_consistent_duplicates(replies)
+    assert_in_input_order(replies)
+    assert "queued events handed back" in first.process.log_path.read_text()
