@@ -13,7 +13,7 @@ from typing import Any
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-FETCH_MAX_WAIT_MS = 50
+FETCH_MAX_WAIT_MS = 20
 SCHEME = "kafka-fastfetch"
 
 
