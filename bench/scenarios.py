@@ -145,7 +145,7 @@ async def run_stall(
     settings = worker.settings
     try:
         await stack.mock.reset()
-        await stack.mock.configure(hang_rate=1.0)
+        await stack.mock.config(hang_rate=1.0)
         async with (
             TopicReader(stack.bootstrap, settings.reply_topic) as replies,
             Sender(stack.bootstrap, settings.input_topic) as sender,
@@ -161,7 +161,7 @@ async def run_stall(
             reply_records = replies.decoded()
     finally:
         await worker.kill()
-        await stack.mock.configure(hang_rate=0.0)
+        await stack.mock.config(hang_rate=0.0)
     inputs = await read_back(stack, settings.input_topic, messages)
     return StallResult(
         messages=messages,

@@ -15,6 +15,7 @@ from typing import Any, Self
 import httpx
 
 from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.mock_admin import MockAdmin
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,32 +56,6 @@ class Proc:
     def cmdline(self) -> list[str]:
         """The process's argv."""
         return Path(f"/proc/{self.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-class MockLLM:
-    """The mock LLM's `/_mock` admin API."""
-
-    def __init__(self, admin_url: str) -> None:
-        self._client = httpx.AsyncClient(base_url=admin_url, timeout=HTTP_TIMEOUT_S)
-
-    async def configure(self, **changes: float) -> None:
-        """Change latency or fault settings, e.g. `hang_rate=1.0`."""
-        (await self._client.put("/_mock/config", json=changes)).raise_for_status()
-
-    async def reset(self) -> None:
-        """Forget recorded requests and counters."""
-        (await self._client.post("/_mock/reset")).raise_for_status()
-
-    async def stats(self) -> dict[str, int]:
-        """requests, in_flight, max_in_flight, completed, errors."""
-        response = await self._client.get("/_mock/stats")
-        response.raise_for_status()
-        result: dict[str, int] = response.json()
-        return result
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
 
 
 @dataclass
@@ -132,7 +107,7 @@ class Stack:
             log_path=log_dir / "mock-llm.log",
             cwd=REPO,
         )
-        self.mock = MockLLM(f"http://127.0.0.1:{self._mock_port}")
+        self.mock = MockAdmin(f"http://127.0.0.1:{self._mock_port}")
         self._exit = contextlib.AsyncExitStack()
         self._databases = iter(range(1, 16))
 

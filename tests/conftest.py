@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.mock_admin import MockAdmin
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,61 +67,16 @@ async def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
         yield base_url
 
 
-class MockAdmin:
-    """The mock LLM's `/_mock/*` endpoints: script answers, change faults, inspect requests."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def script(self, *steps: Mapping[str, Any]) -> None:
-        """Queue scripted answers, e.g. `{"status": 500}`, `{"status": 429, "retry_after": 1}`."""
-        response = await self.client.post("/_mock/script", json={"steps": list(steps)})
-        response.raise_for_status()
-
-    async def config(self, **changes: Any) -> dict[str, Any]:
-        """Change latency and fault settings (`latency_ms`, `error_rate`, ...); returns all of them."""
-        response = await self.client.put("/_mock/config", json=changes)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    async def requests(self) -> list[dict[str, Any]]:
-        """The chat requests the mock received, oldest first."""
-        response = await self.client.get("/_mock/requests")
-        response.raise_for_status()
-        result: list[dict[str, Any]] = response.json()["requests"]
-        return result
-
-    async def stats(self) -> dict[str, Any]:
-        """Counters: requests, in_flight, max_in_flight, completed, errors."""
-        response = await self.client.get("/_mock/stats")
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    async def release(self) -> None:
-        """Let held (`hold`) requests answer."""
-        (await self.client.post("/_mock/release")).raise_for_status()
-
-    async def reset(self) -> None:
-        """Forget script, recorded requests and stats."""
-        (await self.client.post("/_mock/reset")).raise_for_status()
-
-
 @pytest.fixture(scope="session")
 async def _mock_baseline(mock_llm: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=mock_llm.removesuffix("/v1"), timeout=10.0) as client:
-        response = await client.get("/_mock/config")
-        response.raise_for_status()
-        baseline: dict[str, Any] = response.json()
-        return baseline
+    async with MockAdmin(mock_llm) as admin:
+        return await admin.config()
 
 
 @pytest.fixture
 async def mock_admin(mock_llm: str, _mock_baseline: dict[str, Any]) -> AsyncIterator[MockAdmin]:
     """A MockAdmin on a mock that is reset, and put back to its session config, around the test."""
-    async with httpx.AsyncClient(base_url=mock_llm.removesuffix("/v1"), timeout=10.0) as client:
-        admin = MockAdmin(client)
+    async with MockAdmin(mock_llm) as admin:
         await admin.reset()
         yield admin
         await admin.reset()
