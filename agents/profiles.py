@@ -13,7 +13,6 @@ from app.context import ContextStore, encode_profile
 from app.dlq import DeadLetters
 from app.errors import ContextUnavailable
 from app.faust_app import Topics
-from app.publisher import Publisher
 from app.schemas import SourcePosition
 
 log = logging.getLogger(__name__)
@@ -24,13 +23,10 @@ REDIS_RETRY_S = 1.0
 class ProfileAgent:
     """Applies profile updates in order; a null value deletes the profile."""
 
-    def __init__(self, context: ContextStore, topics: Topics) -> None:
+    def __init__(self, context: ContextStore, topics: Topics, dead_letters: DeadLetters) -> None:
         self._context = context
         self._topics = topics
-        publisher = Publisher()
-        self._dead_letters = DeadLetters(
-            lambda key, value: publisher.deliver(topics.dead_letters, key, value)
-        )
+        self._dead_letters = dead_letters
 
     def attach(self, app: faust.App) -> None:
         """Register the agent on the app."""

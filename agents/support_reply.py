@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -16,7 +17,7 @@ from app.errors import BadInput, ErrorKind, LLMRejected
 from app.faust_app import Topics
 from app.lanes import Lanes
 from app.logs import bind
-from app.pipeline import Answer, answer, turns_of
+from app.pipeline import answer, turns_of
 from app.publisher import ChunkPublisher, Publisher
 from app.resources import Resources
 from app.schemas import CustomerMessage, SourcePosition, parse_message
@@ -27,14 +28,22 @@ log = logging.getLogger(__name__)
 class SupportAgent:
     """Owns the lanes and the in-order acks of the support reply flow."""
 
-    def __init__(self, resources: Resources, topics: Topics, lanes: Lanes) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        topics: Topics,
+        lanes: Lanes,
+        dead_letters: DeadLetters,
+        crash: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
         self._resources = resources
         self._topics = topics
         self._lanes = lanes
+        self._dead_letters = dead_letters
+        self._crash = crash
         self._closing = False
         self._acks: OrderedAcks[faust.types.TP] = OrderedAcks()
         self._publisher = Publisher()
-        self._dead_letters = DeadLetters(functools.partial(self._publisher.deliver, topics.dead_letters))
 
     def attach(self, app: faust.App) -> None:
         """Register the agent on the app and forget revoked partitions on rebalance."""
@@ -60,8 +69,11 @@ class SupportAgent:
         try:
             request = parse_message(message.value, self._resources.settings.max_input_chars)
         except BadInput as error:
-            await self._dead_letter(event, error.kind, str(error))
-            metrics.MESSAGES.labels("dead_lettered").inc()
+            try:
+                await self._dead_letter(event, error.kind, str(error))
+            except Exception as failure:  # escaping the stream loop would ack and kill the agent
+                await self._give_up_worker(failure)
+                return
             self._finish(event)
             return
         job = functools.partial(self._handle, request, event, started)
@@ -70,40 +82,49 @@ class SupportAgent:
     async def _handle(self, request: CustomerMessage, event: faust.EventT[bytes], started: float) -> None:
         self._acks.start(event.message.tp, event.message.offset)
         bind(message_id=request.message_id, conversation_id=request.conversation_id)
-        key = request.conversation_id.encode()
         try:
-            result = await self._answer(request, key)
+            await self._respond(request, event, started)
+        except Exception as error:  # the broker took neither a reply nor a dead letter
+            await self._give_up_worker(error)
+            return
+        self._finish(event)
+
+    async def _respond(self, request: CustomerMessage, event: faust.EventT[bytes], started: float) -> None:
+        """Answer and publish, or dead-letter; raises only when the broker takes neither."""
+        chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
+        try:
+            result = await answer(request, self._resources, on_delta=chunks.send)
         except LLMRejected as error:
             await self._dead_letter(event, "llm_rejected", str(error))
-            metrics.MESSAGES.labels("dead_lettered").inc()
+            return
         except Exception as error:  # one decision point: anything unforeseen is dead-lettered
             log.exception("answering failed")
             await self._dead_letter(event, "internal", f"{type(error).__name__}: {error}")
-            metrics.MESSAGES.labels("dead_lettered").inc()
-        else:
-            if result.unavailable_reason is not None:
-                await self._dead_letter(event, "llm_unavailable", result.unavailable_reason)
-            outcome = "replayed" if result.replayed else result.reply.status
-            metrics.MESSAGES.labels(outcome).inc()
-            metrics.REPLY_LATENCY.observe(time.monotonic() - started)
-        self._finish(event)
-
-    async def _answer(self, request: CustomerMessage, key: bytes) -> Answer:
-        context = self._resources.context
-        chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
-        result = await answer(request, self._resources, on_delta=chunks.send)
-        if result.replayed:
-            reply = result.reply  # stored with its turns when it was first answered
-        else:
-            reply = await context.record(result.reply, turns_of(request, result.reply))
+            return
+        reply = result.reply  # a replayed reply was stored with its turns when first answered
+        if not result.replayed:
+            reply = await self._resources.context.record(reply, turns_of(request, reply))
             await chunks.finish(reply.text if reply.status == "fallback" else None)
-        await self._publisher.deliver(self._topics.replies, key, reply.model_dump_json().encode())
-        return Answer(reply, result.replayed, result.unavailable_reason)
+        await self._publisher.deliver(
+            self._topics.replies, request.conversation_id.encode(), reply.model_dump_json().encode()
+        )
+        if result.unavailable_reason is not None:
+            await self._dead_letter(event, "llm_unavailable", result.unavailable_reason)
+        metrics.MESSAGES.labels("replayed" if result.replayed else reply.status).inc()
+        metrics.REPLY_LATENCY.observe(time.monotonic() - started)
+
+    async def _give_up_worker(self, error: BaseException) -> None:
+        # Nothing was produced for this message, so it must not be acked, and every later
+        # message of its partition waits behind it: stop, and let a restart redeliver.
+        log.critical("broker refused both the reply and the dead letter; stopping the worker", exc_info=error)
+        await self._crash(error)
 
     async def _dead_letter(self, event: faust.EventT[bytes], kind: ErrorKind, detail: str) -> None:
         message = event.message
         source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
         await self._dead_letters.send(kind, detail, source, message.key, message.value)
+        if kind != "llm_unavailable":  # that one's message was answered, with the fallback
+            metrics.MESSAGES.labels("dead_lettered").inc()
 
     def hand_back_queued(self) -> None:
         """At a rebalance: give up the events not started yet, so the rebalance waits only for

@@ -15,10 +15,15 @@ Produce = Callable[[bytes | None, bytes], Awaitable[None]]
 
 
 class DeadLetters:
-    """Writes DLQ records through `produce(key, value)`, which must wait for the broker's ack."""
+    """Writes DLQ records through `produce(key, value)`, which must wait for the broker's ack.
 
-    def __init__(self, produce: Produce) -> None:
+    Details come from exceptions, which may quote a credential (a provider's 401 body does):
+    `redact` cleans them before they are written or logged.
+    """
+
+    def __init__(self, produce: Produce, redact: Callable[[str], str]) -> None:
         self._produce = produce
+        self._redact = redact
 
     async def send(
         self,
@@ -29,6 +34,7 @@ class DeadLetters:
         raw: bytes | None,
     ) -> None:
         """Record one failed input durably."""
+        detail = self._redact(detail)
         letter = DeadLetter.build(kind, detail, source, raw)
         await self._produce(key, letter.model_dump_json().encode())
         metrics.DEAD_LETTERS.labels(kind).inc()

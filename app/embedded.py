@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,9 @@ from app.settings import Settings
 PROFILE_PARTITIONS = 4  # as app.faust_app declares the profile topic
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+# Variables a developer's shell may hold that must not leak into a worker started for a test
+# or a benchmark: it is configured by exactly the environment it is given.
+CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
 
 
 class ProcessDied(RuntimeError):
@@ -316,3 +320,15 @@ async def create_topics(bootstrap: str, settings: Settings, input_partitions: in
     for name, code, message in (error[:3] for error in response.topic_errors):
         if code not in (0, TOPIC_EXISTS):
             raise RuntimeError(f"cannot create topic {name}: error {code} {message}")
+
+
+def isolated_worker(name: str, env: Mapping[str, str], log_dir: Path) -> ManagedProcess:
+    """An `enricher worker` child configured only by `env`, logging to `log_dir/<name>.log`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "app.main", "worker"],
+        env=inherited | dict(env) | {"PYTHONUNBUFFERED": "1"},
+        log_path=log_dir / f"{name}.log",
+        cwd=log_dir,  # no stray .env file
+    )

@@ -72,6 +72,10 @@ class LLMRejected(LLMError):
 
     kind: ErrorKind = "llm_rejected"
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class LLMAuthError(LLMError):
     """The provider refused our credentials; no message can be answered until that is fixed."""

@@ -22,14 +22,14 @@ from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_never,
 )
 from tenacity.wait import wait_base, wait_random_exponential
 
 from app import metrics
-from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
+from app.errors import EnricherError, LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
 from app.ratelimit import RequestBudget
 from app.schemas import Usage
 from app.settings import Settings
@@ -42,6 +42,7 @@ ATTEMPTS_PER_FALLBACK_MODEL = 3
 MAX_BACKOFF_S = 20.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
+HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def translate(error: Exception) -> LLMError:
             return LLMTransient(detail, retry_after_s(error.response.headers))
         if status in AUTH_STATUS:
             return LLMAuthError(detail)
-        return LLMRejected(detail)
+        return LLMRejected(detail, status)
     if isinstance(error, (openai.APITimeoutError, TimeoutError)):
         return LLMTransient("timed out")
     if isinstance(error, (openai.APIConnectionError, httpx2.TransportError)):
@@ -181,7 +182,7 @@ class LLMClient:
                 for index, model in enumerate(self._models):
                     is_last = index == len(self._models) - 1
                     retrying = AsyncRetrying(
-                        retry=retry_if_exception_type((LLMTransient, LLMAuthError)),
+                        retry=retry_if_exception(_is_retriable),
                         wait=WaitRetryAfter(),
                         stop=stop_never if is_last else stop_after_attempt(ATTEMPTS_PER_FALLBACK_MODEL),
                         reraise=True,
@@ -193,7 +194,7 @@ class LLMClient:
                         )
                     except (LLMTransient, LLMAuthError, LLMRejected) as error:
                         last_error = error
-                        if is_last or (isinstance(error, LLMRejected) and "404" not in str(error)):
+                        if is_last or (isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND):
                             raise
                         log.warning("model failed; trying the next one", extra={"model": model})
         except TimeoutError:
@@ -291,6 +292,10 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()
+
+
+def _is_retriable(error: BaseException) -> bool:
+    return isinstance(error, EnricherError) and error.retriable
 
 
 def _log_retry(retry_state: RetryCallState) -> None:

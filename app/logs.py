@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from app.redaction import Redactor
 from app.settings import Settings
 
-SECRET_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+(?=@)"),
-    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9_\-.]{8,}"),
-)
 STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
-REDACTED = "[redacted]"
 
 _correlation: ContextVar[dict[str, str]] = ContextVar("correlation", default={})  # noqa: B039  # never mutated
 
@@ -27,20 +20,6 @@ _correlation: ContextVar[dict[str, str]] = ContextVar("correlation", default={})
 def bind(**ids: str) -> None:
     """Add correlation ids (message_id, conversation_id) to every log line of the current task."""
     _correlation.set({**_correlation.get(), **ids})
-
-
-class Redactor:
-    """Replaces known secret values and secret-looking patterns in text."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        for pattern in SECRET_PATTERNS:
-            text = pattern.sub(REDACTED, text)
-        return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from app.errors import LLMUnavailable
 from app.llm import CallOptions, DeltaSink
 from app.prompts import RenderedPrompt
+from app.redaction import Redactor
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
 from app.tokens import fits_budget
+
+# An LLM can be talked into repeating key-shaped text; it never leaves in a reply.
+KEY_SHAPED = Redactor(())
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def _reply(
             "message_id": message.message_id,
             "conversation_id": message.conversation_id,
             "customer_id": message.customer_id,
-            "text": text,
+            "text": KEY_SHAPED(text),
             "status": status,
             "model": model,
             "prompt": prompt.ref,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -13,11 +14,14 @@ from mode import Service
 
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
+from app.dlq import DeadLetters
 from app.errors import TemplateError
 from app.faust_app import build_app, declare_topics
 from app.health import Health, attach_pages
 from app.lanes import Lanes
-from app.logs import logging_config
+from app.logs import logging_config, secrets_of
+from app.publisher import Publisher
+from app.redaction import Redactor
 from app.resources import Resources
 from app.settings import Settings
 
@@ -94,9 +98,13 @@ def run_worker(settings: Settings) -> None:
     def assigned_input_partitions() -> int:
         return sum(1 for tp in app.consumer.assignment() if tp.topic == settings.input_topic)
 
-    support = SupportAgent(resources, topics, Lanes(settings.max_buffered))
+    publisher = Publisher()
+    dead_letters = DeadLetters(
+        functools.partial(publisher.deliver, topics.dead_letters), Redactor(secrets_of(settings))
+    )
+    support = SupportAgent(resources, topics, Lanes(settings.max_buffered), dead_letters, app.crash)
     support.attach(app)
     app.sensors.add(RebalanceSensor(support))
-    ProfileAgent(resources.context, topics).attach(app)
+    ProfileAgent(resources.context, topics, dead_letters).attach(app)
     attach_pages(app, Health(resources, assigned_input_partitions))
     EnricherWorker(app, support, settings, Runtime(resources)).execute_from_commandline()

@@ -14,15 +14,20 @@ from typing import Any, Self
 
 import httpx
 
-from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.embedded import (
+    EmbeddedBroker,
+    EmbeddedRedis,
+    ManagedProcess,
+    create_topics,
+    free_port,
+    isolated_worker,
+)
 from app.mock_admin import MockAdmin
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 90.0
 HTTP_TIMEOUT_S = 10.0
-# A developer's shell may hold contract variables that must not leak into bench workers.
-CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -161,14 +166,7 @@ class Stack:
 
     async def start_worker(self, name: str, env: dict[str, str]) -> Worker:
         """Start a worker on `env` and wait until /readyz says ready."""
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
-        process = ManagedProcess(
-            f"worker-{name}",
-            [sys.executable, "-m", "app.main", "worker"],
-            env=inherited | env | {"PYTHONUNBUFFERED": "1"},
-            log_path=self.log_dir / f"worker-{name}.log",
-            cwd=self.log_dir,  # no stray .env file
-        )
+        process = isolated_worker(f"worker-{name}", env, self.log_dir)
         worker = Worker(process.start(), Settings.model_validate(env), Proc(process.pid))
         try:
             await process.wait_http_ok(f"{worker.web_url}/readyz", READY_TIMEOUT_S)

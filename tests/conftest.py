@@ -7,7 +7,6 @@ each other's records. Helpers for reading and writing topics live in `kafka_help
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import sys
 import uuid
@@ -19,14 +18,19 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.embedded import EmbeddedBroker, EmbeddedRedis, ManagedProcess, create_topics, free_port
+from app.embedded import (
+    EmbeddedBroker,
+    EmbeddedRedis,
+    ManagedProcess,
+    create_topics,
+    free_port,
+    isolated_worker,
+)
 from app.mock_admin import MockAdmin
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
-# Variables a developer's shell may hold that must not leak into test workers.
-CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
 _redis_databases = itertools.cycle(range(1, 16))
 
 
@@ -150,15 +154,7 @@ class WorkerFactory:
         """Start one more worker with `overrides` on top of `enricher_env` (same group, topics)."""
         env = self.env | dict(overrides or {})
         web_port = int(env.setdefault("ENRICHER_WEB_PORT", str(free_port())))
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
-        number = len(self.workers) + 1
-        process = ManagedProcess(
-            f"worker-{number}",
-            [sys.executable, "-m", "app.main", "worker"],
-            env=inherited | env | {"PYTHONUNBUFFERED": "1"},
-            log_path=self.log_dir / f"worker-{number}.log",
-            cwd=self.log_dir,  # no stray .env file
-        )
+        process = isolated_worker(f"worker-{len(self.workers) + 1}", env, self.log_dir)
         worker = Worker(process.start(), env, f"http://127.0.0.1:{web_port}")
         self.workers.append(worker)
         if ready:

@@ -7,7 +7,8 @@ import io
 import json
 import logging
 
-from app.logs import JsonFormatter, Redactor, bind
+from app.logs import JsonFormatter, bind
+from app.redaction import Redactor
 
 
 def capture(formatter: JsonFormatter) -> tuple[logging.Logger, io.StringIO]:

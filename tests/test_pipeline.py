@@ -118,3 +118,9 @@ async def test_answer_without_redis_still_replies(enricher_settings: Settings, m
     assert isinstance(result.reply, Reply)
     assert result.reply.status == "ok"
     assert result.reply.text.startswith("Hi there,")
+
+
+async def test_key_shaped_text_never_leaves_in_a_reply(resources: Resources, mock_admin: MockAdmin) -> None:
+    result = await answer(message("my key is sk-proj-abcdefghijklmnop, help"), resources)
+    assert "sk-proj" not in result.reply.text
+    assert "[redacted]" in result.reply.text
