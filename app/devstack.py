@@ -13,9 +13,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from redis.asyncio import Redis
 
-from app.context import profile_key
+from app.context import ContextStore, connect, encode_profile
 from app.embedded import (
     EmbeddedBroker,
     EmbeddedRedis,
@@ -174,7 +173,6 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     stack.callback(worker.stop, settings.shutdown_grace_s + 5.0)
     pids["worker"] = worker.start().pid
     await _wait_ready(worker, settings.web_port)
-    await _wait_for_demo_profiles(settings)
 
     state = DevState(
         pid=os.getpid(),
@@ -219,6 +217,17 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 
 async def _load_demo_profiles(settings: Settings) -> None:
+    """Put the demo customers into Redis now, and on the profile topic as a real source would.
+
+    Writing Redis directly (any tool may) means a message sent before the worker's profile
+    agent has caught up still finds its customer.
+    """
+    context = ContextStore(connect(settings.redis_url.get_secret_value(), 2), history_turns=0, ttl_s=1)
+    try:
+        for customer_id, profile in DEMO_PROFILES.items():
+            await context.put_profile(customer_id, encode_profile(profile))
+    finally:
+        await context.aclose()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     try:
         await asyncio.wait_for(producer.start(), 15.0)
@@ -228,18 +237,6 @@ async def _load_demo_profiles(settings: Settings) -> None:
             await asyncio.wait_for(send, 15.0)
     finally:
         await asyncio.wait_for(producer.stop(), 15.0)
-
-
-async def _wait_for_demo_profiles(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Wait until the worker's profile agent has put the demo profiles into Redis."""
-    keys = [profile_key(customer_id) for customer_id in DEMO_PROFILES]
-    poll_s = 0.2
-    async with Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5.0) as redis:
-        for _ in range(int(timeout_s / poll_s)):
-            if await redis.exists(*keys) == len(keys):
-                return
-            await asyncio.sleep(poll_s)
-    raise DevStackError(f"the demo profiles did not reach Redis within {timeout_s:.0f} s")
 
 
 async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
