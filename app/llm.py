@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx2
 import openai
+import pydantic_core
 from openai.types.chat import ChatCompletion
 from tenacity import (
     AsyncRetrying,
@@ -228,10 +229,14 @@ class LLMClient:
             body["temperature"] = options.temperature
         if options.max_tokens is not None:
             body["max_tokens"] = options.max_tokens
-        # The messages are plain JSON already: posting them directly skips the SDK's
-        # per-request type walk, which cost a fifth of the worker's CPU.
+        # The messages are plain JSON already: posting them as bytes skips the SDK's
+        # per-request type walk and JSON encoding, which cost a fifth of the worker's CPU.
         stream = await self._client.post(
-            "/chat/completions", cast_to=ChatCompletion, body=body, stream=True, stream_cls=ChunkStream
+            "/chat/completions",
+            cast_to=ChatCompletion,
+            content=pydantic_core.to_json(body),
+            stream=True,
+            stream_cls=ChunkStream,
         )
         parts: list[str] = []
         usage = Usage()
