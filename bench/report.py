@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,15 +30,20 @@ class Results:
     """Everything one bench run measured."""
 
     params: Params
-    throughput: LoadResult
+    throughput: tuple[LoadResult, ...]
     baseline: LoadResult
-    half_load: LoadResult
+    half_load: tuple[LoadResult, ...]
     stall: StallResult
 
     @property
+    def scenarios(self) -> tuple[tuple[LoadResult, ...], ...]:
+        """The runs of each load scenario, in the order they ran."""
+        return (self.throughput, (self.baseline,), self.half_load)
+
+    @property
     def loads(self) -> tuple[LoadResult, ...]:
-        """The load scenarios, in the order they ran."""
-        return (self.throughput, self.baseline, self.half_load)
+        """Every run of the load scenarios, in the order they ran."""
+        return tuple(run for runs in self.scenarios for run in runs)
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,28 @@ def stall_growth_mb(stall: StallResult) -> float:
     return samples[-1].rss_mb - samples[len(samples) // 4].rss_mb
 
 
+def median_run(runs: Sequence[LoadResult], measure: Callable[[LoadResult], float]) -> LoadResult:
+    """The run whose `measure` is the median (the lower of the middle two for an even count)."""
+    return sorted(runs, key=measure)[(len(runs) - 1) // 2]
+
+
+def each_run(runs: Sequence[LoadResult], measure: Callable[[LoadResult], float], spec: str, unit: str) -> str:
+    """`; runs: a, b, c unit`, the `measure` of each run formatted by `spec`; "" for a single run."""
+    if len(runs) == 1:
+        return ""
+    return f"; runs: {', '.join(format(measure(run), spec) for run in runs)} {unit}"
+
+
+def _over(runs: Sequence[LoadResult]) -> str:
+    return f", over {len(runs)} runs" if len(runs) > 1 else ""
+
+
 def targets(results: Results) -> list[Row]:
-    """The issue's targets, judged against this run."""
-    params, fast, base, half, stall = (results.params, *results.loads, results.stall)
+    """The issue's targets, judged on the median run of each repeated scenario."""
+    params, base, stall = results.params, results.baseline, results.stall
+    fast = median_run(results.throughput, lambda run: run.throughput_per_s)
+    frugal = median_run(results.throughput, lambda run: run.worker_cpu_s_per_1k)
+    half = median_run(results.half_load, lambda run: run.latency.p99_ms)
     limit = params.physical_per_s
     share = fast.throughput_per_s / limit
     p99_bound = params.latency_ms + LATENCY_HEADROOM_MS
@@ -84,18 +109,21 @@ def targets(results: Results) -> list[Row]:
         Row(
             f"Throughput ({params.in_flight} in flight ÷ {params.latency_ms:.0f} ms = {limit:.0f} msg/s)",
             f"≥ {THROUGHPUT_SHARE * limit:.0f} msg/s ({THROUGHPUT_SHARE:.0%})",
-            f"{fast.throughput_per_s:.0f} msg/s ({share:.0%})",
+            f"{fast.throughput_per_s:.0f} msg/s ({share:.0%})"
+            + each_run(results.throughput, lambda run: run.throughput_per_s, ".0f", "msg/s"),
             share >= THROUGHPUT_SHARE and fast.complete,
         )
     ]
-    for result in results.loads:
-        verdict = result.verdict
+    for runs in results.scenarios:
+        lost = sum(run.verdict.lost for run in runs)
+        duplicated = sum(run.verdict.duplicated for run in runs)
+        out_of_order = sum(run.verdict.out_of_order for run in runs)
         rows.append(
             Row(
-                f"Lost / duplicated / out of order ({result.load.name})",
+                f"Lost / duplicated / out of order ({runs[0].load.name}{_over(runs)})",
                 "0 / 0 / 0",
-                f"{verdict.lost} / {verdict.duplicated} / {verdict.out_of_order}",
-                verdict.clean,
+                f"{lost} / {duplicated} / {out_of_order}",
+                all(run.verdict.clean for run in runs),
             )
         )
     rows += [
@@ -109,14 +137,16 @@ def targets(results: Results) -> list[Row]:
         Row(
             f"p99 end-to-end latency at half load ({half.load.rate_per_s:.0f} msg/s)",
             f"≤ {p99_bound:.0f} ms",
-            f"{half.latency.p99_ms:.0f} ms (p50 {half.latency.p50_ms:.0f}, p95 {half.latency.p95_ms:.0f})",
+            f"{half.latency.p99_ms:.0f} ms (p50 {half.latency.p50_ms:.0f}, p95 {half.latency.p95_ms:.0f})"
+            + each_run(results.half_load, lambda run: run.latency.p99_ms, ".0f", "ms"),
             half.latency.p99_ms <= p99_bound and half.complete,
         ),
         Row(
             "Worker CPU per 1,000 messages (throughput run)",
             f"≤ {CPU_S_PER_1K:.1f} s",
-            f"{fast.worker_cpu_s_per_1k:.2f} s",
-            fast.worker_cpu_s_per_1k <= CPU_S_PER_1K,
+            f"{frugal.worker_cpu_s_per_1k:.2f} s"
+            + each_run(results.throughput, lambda run: run.worker_cpu_s_per_1k, ".2f", "s"),
+            frugal.worker_cpu_s_per_1k <= CPU_S_PER_1K,
         ),
         Row(
             "Worker peak RSS (VmHWM, all scenarios)",
@@ -148,6 +178,16 @@ def targets(results: Results) -> list[Row]:
     return rows
 
 
+def run_labels(results: Results) -> list[tuple[str, LoadResult]]:
+    """Each load run with its scenario name, numbered `name n/N` where a scenario ran N > 1 times."""
+    labelled = []
+    for runs in results.scenarios:
+        for number, run in enumerate(runs, start=1):
+            label = run.load.name if len(runs) == 1 else f"{run.load.name} {number}/{len(runs)}"
+            labelled.append((label, run))
+    return labelled
+
+
 def markdown(results: Results, rows: list[Row], host: dict[str, str | int | None]) -> str:
     """The targets table, the per-scenario table and the machine line."""
     verdicts = {True: "pass", False: "**miss**", None: "info"}
@@ -159,21 +199,22 @@ def markdown(results: Results, rows: list[Row], host: dict[str, str | int | None
         "| lost / dup / order | worker CPU s per 1k | peak RSS MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for result in results.loads:
+    for label, result in run_labels(results):
         load, lat, verdict = result.load, result.latency, result.verdict
         offered = f"{load.rate_per_s:.0f} msg/s" if load.rate_per_s else "flat out"
         lines.append(
-            f"| {load.name} | {load.messages} / {load.conversations} | {load.max_in_flight} | {offered} "
+            f"| {label} | {load.messages} / {load.conversations} | {load.max_in_flight} | {offered} "
             f"| {result.throughput_per_s:.1f} | {lat.p50_ms:.0f} | {lat.p95_ms:.0f} | {lat.p99_ms:.0f} "
             f"| {verdict.lost} / {verdict.duplicated} / {verdict.out_of_order} "
             f"| {result.worker_cpu_s_per_1k:.2f} | {result.worker_peak_rss_mb:.0f} |"
         )
-    fast = results.throughput
+    fast = median_run(results.throughput, lambda run: run.worker_cpu_s_per_1k)
     cpu = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in fast.cpu_s.items())
     busy = fast.cpu_s["worker"] / fast.duration_s
     lines += [
         "",
-        f"CPU seconds during the {fast.duration_s:.1f} s throughput run on {host['cores']} cores: {cpu}; "
+        f"CPU seconds during the {fast.duration_s:.1f} s throughput run of median CPU "
+        f"on {host['cores']} cores: {cpu}; "
         f"the worker's one event loop was busy {busy:.0%} of the time. "
         f"The mock LLM saw at most {fast.mock_max_in_flight} calls in flight.",
         "",
@@ -192,11 +233,7 @@ def write(results: Results, host: dict[str, str | int | None], directory: Path) 
         "machine": host,
         "params": dataclasses.asdict(results.params),
         "targets": [dataclasses.asdict(row) for row in rows],
-        "results": {
-            field.name: dataclasses.asdict(getattr(results, field.name))
-            for field in dataclasses.fields(results)
-            if field.name != "params"
-        },
+        "results": {name: value for name, value in dataclasses.asdict(results).items() if name != "params"},
     }
     (directory / "latest.json").write_text(json.dumps(_finite(document), indent=2) + "\n")
     text = markdown(results, rows, host)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from bench.report import Results, machine, write
-from bench.scenarios import Load, Params, run_load, run_stall
+from bench.scenarios import Load, LoadResult, Params, run_load, run_stall
 from bench.stack import Stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -21,6 +21,7 @@ QUICK = {
     "half_load_s": 4.0,
     "stall_messages": 5000,
     "stall_s": 8.0,
+    "repeats": 1,
 }
 
 
@@ -36,6 +37,9 @@ def parse_params(argv: list[str] | None = None) -> Params:
     parser.add_argument(
         "--in-flight", type=int, help=f"ENRICHER_MAX_IN_FLIGHT (default {defaults.in_flight})"
     )
+    parser.add_argument(
+        "--repeats", type=int, help=f"runs of the throughput and half-load scenarios ({defaults.repeats})"
+    )
     parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
     args = parser.parse_args(argv)
     chosen = {
@@ -49,25 +53,19 @@ def parse_params(argv: list[str] | None = None) -> Params:
 async def run_all(params: Params, log_dir: Path) -> Results:
     """Start the stack once and run every scenario on it, each with its own worker and topics."""
     half_rate = params.physical_per_s / 2
-    loads = (
-        Load("throughput", params.messages, params.conversations, params.in_flight),
-        Load("baseline", params.baseline_messages, params.baseline_conversations, 1),
-        Load(
-            "half-load",
-            round(half_rate * params.half_load_s),
-            params.conversations,
-            params.in_flight,
-            half_rate,
-        ),
+    throughput = Load("throughput", params.messages, params.conversations, params.in_flight)
+    baseline = Load("baseline", params.baseline_messages, params.baseline_conversations, 1)
+    half_load = Load(
+        "half-load",
+        round(half_rate * params.half_load_s),
+        params.conversations,
+        params.in_flight,
+        half_rate,
     )
     async with Stack(log_dir, params.latency_ms) as stack:
-        measured = []
-        for load in loads:
-            print(
-                f"bench: {load.name}: {load.messages} messages, {load.max_in_flight} in flight ...",
-                flush=True,
-            )
-            measured.append(await run_load(stack, load, params.partitions))
+        throughput_runs = await run_repeated(stack, throughput, params.repeats, params.partitions)
+        (baseline_run,) = await run_repeated(stack, baseline, 1, params.partitions)
+        half_load_runs = await run_repeated(stack, half_load, params.repeats, params.partitions)
         print(f"bench: stall: {params.stall_messages} messages behind a hanging LLM ...", flush=True)
         stall = await run_stall(
             stack,
@@ -77,8 +75,20 @@ async def run_all(params: Params, log_dir: Path) -> Results:
             params.stall_s,
             params.sample_every_s,
         )
-    throughput, baseline, half_load = measured
-    return Results(params, throughput, baseline, half_load, stall)
+    return Results(params, throughput_runs, baseline_run, half_load_runs, stall)
+
+
+async def run_repeated(stack: Stack, load: Load, count: int, partitions: int) -> tuple[LoadResult, ...]:
+    """`count` runs of `load`, one after the other, each on a fresh worker and topics."""
+    measured = []
+    for run in range(1, count + 1):
+        print(
+            f"bench: {load.name} ({run}/{count}): {load.messages} messages, "
+            f"{load.max_in_flight} in flight ...",
+            flush=True,
+        )
+        measured.append(await run_load(stack, load, partitions))
+    return tuple(measured)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,8 @@ class Params:
     stall_messages: int = 20_000
     stall_s: float = 20.0
     sample_every_s: float = 0.5
+    repeats: int = 3
+    """Runs of the throughput and half-load scenarios; targets take the median run."""
     quick: bool = False
 
     @property
