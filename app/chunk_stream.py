@@ -1,22 +1,26 @@
 """A streamed chat completion read straight into small pydantic chunks.
 
 The SDK's stream splits lines and fields in Python, parses each event's JSON into a dict and
-hands it over to be validated once more, then drains the body through anyio cancel scopes:
-a tenth of the worker's CPU at 300 replies a second. `ChunkStream` keeps the SDK's request,
-errors and connection handling, and only reads the body faster: each `data:` payload goes to
-pydantic-core in one pass, and the body is read to its end so the connection is reused.
+hands it over to be validated once more: a tenth of the worker's CPU at 300 replies a second.
+`ChunkStream` keeps the SDK's request, errors and connection handling, and only reads the body
+faster: each `data:` payload goes to pydantic-core in one pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 
+import httpx2
 import openai
 from pydantic import BaseModel
 
 from app.schemas import Usage
 
 DONE = b"[DONE]"
+READ_OUT_S = 0.1  # for the end of the body after [DONE], as the SDK allows
+DEFAULT_ERROR_MESSAGE = "An error occurred during streaming"
 
 
 class ChunkDelta(BaseModel):
@@ -35,7 +39,9 @@ class ChunkChoice(BaseModel):
 class StreamError(BaseModel):
     """An error a provider reports inside the stream instead of as an HTTP status."""
 
-    message: str = "An error occurred during streaming"
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
 
 
 class StreamChunk(BaseModel):
@@ -44,28 +50,51 @@ class StreamChunk(BaseModel):
     model: str = ""
     choices: list[ChunkChoice] = []
     usage: Usage | None = None
-    error: StreamError | None = None
+    error: StreamError | str | None = None
 
 
 class ChunkStream(openai.AsyncStream[StreamChunk]):
-    """Pass as `stream_cls` to `AsyncOpenAI.post(..., stream=True)`; yields `StreamChunk`s."""
+    """Pass as `stream_cls` to `AsyncOpenAI.post(..., stream=True)`; yields `StreamChunk`s.
+
+    Raises `openai.APIError` for an error event (with the provider's `type` and `code`) and
+    httpx2 transport errors as they come; `llm.translate` classifies both.
+    """
 
     async def __stream__(self) -> AsyncIterator[StreamChunk]:
         try:
-            async for payload in data_payloads(self.response.aiter_bytes()):
-                if payload == DONE:
-                    continue  # read on to the end of the body, so the connection can be reused
-                chunk = StreamChunk.model_validate_json(payload)
-                if chunk.error is not None:
-                    raise openai.APIError(
-                        chunk.error.message, self.response.request, body=chunk.error.model_dump()
-                    )
-                yield chunk
+            async with contextlib.aclosing(data_payloads(self.response.aiter_bytes())) as payloads:
+                async for payload in payloads:
+                    if payload == DONE:
+                        await _read_out(payloads)
+                        return
+                    chunk = StreamChunk.model_validate_json(payload)
+                    if chunk.error is not None:
+                        raise _api_error(chunk.error, self.response.request)
+                    yield chunk
         finally:
             await self.response.aclose()
 
 
-async def data_payloads(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _read_out(rest: AsyncIterator[bytes]) -> None:
+    """Read the body to its end, so HTTP/1.1 can reuse the connection.
+
+    The answer is complete by now: a stall or an error here only means the connection is
+    closed instead of reused.
+    """
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError):
+        async with asyncio.timeout(READ_OUT_S):
+            async for _ in rest:
+                pass
+
+
+def _api_error(error: StreamError | str, request: httpx2.Request) -> openai.APIError:
+    if isinstance(error, str):
+        return openai.APIError(error or DEFAULT_ERROR_MESSAGE, request, body={"message": error})
+    body = error.model_dump(exclude_none=True)
+    return openai.APIError(error.message or DEFAULT_ERROR_MESSAGE, request, body=body)
+
+
+async def data_payloads(body: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """The data of each server-sent event in `body`; an event's `data:` lines are joined by LF.
 
     Other fields (`event:`, `id:`, `retry:`) and comments are skipped: chat completions do not

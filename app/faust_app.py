@@ -13,7 +13,7 @@ HEARTBEAT_INTERVAL_S = 1.0
 SESSION_TIMEOUT_S = 10.0
 COMMIT_INTERVAL_S = 0.2
 PROFILE_PARTITIONS = 4
-PRODUCER_LINGER_MS = 5  # a few ms of batching: fewer produce requests for the CPU and the broker
+PRODUCER_LINGER_S = 0.005  # a few ms of batching: fewer produce requests for the CPU and the broker
 PRODUCER_TIMEOUT_S = 30.0  # faust's default of 20 minutes would hold a partition that long
 
 
@@ -51,7 +51,7 @@ def build_app(settings: Settings) -> faust.App:
         topic_partitions=settings.input_partitions,
         topic_allow_declare=True,
         producer_acks=-1,
-        producer_linger_ms=PRODUCER_LINGER_MS,
+        producer_linger=PRODUCER_LINGER_S,
         producer_request_timeout=PRODUCER_TIMEOUT_S,
         web_enabled=True,
         web_port=settings.web_port,

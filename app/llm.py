@@ -42,6 +42,7 @@ ATTEMPTS_PER_FALLBACK_MODEL = 3
 MAX_BACKOFF_S = 20.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
+INVALID_REQUEST = "invalid_request_error"  # OpenAI's error type for a request at fault
 HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
 
 
@@ -90,12 +91,15 @@ def translate(error: Exception) -> LLMError:
         if status in AUTH_STATUS:
             return LLMAuthError(detail)
         return LLMRejected(detail, status)
-    if isinstance(error, (openai.APITimeoutError, TimeoutError)):
+    if isinstance(error, (openai.APITimeoutError, TimeoutError, httpx2.TimeoutException)):
         return LLMTransient("timed out")
     if isinstance(error, (openai.APIConnectionError, httpx2.TransportError)):
         return LLMTransient(f"connection failed: {type(error).__name__}")
     if isinstance(error, openai.APIError):  # reported inside a stream that had begun well
-        return LLMTransient(f"error from the API: {error.message}")
+        detail = f"error from the API: {error.message}"
+        if error.type == INVALID_REQUEST:
+            return LLMRejected(detail)
+        return LLMTransient(detail)
     return LLMTransient(f"unexpected {type(error).__name__}: {error}")
 
 

@@ -92,6 +92,7 @@ def collect_garbage_less_often() -> None:
     reach, and young collections wait for GC_YOUNG_THRESHOLD new objects instead of CPython's
     700: a reply allocates thousands of short-lived ones.
     """
+    gc.collect()  # start-up's garbage is freed, not frozen
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

@@ -25,6 +25,14 @@ QUICK = {
 }
 
 
+def odd_count(text: str) -> int:
+    """An odd number of runs, 1 or more, so that one run is the median."""
+    count = int(text)
+    if count < 1 or count % 2 == 0:
+        raise argparse.ArgumentTypeError(f"{text} is not an odd number of runs (1, 3, 5 ...)")
+    return count
+
+
 def parse_params(argv: list[str] | None = None) -> Params:
     """Command-line options as Params; `--quick` shrinks whatever was not given explicitly."""
     defaults = Params()
@@ -38,7 +46,9 @@ def parse_params(argv: list[str] | None = None) -> Params:
         "--in-flight", type=int, help=f"ENRICHER_MAX_IN_FLIGHT (default {defaults.in_flight})"
     )
     parser.add_argument(
-        "--repeats", type=int, help=f"runs of the throughput and half-load scenarios ({defaults.repeats})"
+        "--repeats",
+        type=odd_count,
+        help=f"runs of the throughput and half-load scenarios, odd (default {defaults.repeats})",
     )
     parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
     args = parser.parse_args(argv)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx2
 import openai
@@ -10,6 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from app.chunk_stream import ChunkStream, StreamChunk, data_payloads
+from app.errors import LLMError, LLMRejected, LLMTransient
 from app.llm import translate
 from app.mock_admin import MockAdmin
 from app.mock_llm import MockConfig, serve
@@ -65,23 +68,62 @@ async def _collect(stream: ChunkStream, into: list[StreamChunk]) -> None:
         into.append(chunk)
 
 
-def _stream_of(body: bytes) -> ChunkStream:
+def _stream_of(body: bytes | AsyncIterator[bytes]) -> ChunkStream:
     request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     response = httpx2.Response(200, content=body, request=request)
     client = openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="unused")
     return ChunkStream(cast_to=StreamChunk, response=response, client=client)
 
 
-async def test_an_error_inside_the_stream_raises_the_sdks_error() -> None:
-    body = (
-        b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n'
-        b'data: {"error": {"message": "overloaded"}}\n\n'
-    )
+HELLO = b'data: {"choices": [{"delta": {"content": "Hello"}, "finish_reason": "stop"}]}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "outcome"),
+    [
+        (b'{"message": "overloaded", "type": "server_error"}', "overloaded", LLMTransient),
+        (b'{"message": "bad tool", "type": "invalid_request_error"}', "bad tool", LLMRejected),
+        (b'{"message": null}', "An error occurred during streaming", LLMTransient),
+        (b'"plain words"', "plain words", LLMTransient),
+    ],
+)
+async def test_an_error_inside_the_stream_raises_the_sdks_error(
+    error: bytes, message: str, outcome: type[LLMError]
+) -> None:
+    body = b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\ndata: {"error": ' + error + b"}\n\n"
     received: list[StreamChunk] = []
-    with pytest.raises(openai.APIError, match="overloaded") as caught:
+    with pytest.raises(openai.APIError) as caught:
         await _collect(_stream_of(body), received)
     assert [chunk.choices[0].delta.content for chunk in received] == ["Hel"]
-    assert str(translate(caught.value)) == "error from the API: overloaded"
+    translated = translate(caught.value)
+    assert type(translated) is outcome
+    assert str(translated) == f"error from the API: {message}"
+
+
+async def _cut_after_done() -> AsyncIterator[bytes]:
+    yield HELLO + b"data: [DONE]\n\n"
+    raise httpx2.ReadError("connection reset")
+
+
+async def _stalled_after_done() -> AsyncIterator[bytes]:
+    yield HELLO + b"data: [DONE]\n\n"
+    await asyncio.sleep(30)
+    yield b"data: never read\n\n"
+
+
+@pytest.mark.parametrize("body", [_cut_after_done, _stalled_after_done], ids=["cut", "stalled"])
+async def test_what_follows_done_cannot_undo_a_complete_answer(
+    body: Callable[[], AsyncIterator[bytes]],
+) -> None:
+    received: list[StreamChunk] = []
+    started = time.monotonic()
+    await _collect(_stream_of(body()), received)
+    assert [chunk.choices[0].delta.content for chunk in received] == ["Hello"]
+    assert time.monotonic() - started < 5
+
+
+def test_a_timeout_while_reading_is_reported_as_one() -> None:
+    assert str(translate(httpx2.ReadTimeout("slow"))) == "timed out"
 
 
 async def _complete(client: openai.AsyncOpenAI) -> list[StreamChunk]:
