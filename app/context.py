@@ -33,20 +33,29 @@ T = TypeVar("T")
 OPERATION_TIMEOUT_S = 2.0
 COOL_DOWN_S = 5.0
 
-# Appends the turns of one message unless that message_id is already in the list,
-# then trims and sets the expiry: a redelivered message never adds its turns twice.
-APPEND_TURNS_ONCE = """
-local key, message_id, keep, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+# Stores the reply unless one is stored already, and appends the turns of its message unless
+# that message_id is in the history already; then trims the history and sets its expiry.
+# Returns the reply stored before, or nil. One script: atomic, and one round trip.
+RECORD_REPLY = """
+local reply_key, history_key = KEYS[1], KEYS[2]
+local reply, ttl, message_id, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local earlier = redis.call('GET', reply_key)
+if not earlier then
+  redis.call('SET', reply_key, reply, 'EX', ttl)
+end
+if keep == 0 then
+  return earlier
+end
+for _, item in ipairs(redis.call('LRANGE', history_key, 0, -1)) do
   local ok, turn = pcall(cjson.decode, item)
   if ok and type(turn) == 'table' and turn['message_id'] == message_id then
-    return 0
+    return earlier
   end
 end
-for i = 4, #ARGV do redis.call('RPUSH', key, ARGV[i]) end
-redis.call('LTRIM', key, -keep, -1)
-redis.call('EXPIRE', key, ttl)
-return 1
+for i = 5, #ARGV do redis.call('RPUSH', history_key, ARGV[i]) end
+redis.call('LTRIM', history_key, -keep, -1)
+redis.call('EXPIRE', history_key, ttl)
+return earlier
 """
 
 
@@ -97,7 +106,7 @@ class ContextStore:
         self._history_turns = history_turns
         self._ttl_s = ttl_s
         self._skip_until = 0.0
-        self._append_turns = redis.register_script(APPEND_TURNS_ONCE)
+        self._record_reply = redis.register_script(RECORD_REPLY)
 
     async def _guarded(self, operation: str, call: Awaitable[Any], default: T) -> T:
         # redis-py types results as bytes | str; with decode_responses they are str.
@@ -158,25 +167,18 @@ class ContextStore:
         One atomic round trip, so a reply and its turns are stored together. Returns the reply
         that counts: this one, or the one stored before it.
         """
-        key = reply_key(reply.message_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, reply.model_dump_json(), ex=self._ttl_s, nx=True)
-            pipe.get(key)
-            if self._history_turns:
-                await self._append_turns(
-                    keys=[history_key(reply.conversation_id)],
-                    args=[
-                        reply.message_id,
-                        self._history_turns,
-                        self._ttl_s,
-                        *(t.model_dump_json() for t in turns),
-                    ],
-                    client=pipe,
-                )
-            results: list[Any] = await self._guarded("record", pipe.execute(), [])
-        if not results or results[0]:
-            return reply
-        return _reply_of(results[1], reply.message_id) or reply
+        call = self._record_reply(
+            keys=[reply_key(reply.message_id), history_key(reply.conversation_id)],
+            args=[
+                reply.model_dump_json(),
+                self._ttl_s,
+                reply.message_id,
+                self._history_turns,
+                *(turn.model_dump_json() for turn in turns),
+            ],
+        )
+        earlier: str | None = await self._guarded("record", call, None)
+        return _reply_of(earlier, reply.message_id) or reply
 
     async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
         """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""

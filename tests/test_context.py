@@ -58,6 +58,20 @@ async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextSto
     assert [turn.text for turn in known.history] == ["question", "first answer"]
 
 
+async def test_without_history_only_the_reply_is_stored(enricher_settings: Settings) -> None:
+    redis_url = enricher_settings.redis_url.get_secret_value()
+    context = ContextStore(connect(redis_url, max_connections=1), history_turns=0, ttl_s=60)
+    try:
+        first = reply("m-1", "first answer")
+        assert await context.record(first, turns("m-1", "first answer")) == first
+        assert await context.record(reply("m-1", "again"), turns("m-1", "again")) == first
+    finally:
+        await context.aclose()
+    async with aioredis.from_url(redis_url) as redis:
+        assert not await redis.exists("conversation:c-1:history")
+        assert await redis.exists("reply:m-1")
+
+
 async def test_history_is_trimmed_and_expires(store: ContextStore, enricher_settings: Settings) -> None:
     for n in range(5):
         await store.record(reply(f"m-{n}", f"answer {n}"), turns(f"m-{n}", f"answer {n}"))
