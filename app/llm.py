@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,7 +68,7 @@ def retry_after_s(headers: httpx2.Headers) -> float | None:
     """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date)."""
     if value := headers.get("retry-after-ms"):
         try:
-            return float(value) / 1000
+            return max(float(value) / 1000, 0.0)
         except ValueError:
             pass
     value = headers.get("retry-after")
@@ -76,8 +77,12 @@ def retry_after_s(headers: httpx2.Headers) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        moment = email.utils.parsedate_to_datetime(value) if value else None
-        return max(moment.timestamp() - time.time(), 0.0) if moment else None
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # neither seconds nor a date: no hint
+    return max(moment.timestamp() - time.time(), 0.0)
 
 
 def translate(error: Exception) -> LLMError:
@@ -158,7 +163,7 @@ class LLMClient:
         reason stays in `auth_problem` for readiness until a call succeeds.
         """
         prompt_tokens = count_chat(messages, self.model) if self._budget.counts_tokens else 0
-        last_error: LLMError | None = None
+        failures: list[BaseException] = []
         try:
             async with asyncio.timeout(self._deadline_s):
                 for index, model in enumerate(self._models):
@@ -168,21 +173,21 @@ class LLMClient:
                         wait=WaitRetryAfter(),
                         stop=stop_never if is_last else stop_after_attempt(ATTEMPTS_PER_FALLBACK_MODEL),
                         reraise=True,
-                        before_sleep=_log_retry,
+                        before_sleep=functools.partial(_note_retry, failures),
                     )
                     try:
                         return await retrying(
                             self._attempt, model, messages, options, prompt_tokens, on_delta
                         )
                     except (LLMTransient, LLMAuthError, LLMRejected) as error:
-                        last_error = error
+                        failures.append(error)
                         if is_last or (isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND):
                             raise
                         log.warning("model failed; trying the next one", extra={"model": model})
         except TimeoutError:
             reason = f"no answer within {self._deadline_s:g} s"
-            if last_error is not None:
-                reason += f" (last error: {last_error})"
+            if failures:
+                reason += f" (last error: {failures[-1]})"
             raise LLMUnavailable(reason) from None
         raise LLMUnavailable("no model left to try")
 
@@ -279,9 +284,12 @@ def _is_retriable(error: BaseException) -> bool:
     return isinstance(error, EnricherError) and error.retriable
 
 
-def _log_retry(retry_state: RetryCallState) -> None:
+def _note_retry(failures: list[BaseException], retry_state: RetryCallState) -> None:
+    """Log a failed attempt before its retry, and keep its error for the deadline's message."""
     outcome = retry_state.outcome
     error = outcome.exception() if outcome is not None else None
+    if error is not None:
+        failures.append(error)
     sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
     log.warning(
         "llm attempt failed; retrying",
