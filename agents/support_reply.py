@@ -143,6 +143,8 @@ class SupportAgent:
         Whatever is handed back stays unacked, so the next owner of the partition gets it.
         """
         self._closing = True
+        if self._resources.llm.breaker.is_open:
+            self.hand_back_queued()  # they could only wait at the breaker until the grace ran out
         await self._lanes.stop(grace_s)
         log.info("drained", extra={"handed_back": self._acks.release_all()})
 

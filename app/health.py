@@ -24,8 +24,9 @@ class Health:
         self._llm_probed_at = float("-inf")
 
     async def _llm_problem(self) -> str | None:
-        if self._resources.llm.auth_problem is not None:
-            return self._resources.llm.auth_problem
+        breaker = self._resources.llm.breaker
+        if breaker.is_open:
+            return f"failing, new messages wait: {breaker.reason}"
         if time.monotonic() - self._llm_probed_at > LLM_PROBE_TTL_S:
             self._llm_reason = await self._resources.llm.probe()
             self._llm_probed_at = time.monotonic()

@@ -1,8 +1,9 @@
 """Keyed ordered concurrency: one FIFO lane per conversation, all lanes bounded together.
 
 Jobs of one key run one at a time in submission order; jobs of different keys run
-concurrently. At most `max_buffered` jobs are queued or running at once: `submit` waits
-for room, which is how a slow LLM slows the consumer instead of filling memory.
+concurrently, at most `max_running` at once, each only once the optional gate (the LLM
+circuit breaker) lets it start. At most `max_buffered` jobs are queued or running: `submit`
+waits for room, which is how a slow LLM slows the consumer instead of filling memory.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from app import metrics
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+Gate = Callable[[], Awaitable[None]]
 
 
 class Lanes:
     """Per-key FIFO lanes with one bound on buffered jobs; owns the tasks that run them."""
 
-    def __init__(self, max_buffered: int) -> None:
+    def __init__(self, max_buffered: int, max_running: int, gate: Gate | None = None) -> None:
+        self._gate = gate
+        self._slots = asyncio.Semaphore(max_running)
         self._room = asyncio.Semaphore(max_buffered)
         self._queues: dict[str, deque[Job]] = {}
         self._runners: set[asyncio.Task[None]] = set()
@@ -56,15 +60,20 @@ class Lanes:
     async def _run(self, key: str) -> None:
         queue = self._queues[key]
         while queue:
-            self._running.add(key)
-            try:
-                await queue[0]()
-            except Exception:  # a job owns its errors; this only keeps the lane alive
-                log.exception("lane job failed", extra={"lane": key})
-            finally:
-                self._running.discard(key)
-                queue.popleft()
-                self._forget(1)
+            async with self._slots:
+                if self._gate is not None:
+                    await self._gate()
+                if not queue:  # handed back while it waited for a slot or the gate
+                    break
+                self._running.add(key)
+                try:
+                    await queue[0]()
+                except Exception:  # a job owns its errors; this only keeps the lane alive
+                    log.exception("lane job failed", extra={"lane": key})
+                finally:
+                    self._running.discard(key)
+                    queue.popleft()
+                    self._forget(1)
         del self._queues[key]
         async with self._changed:
             self._changed.notify_all()

@@ -29,6 +29,7 @@ from tenacity import (
 from tenacity.wait import wait_base, wait_random_exponential
 
 from app import metrics
+from app.breaker import CircuitBreaker
 from app.chunk_stream import ChunkStream
 from app.errors import EnricherError, LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
 from app.ratelimit import RequestBudget
@@ -44,7 +45,10 @@ MAX_BACKOFF_S = 20.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
 INVALID_REQUEST = "invalid_request_error"  # OpenAI's error type for a request at fault
-HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
+HTTP_NOT_FOUND = 404
+BREAKER_FAILURES = 5  # failed attempts in a row that open the circuit breaker
+BREAKER_PROBE_INTERVAL_S = 1.0
+BREAKER_MAX_PROBE_INTERVAL_S = 15.0  # the model does not exist here: the next fallback model may
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,12 @@ class LLMClient:
         self._attempt_timeout_s = settings.llm_timeout_s
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._budget = RequestBudget(settings.llm_rpm, settings.llm_tpm)
-        self.auth_problem: str | None = None
+        self.breaker = CircuitBreaker(
+            failures_to_open=BREAKER_FAILURES,
+            probe_interval_s=BREAKER_PROBE_INTERVAL_S,
+            max_probe_interval_s=BREAKER_MAX_PROBE_INTERVAL_S,
+        )
+        """Holds new messages while the LLM keeps failing; `Lanes` waits on `breaker.admit`."""
         pool = httpx2.Limits(
             max_connections=settings.max_in_flight + 8,
             max_keepalive_connections=settings.max_in_flight + 8,
@@ -159,8 +168,8 @@ class LLMClient:
         """Answer the chat, retrying transient failures and falling back to other models.
 
         Raises LLMRejected (this input is refused) or LLMUnavailable (no answer within the
-        deadline). Refused credentials are retried too, since no message is at fault; the
-        reason stays in `auth_problem` for readiness until a call succeeds.
+        deadline). Refused credentials are retried too, since no message is at fault; they
+        open the breaker at once, and its reason makes the worker not ready until a call succeeds.
         """
         prompt_tokens = count_chat(messages, self.model) if self._budget.counts_tokens else 0
         failures: list[BaseException] = []
@@ -209,12 +218,14 @@ class LLMClient:
             except Exception as error:  # translated at this boundary, see translate()
                 translated = error if isinstance(error, LLMError) else translate(error)
                 metrics.LLM_CALLS.labels(model, type(translated).__name__).inc()
-                if isinstance(translated, LLMAuthError):
-                    self.auth_problem = str(translated)
+                if isinstance(translated, LLMRejected):
+                    self.breaker.succeeded()  # the LLM answered; only this input is at fault
+                else:
+                    self.breaker.failed(str(translated), at_once=isinstance(translated, LLMAuthError))
                 raise translated from error
             finally:
                 metrics.LLM_IN_FLIGHT.dec()
-        self.auth_problem = None
+        self.breaker.succeeded()
         metrics.LLM_CALLS.labels(model, "ok").inc()
         metrics.LLM_LATENCY.observe(time.monotonic() - started)
         metrics.LLM_TOKENS.labels("prompt").inc(completion.usage.prompt_tokens)

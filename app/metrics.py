@@ -18,6 +18,8 @@ LLM_LATENCY = Histogram(
 )
 LLM_TOKENS = Counter("enricher_llm_tokens_total", "Tokens reported by the LLM API.", ["kind"])
 LLM_IN_FLIGHT = Gauge("enricher_llm_in_flight", "LLM calls in flight now.")
+LLM_CIRCUIT_OPEN = Gauge("enricher_llm_circuit_open", "1 while the LLM circuit breaker holds new calls.")
+LLM_CIRCUIT_OPENINGS = Counter("enricher_llm_circuit_openings_total", "Times the LLM circuit breaker opened.")
 REPLY_LATENCY = Histogram(
     "enricher_reply_latency_seconds",
     "From consuming a message to its reply being published.",

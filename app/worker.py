@@ -85,6 +85,16 @@ class EnricherWorker(faust.Worker):
         await super()._stop_on_signal(signal)
 
 
+def running_jobs(max_in_flight: int) -> int:
+    """How many messages may be worked on at once: one per LLM call in flight, and an eighth
+    more for the few milliseconds each spends before and after its call (context, publishing).
+
+    A message's LLM deadline starts when it runs, so messages never wait out their deadline
+    queued behind other calls, and an outage sends no more than these to the fallback.
+    """
+    return max_in_flight + max(1, max_in_flight // 8)
+
+
 def collect_garbage_less_often() -> None:
     """Spend less CPU on garbage collection (8% of the worker's at full load, before this).
 
@@ -117,7 +127,9 @@ def run_worker(settings: Settings) -> None:
     dead_letters = DeadLetters(
         functools.partial(publisher.deliver, topics.dead_letters), Redactor(secrets_of(settings))
     )
-    support = SupportAgent(resources, topics, Lanes(settings.max_buffered), dead_letters, app.crash)
+    running = running_jobs(settings.max_in_flight)
+    lanes = Lanes(settings.max_buffered, running, gate=resources.llm.breaker.admit)
+    support = SupportAgent(resources, topics, lanes, dead_letters, app.crash)
     support.attach(app)
     app.sensors.add(RebalanceSensor(support))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)

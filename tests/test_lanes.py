@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 from app.lanes import Lanes
 
 
 async def test_order_per_key_and_concurrency_across_keys() -> None:
-    lanes = Lanes(max_buffered=1000)
+    lanes = Lanes(max_buffered=1000, max_running=1000)
     done: dict[str, list[int]] = {}
     running = 0
     peak = 0
@@ -35,7 +36,7 @@ async def test_order_per_key_and_concurrency_across_keys() -> None:
 
 
 async def test_submit_waits_when_buffer_is_full() -> None:
-    lanes = Lanes(max_buffered=3)
+    lanes = Lanes(max_buffered=3, max_running=3)
     release = asyncio.Event()
 
     async def blocked() -> None:
@@ -54,7 +55,7 @@ async def test_submit_waits_when_buffer_is_full() -> None:
 
 
 async def test_a_failing_job_does_not_stop_its_lane() -> None:
-    lanes = Lanes(max_buffered=10)
+    lanes = Lanes(max_buffered=10, max_running=10)
     seen: list[str] = []
 
     async def boom() -> None:
@@ -71,7 +72,7 @@ async def test_a_failing_job_does_not_stop_its_lane() -> None:
 
 
 async def test_wait_idle_times_out_and_close_cancels() -> None:
-    lanes = Lanes(max_buffered=10)
+    lanes = Lanes(max_buffered=10, max_running=10)
     await lanes.submit("k", lambda: asyncio.sleep(60))
     assert not await lanes.wait_idle(0.05)
     await lanes.close()
@@ -79,7 +80,7 @@ async def test_wait_idle_times_out_and_close_cancels() -> None:
 
 
 async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
-    lanes = Lanes(max_buffered=10)
+    lanes = Lanes(max_buffered=10, max_running=10)
     finished: list[str] = []
 
     def job(name: str) -> object:
@@ -98,7 +99,7 @@ async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
 
 
 async def test_stop_hands_back_what_outlives_the_grace() -> None:
-    lanes = Lanes(max_buffered=10)
+    lanes = Lanes(max_buffered=10, max_running=10)
     await lanes.submit("k", lambda: asyncio.sleep(60))
     await lanes.submit("k", lambda: asyncio.sleep(60))
     await asyncio.sleep(0)
@@ -107,7 +108,7 @@ async def test_stop_hands_back_what_outlives_the_grace() -> None:
 
 
 async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
-    lanes = Lanes(max_buffered=4)
+    lanes = Lanes(max_buffered=4, max_running=4)
     release = asyncio.Event()
     finished: list[str] = []
 
@@ -127,4 +128,48 @@ async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
     release.set()
     assert await lanes.wait_idle(1)
     assert sorted(finished) == ["a1", "b1", "c1"]
+    await lanes.close()
+
+
+async def test_no_more_than_max_running_jobs_run_at_once() -> None:
+    lanes = Lanes(max_buffered=100, max_running=3)
+    running = 0
+    peak = 0
+
+    async def job() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    for key in range(20):
+        await lanes.submit(str(key), job)
+    assert await lanes.wait_idle(5)
+    assert peak == 3
+    await lanes.close()
+
+
+async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> None:
+    gate_open = asyncio.Event()
+    lanes = Lanes(max_buffered=10, max_running=10, gate=gate_open.wait)
+    ran: list[str] = []
+
+    def job(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    await lanes.submit("a", job("a1"))
+    await lanes.submit("a", job("a2"))
+    await lanes.submit("b", job("b1"))
+    await asyncio.sleep(0.05)
+    assert ran == []
+    assert lanes.drop_queued() == 3  # none had started
+    assert lanes.buffered == 0
+    await lanes.submit("b", job("b2"))
+    gate_open.set()
+    assert await lanes.wait_idle(1)
+    assert ran == ["b2"]
     await lanes.close()

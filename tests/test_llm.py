@@ -227,7 +227,7 @@ async def test_a_call_returns_the_text_with_usage_and_streams_it_in_deltas(
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     recorded = await admin.requests()
     assert [(r["model"], r["messages"], r["stream"]) for r in recorded] == [(MODEL, MESSAGES, True)]
-    assert client.auth_problem is None
+    assert not client.breaker.is_open
 
 
 async def test_max_tokens_reaches_the_request_and_cuts_the_answer(client: LLMClient) -> None:
@@ -354,14 +354,14 @@ async def test_a_hung_attempt_is_abandoned_at_the_attempt_timeout_and_retried(
     assert _models(await admin.requests()) == [MODEL, MODEL]
 
 
-async def test_refused_credentials_are_retried_and_kept_as_the_auth_problem_until_a_call_succeeds() -> None:
+async def test_refused_credentials_are_retried_and_hold_the_breaker_open_until_a_call_succeeds() -> None:
     async with serve(MockConfig(latency_ms=0, require_key="sk-right")) as url, MockAdmin(url) as admin:
         client = LLMClient(
             _settings(url, OPENAI_API_KEY="sk-wrong", ENRICHER_LLM_DEADLINE_S="1", ENRICHER_LLM_TIMEOUT_S="1")
         )
         with pytest.raises(LLMUnavailable):
             await client.complete(MESSAGES, CallOptions())
-        refused = client.auth_problem
+        refused = client.breaker.reason if client.breaker.is_open else None
         probed = await client.probe()
         attempts = (await admin.stats())["requests"]
 
@@ -375,4 +375,4 @@ async def test_refused_credentials_are_retried_and_kept_as_the_auth_problem_unti
     assert probed.startswith("HTTP 401:")
     assert attempts >= 2
     assert completion.text
-    assert client.auth_problem is None
+    assert not client.breaker.is_open

@@ -234,3 +234,43 @@ async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
     assert_consistent_duplicates(replies)
     assert_in_input_order(replies)
     assert "queued events handed back" in first.process.log_path.read_text()
+
+
+async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    in_flight = 4
+    worker = await worker_factory(
+        {
+            "ENRICHER_MAX_IN_FLIGHT": str(in_flight),
+            "ENRICHER_LLM_TIMEOUT_S": "1",
+            "ENRICHER_LLM_DEADLINE_S": "2",
+        }
+    )
+    await mock_admin.config(error_rate=1.0)
+    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t}") for t in range(6) for c in range(10)]
+    await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
+
+    # Three deadlines of outage: without the breaker, three waves of fallbacks.
+    await asyncio.sleep(6)
+    async with httpx.AsyncClient(timeout=5) as client:
+        readiness = await client.get(f"{worker.web_url}/readyz")
+    assert readiness.status_code == 503
+    assert readiness.json()["reasons"]["llm"].startswith("failing, new messages wait: HTTP 500")
+    assert await metric(worker, "enricher_llm_circuit_open") == 1
+    during = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"]))
+
+    await mock_admin.config(error_rate=0.0)
+    ids = {json.loads(value)["message_id"] for _, value in inputs}
+    answered = every_message_answered(ids)
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answered, timeout_s=60))
+    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"]))
+
+    fallbacks = {r["message_id"] for r in replies if r["status"] == "fallback"}
+    assert len(replies) == len(inputs)
+    assert {r["message_id"] for r in during} == fallbacks  # nothing but fallbacks while it was down
+    assert 1 <= len(fallbacks) <= in_flight + 2  # the calls in flight when it opened, and a probe or two
+    assert sorted(letter["error"]["kind"] for letter in letters) == ["llm_unavailable"] * len(fallbacks)
+    assert_in_input_order(replies)
+    assert await metric(worker, "enricher_llm_circuit_open") == 0
