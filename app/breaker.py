@@ -4,8 +4,10 @@ Closed, every call may start. After `failures_to_open` failed attempts in a row 
 on refused credentials) it opens: calls already running go on within their deadlines, new
 ones wait in `admit()`, so the lanes fill, the consumer stops fetching, and messages stay in
 Kafka instead of running into their deadlines and the DLQ. Once per probe interval one
-waiting call is let through as a probe; its success closes the breaker for everyone, a
-failure doubles the interval up to `max_probe_interval_s`.
+waiting call is let through as a probe; any success closes the breaker for everyone (the
+calls still running count too), a failure after a probe doubles the interval up to
+`max_probe_interval_s`, and a probe that does not report back within that longest interval
+(it hangs, or needed no LLM call) is followed by another.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class CircuitBreaker:
         self._interval_s = probe_interval_s
         self._failures = 0
         self._next_probe_at = 0.0
+        self._probe_out = False
         self._closed = asyncio.Event()
         self._closed.set()
         self.reason: str | None = None
@@ -47,8 +50,8 @@ class CircuitBreaker:
         while self.is_open:
             wait_s = self._next_probe_at - time.monotonic()
             if wait_s <= 0:
-                # The next probe is due an interval later, even if this one never reports back.
-                self._next_probe_at = time.monotonic() + self._interval_s
+                self._probe_out = True
+                self._next_probe_at = time.monotonic() + self._max_interval_s
                 log.info("llm circuit open; letting one call through as a probe")
                 return
             try:
@@ -63,6 +66,7 @@ class CircuitBreaker:
         if self.is_open:
             log.info("llm answers again; circuit closed")
             self._interval_s = self._first_interval_s
+            self._probe_out = False
             self.reason = None
             self._closed.set()
             metrics.LLM_CIRCUIT_OPEN.set(0)
@@ -72,7 +76,9 @@ class CircuitBreaker:
         self._failures += 1
         if self.is_open:
             self.reason = reason
-            self._interval_s = min(self._interval_s * 2, self._max_interval_s)
+            if self._probe_out:  # most likely the probe's answer: wait longer for the next one
+                self._probe_out = False
+                self._interval_s = min(self._interval_s * 2, self._max_interval_s)
             self._next_probe_at = time.monotonic() + self._interval_s
         elif at_once or self._failures >= self._failures_to_open:
             log.warning(

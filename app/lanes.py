@@ -29,7 +29,7 @@ class Lanes:
         self._slots = asyncio.Semaphore(max_running)
         self._room = asyncio.Semaphore(max_buffered)
         self._queues: dict[str, deque[Job]] = {}
-        self._runners: set[asyncio.Task[None]] = set()
+        self._runners: dict[str, asyncio.Task[None]] = {}
         self._buffered = 0
         self._running: set[str] = set()
         self._stopping = False
@@ -53,39 +53,46 @@ class Lanes:
             queue.append(job)
             return
         self._queues[key] = deque([job])
-        runner = asyncio.create_task(self._run(key), name=f"lane:{key}")
-        self._runners.add(runner)
-        runner.add_done_callback(self._runners.discard)
+        self._runners[key] = asyncio.create_task(self._run(key), name=f"lane:{key}")
 
     async def _run(self, key: str) -> None:
         queue = self._queues[key]
-        while queue:
-            async with self._slots:
-                if self._gate is not None:
-                    await self._gate()
-                if not queue:  # handed back while it waited for a slot or the gate
-                    break
-                self._running.add(key)
-                try:
-                    await queue[0]()
-                except Exception:  # a job owns its errors; this only keeps the lane alive
-                    log.exception("lane job failed", extra={"lane": key})
-                finally:
-                    self._running.discard(key)
-                    queue.popleft()
-                    self._forget(1)
-        del self._queues[key]
-        async with self._changed:
-            self._changed.notify_all()
+        try:
+            while queue:
+                async with self._slots:
+                    if self._gate is not None:
+                        await self._gate()
+                    self._running.add(key)
+                    try:
+                        await queue[0]()
+                    except Exception:  # a job owns its errors; this only keeps the lane alive
+                        log.exception("lane job failed", extra={"lane": key})
+                    finally:
+                        self._running.discard(key)
+                        queue.popleft()
+                        self._forget(1)
+        finally:
+            if self._queues.get(key) is queue:  # not dropped, nor replaced by a new lane
+                del self._queues[key]
+                del self._runners[key]
+            async with self._changed:
+                self._changed.notify_all()
 
     def drop_queued(self) -> int:
-        """Drop every job that has not started; running jobs go on. Returns how many were dropped."""
+        """Drop every job that has not started; running jobs go on. Returns how many were dropped.
+
+        A lane whose jobs are all dropped ends at once, even while it waits for a slot or the
+        gate, so it holds neither.
+        """
         dropped = 0
-        for key, queue in self._queues.items():
-            keep = 1 if key in self._running else 0
-            while len(queue) > keep:
+        for key, queue in list(self._queues.items()):
+            running = key in self._running
+            while len(queue) > (1 if running else 0):
                 queue.pop()
                 dropped += 1
+            if not running:
+                del self._queues[key]
+                self._runners.pop(key).cancel()
         self._forget(dropped)
         return dropped
 
@@ -119,7 +126,7 @@ class Lanes:
     async def close(self) -> None:
         """Cancel whatever still runs, drop what is queued, and wait for the tasks to end."""
         self._stopping = True
-        runners = list(self._runners)
+        runners = list(self._runners.values())
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)

@@ -45,10 +45,10 @@ MAX_BACKOFF_S = 20.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
 INVALID_REQUEST = "invalid_request_error"  # OpenAI's error type for a request at fault
-HTTP_NOT_FOUND = 404
+HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
 BREAKER_FAILURES = 5  # failed attempts in a row that open the circuit breaker
 BREAKER_PROBE_INTERVAL_S = 1.0
-BREAKER_MAX_PROBE_INTERVAL_S = 15.0  # the model does not exist here: the next fallback model may
+BREAKER_MAX_PROBE_INTERVAL_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -218,9 +218,9 @@ class LLMClient:
             except Exception as error:  # translated at this boundary, see translate()
                 translated = error if isinstance(error, LLMError) else translate(error)
                 metrics.LLM_CALLS.labels(model, type(translated).__name__).inc()
-                if isinstance(translated, LLMRejected):
+                if isinstance(translated, LLMRejected) and translated.status != HTTP_NOT_FOUND:
                     self.breaker.succeeded()  # the LLM answered; only this input is at fault
-                else:
+                else:  # an outage, refused credentials, or a model missing for every message
                     self.breaker.failed(str(translated), at_once=isinstance(translated, LLMAuthError))
                 raise translated from error
             finally:

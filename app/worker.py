@@ -89,9 +89,9 @@ def running_jobs(max_in_flight: int) -> int:
     """How many messages may be worked on at once: twice the LLM calls in flight, so that while
     one half waits on the LLM the other reads its context, renders its prompt or publishes.
 
-    A message's LLM deadline starts when it runs, so messages never wait out their deadline
-    queued behind others, and when the LLM goes down no more than these reach the fallback
-    before the circuit breaker holds the rest. (Fewer cost more CPU per reply: less batching.)
+    A message's LLM deadline starts when it runs, so it is spent behind at most one round of
+    calls, not a whole backlog; and when the LLM goes down no more than these reach the
+    fallback before the circuit breaker holds the rest. (Fewer cost more CPU per reply.)
     """
     return 2 * max_in_flight
 

@@ -81,9 +81,21 @@ async def test_a_failed_probe_doubles_the_interval_up_to_its_cap() -> None:
     assert circuit.is_open
 
 
-async def test_a_probe_that_never_reports_back_does_not_hold_the_breaker_shut() -> None:
+async def test_a_probe_that_never_reports_back_is_followed_by_another_after_the_longest_interval() -> None:
+    circuit = breaker(max_probe_s=PROBE_S * 3)
+    for _ in range(3):
+        circuit.failed("HTTP 500")
+    await circuit.admit()  # a probe that hangs, or turns out to need no LLM call
+    assert not await admitted_within(circuit, PROBE_S * 2)
+    assert await admitted_within(circuit, PROBE_S * 3)
+
+
+async def test_failures_of_calls_already_running_do_not_stretch_the_interval() -> None:
     circuit = breaker()
     for _ in range(3):
         circuit.failed("HTTP 500")
-    await circuit.admit()  # a probe that turns out to need no LLM call (a replayed reply)
-    assert await admitted_within(circuit, PROBE_S * 3)
+    for _ in range(10):
+        circuit.failed("HTTP 500")  # retries of calls that were running when it opened
+    started = time.monotonic()
+    await circuit.admit()
+    assert time.monotonic() - started <= PROBE_S * 2
