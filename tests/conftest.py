@@ -27,6 +27,7 @@ from app.embedded import (
     isolated_worker,
 )
 from app.mock_admin import MockAdmin
+from app.mock_llm import MockConfig, serve
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,6 +69,13 @@ async def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
     with ManagedProcess("mock-llm", argv, log_path=log_path, cwd=REPO) as process:
         base_url = f"http://127.0.0.1:{port}/v1"
         await process.wait_http_ok(f"{base_url}/models", timeout_s=30.0)
+        yield base_url
+
+
+@pytest.fixture
+async def mock_url() -> AsyncIterator[str]:
+    """A mock LLM in this process for this test alone, without latency; yields its base URL."""
+    async with serve(MockConfig(latency_ms=0)) as base_url:
         yield base_url
 
 

@@ -179,14 +179,8 @@ async def test_the_retry_loop_sleeps_what_the_server_asked() -> None:
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with serve(MockConfig(latency_ms=0)) as base_url:
-        yield base_url
-
-
-@pytest.fixture
-async def admin(url: str) -> AsyncIterator[MockAdmin]:
-    async with MockAdmin(url) as mock_admin:
+async def admin(mock_url: str) -> AsyncIterator[MockAdmin]:
+    async with MockAdmin(mock_url) as mock_admin:
         yield mock_admin
 
 
@@ -197,8 +191,8 @@ def _settings(url: str, **env: str) -> Settings:
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[LLMClient]:
-    llm = LLMClient(_settings(url))
+async def client(mock_url: str) -> AsyncIterator[LLMClient]:
+    llm = LLMClient(_settings(mock_url))
     yield llm
     await llm.aclose()
 
@@ -263,9 +257,9 @@ async def test_a_rate_limit_waits_at_least_its_retry_after_then_answers(
 
 
 async def test_a_rejected_request_is_not_retried_nor_sent_to_a_fallback_model(
-    url: str, admin: MockAdmin
+    mock_url: str, admin: MockAdmin
 ) -> None:
-    client = LLMClient(_settings(url, ENRICHER_FALLBACK_MODELS=FALLBACK))
+    client = LLMClient(_settings(mock_url, ENRICHER_FALLBACK_MODELS=FALLBACK))
     await admin.script({"status": 400})
 
     with pytest.raises(LLMRejected) as caught:
@@ -276,8 +270,10 @@ async def test_a_rejected_request_is_not_retried_nor_sent_to_a_fallback_model(
     assert _models(await admin.requests()) == [MODEL]
 
 
-async def test_a_model_that_does_not_exist_falls_back_to_the_next_model(url: str, admin: MockAdmin) -> None:
-    client = LLMClient(_settings(url, ENRICHER_FALLBACK_MODELS=f" {FALLBACK} , mock-small"))
+async def test_a_model_that_does_not_exist_falls_back_to_the_next_model(
+    mock_url: str, admin: MockAdmin
+) -> None:
+    client = LLMClient(_settings(mock_url, ENRICHER_FALLBACK_MODELS=f" {FALLBACK} , mock-small"))
     await admin.script({"status": 404})
 
     completion = await client.complete(MESSAGES, CallOptions())
@@ -339,9 +335,9 @@ async def test_a_broken_stream_is_retried_into_one_whole_answer(client: LLMClien
 
 
 async def test_a_hung_attempt_is_abandoned_at_the_attempt_timeout_and_retried(
-    url: str, admin: MockAdmin
+    mock_url: str, admin: MockAdmin
 ) -> None:
-    client = LLMClient(_settings(url, ENRICHER_LLM_TIMEOUT_S="0.5"))
+    client = LLMClient(_settings(mock_url, ENRICHER_LLM_TIMEOUT_S="0.5"))
     await admin.script({"hang": True})
 
     started = time.monotonic()

@@ -27,21 +27,15 @@ def _user(text: str) -> list[ChatMessage]:
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with serve(MockConfig(latency_ms=0)) as base_url:
-        yield base_url
-
-
-@pytest.fixture
-async def llm(url: str) -> AsyncIterator[AsyncOpenAI]:
-    client = AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=5)
+async def llm(mock_url: str) -> AsyncIterator[AsyncOpenAI]:
+    client = AsyncOpenAI(base_url=mock_url, api_key="x", max_retries=0, timeout=5)
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def admin(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url.removesuffix("/v1"), timeout=5) as client:
+async def admin(mock_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=mock_url.removesuffix("/v1"), timeout=5) as client:
         yield client
 
 
