@@ -93,7 +93,7 @@ class SupportAgent:
         """Answer and publish, or dead-letter; raises only when the broker takes neither."""
         chunks = ChunkPublisher(self._publisher, self._topics.chunks, request)
         try:
-            result = await answer(request, self._resources, on_delta=chunks.send)
+            result = await answer(request, self._resources, sink=chunks)
         except LLMRejected as error:
             await self._dead_letter(event, "llm_rejected", str(error))
             return

@@ -12,8 +12,9 @@ import email.utils
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx2
 import openai
@@ -39,7 +40,17 @@ from app.tokens import ChatMessage, count_chat
 
 log = logging.getLogger(__name__)
 
-DeltaSink = Callable[[str], Awaitable[None]]
+
+class DeltaSink(Protocol):
+    """Receives a streamed answer's text as it arrives."""
+
+    async def send(self, delta: str) -> None:
+        """One new piece of the answer."""
+
+    def restart(self) -> None:
+        """The attempt failed: the pieces sent so far are void (another attempt may follow)."""
+
+
 ATTEMPTS_PER_FALLBACK_MODEL = 3
 MAX_BACKOFF_S = 20.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
@@ -163,7 +174,7 @@ class LLMClient:
         self,
         messages: Sequence[ChatMessage],
         options: CallOptions,
-        on_delta: DeltaSink | None = None,
+        sink: DeltaSink | None = None,
     ) -> Completion:
         """Answer the chat, retrying transient failures and falling back to other models.
 
@@ -185,9 +196,7 @@ class LLMClient:
                         before_sleep=functools.partial(_note_retry, failures),
                     )
                     try:
-                        return await retrying(
-                            self._attempt, model, messages, options, prompt_tokens, on_delta
-                        )
+                        return await retrying(self._attempt, model, messages, options, prompt_tokens, sink)
                     except (LLMTransient, LLMAuthError, LLMRejected) as error:
                         failures.append(error)
                         if is_last or (isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND):
@@ -206,7 +215,7 @@ class LLMClient:
         messages: Sequence[ChatMessage],
         options: CallOptions,
         prompt_tokens: int,
-        on_delta: DeltaSink | None,
+        sink: DeltaSink | None,
     ) -> Completion:
         await self._budget.acquire(prompt_tokens + (options.max_tokens or 0))
         async with self._in_flight:
@@ -214,8 +223,10 @@ class LLMClient:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self._attempt_timeout_s):
-                    completion = await self._stream(model, messages, options, on_delta)
+                    completion = await self._stream(model, messages, options, sink)
             except Exception as error:  # translated at this boundary, see translate()
+                if sink is not None:
+                    sink.restart()
                 translated = error if isinstance(error, LLMError) else translate(error)
                 metrics.LLM_CALLS.labels(model, type(translated).__name__).inc()
                 if isinstance(translated, LLMRejected) and translated.status != HTTP_NOT_FOUND:
@@ -237,7 +248,7 @@ class LLMClient:
         model: str,
         messages: Sequence[ChatMessage],
         options: CallOptions,
-        on_delta: DeltaSink | None,
+        sink: DeltaSink | None,
     ) -> Completion:
         body: dict[str, object] = {
             "model": model,
@@ -270,8 +281,8 @@ class LLMClient:
                 for choice in chunk.choices:
                     if delta := choice.delta.content:
                         parts.append(delta)
-                        if on_delta is not None:
-                            await on_delta(delta)
+                        if sink is not None:
+                            await sink.send(delta)
                     finished = finished or choice.finish_reason is not None
         if not finished:
             raise LLMTransient("stream ended without a finish reason")

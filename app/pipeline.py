@@ -42,7 +42,7 @@ def fit_history(
         start += 1
 
 
-async def answer(message: CustomerMessage, resources: Resources, on_delta: DeltaSink | None = None) -> Answer:
+async def answer(message: CustomerMessage, resources: Resources, sink: DeltaSink | None = None) -> Answer:
     """Answer one customer message; a message answered before gets its stored reply back.
 
     Raises LLMRejected or LLMAuthError from the LLM; when the LLM cannot be reached in time
@@ -64,7 +64,7 @@ async def answer(message: CustomerMessage, resources: Resources, on_delta: Delta
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     try:
-        completion = await llm.complete(prompt.messages, options, on_delta)
+        completion = await llm.complete(prompt.messages, options, sink)
     except LLMUnavailable as error:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)

@@ -26,7 +26,8 @@ class ChunkPublisher:
     """Streams one reply's deltas to the chunk topic, numbered from 0; `finish` sends `done`.
 
     Deltas arriving within `FLUSH_INTERVAL_S` of the last chunk are merged into the next one:
-    a reader still sees the text grow smoothly, at a fraction of the records.
+    a reader still sees the text grow smoothly, at a fraction of the records. After a failed
+    attempt the next chunk carries `reset`, so a reader drops the text streamed before it.
     """
 
     FLUSH_INTERVAL_S = 0.05
@@ -40,6 +41,7 @@ class ChunkPublisher:
         self._seq = 0
         self._pending: list[str] = []
         self._last_sent = float("-inf")
+        self._void = False
 
     async def send(self, delta: str) -> None:
         """Publish a partial piece of the reply, merged with others that came close behind."""
@@ -47,9 +49,16 @@ class ChunkPublisher:
         if time.monotonic() - self._last_sent >= self.FLUSH_INTERVAL_S:
             await self._emit(done=False)
 
+    def restart(self) -> None:
+        """The LLM attempt failed: what was streamed of it is void, and the next chunk says so."""
+        self._pending.clear()
+        self._void = self._void or self._seq > 0
+
     async def finish(self, replacement: str | None = None) -> None:
-        """Publish the closing chunk with what is pending, or with `replacement` instead of it."""
+        """Publish the closing chunk with what is pending, or with `replacement` instead of all
+        that was streamed before."""
         if replacement is not None:
+            self.restart()
             self._pending = [replacement]
         await self._emit(done=True)
 
@@ -61,8 +70,10 @@ class ChunkPublisher:
             seq=self._seq,
             delta="".join(self._pending),
             done=done,
+            reset=self._void,
         )
         self._seq += 1
+        self._void = False
         self._pending.clear()
         self._last_sent = time.monotonic()
         await self._publisher.send(self._topic, self._key, chunk.model_dump_json().encode())

@@ -113,6 +113,9 @@ class ReplyChunk(BaseModel):
     seq: int
     delta: str
     done: bool
+    reset: bool = False
+    """The text streamed so far for this reply is void (a failed attempt, or the fallback
+    replacing it): start over from this chunk's delta."""
 
 
 class ErrorInfo(BaseModel):

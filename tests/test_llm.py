@@ -178,6 +178,21 @@ async def test_the_retry_loop_sleeps_what_the_server_asked() -> None:
     assert sleeps == [2.5, 4.0]
 
 
+class Collected:
+    """A DeltaSink that keeps the pieces of the current attempt and counts restarts."""
+
+    def __init__(self) -> None:
+        self.deltas: list[str] = []
+        self.restarts = 0
+
+    async def send(self, delta: str) -> None:
+        self.deltas.append(delta)
+
+    def restart(self) -> None:
+        self.deltas.clear()
+        self.restarts += 1
+
+
 @pytest.fixture
 async def admin(mock_url: str) -> AsyncIterator[MockAdmin]:
     async with MockAdmin(mock_url) as mock_admin:
@@ -204,12 +219,9 @@ def _models(recorded: list[dict[str, Any]]) -> list[str]:
 async def test_a_call_returns_the_text_with_usage_and_streams_it_in_deltas(
     client: LLMClient, admin: MockAdmin
 ) -> None:
-    deltas: list[str] = []
-
-    async def sink(delta: str) -> None:
-        deltas.append(delta)
-
-    completion = await client.complete(MESSAGES, CallOptions(temperature=0.2), on_delta=sink)
+    sink = Collected()
+    completion = await client.complete(MESSAGES, CallOptions(temperature=0.2), sink)
+    deltas = sink.deltas
 
     assert completion.text.startswith('Hi Ada, thanks for your message "Where is my order?".')
     assert completion.model == MODEL
@@ -320,16 +332,13 @@ async def test_a_model_that_keeps_failing_is_given_up_for_the_fallback_until_the
 
 async def test_a_broken_stream_is_retried_into_one_whole_answer(client: LLMClient, admin: MockAdmin) -> None:
     await admin.script({"break_stream": True})
-    deltas: list[str] = []
-
-    async def sink(delta: str) -> None:
-        deltas.append(delta)
-
-    completion = await client.complete(MESSAGES, CallOptions(), on_delta=sink)
+    sink = Collected()
+    completion = await client.complete(MESSAGES, CallOptions(), sink)
 
     assert completion.text.endswith("Let me know if there is anything else I can help with.")
     assert completion.usage.completion_tokens == count_text(completion.text, MODEL)
-    assert "".join(deltas).endswith(completion.text)
+    assert sink.restarts == 1
+    assert "".join(sink.deltas) == completion.text  # the broken attempt's pieces were dropped
     stats = await admin.stats()
     assert (stats["requests"], stats["errors"], stats["completed"]) == (2, 1, 1)
 

@@ -25,6 +25,14 @@ def user_texts(chat_request: dict[str, Any]) -> list[str]:
     return [m["content"] for m in chat_request["messages"] if m["role"] == "user"]
 
 
+def streamed_text(chunks: list[dict[str, Any]], message_id: str) -> str:
+    """What a reader of the stream topic shows for one reply: deltas in order, from the last reset."""
+    text = ""
+    for chunk in sorted((c for c in chunks if c["message_id"] == message_id), key=lambda c: c["seq"]):
+        text = chunk["delta"] if chunk["reset"] else text + chunk["delta"]
+    return text
+
+
 def requests_for(requests: list[dict[str, Any]], needle: str) -> list[dict[str, Any]]:
     return [r for r in requests if needle in user_texts(r)[-1]]
 
@@ -177,6 +185,7 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
         {"match": "flaky", "status": 500},
         {"match": "limited", "status": 429, "retry_after": 1},
         {"match": "refused", "status": 400},
+        {"match": "cut", "break_stream": True},
         *[{"match": "down", "hang": True}] * 10,
     )
     await produce_many(
@@ -187,14 +196,16 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
             request("limited-1", "c-limited", "limited please"),
             request("refused-1", "c-refused", "refused please"),
             request("down-1", "c-down", "down please", customer_id="cust-x"),
+            request("cut-1", "c-cut", "cut please"),
         ],
     )
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), settle_s=1))
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(4), settle_s=1))
     letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), settle_s=1))
 
     by_id = {r["message_id"]: r for r in replies}
-    assert sorted(by_id) == ["down-1", "flaky-1", "limited-1"]
-    assert len(replies) == 3
+    assert sorted(by_id) == ["cut-1", "down-1", "flaky-1", "limited-1"]
+    assert len(replies) == 4
+    assert by_id["cut-1"]["status"] == "ok"
     assert by_id["flaky-1"]["status"] == "ok"
     assert by_id["limited-1"]["status"] == "ok"
     assert by_id["down-1"]["status"] == "fallback"
@@ -207,3 +218,11 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
     assert len(limited) == 2
     assert limited[1]["received_at"] - limited[0]["received_at"] >= 1.0
     assert len(requests_for(chat_requests, "refused please")) == 1
+    assert len(requests_for(chat_requests, "cut please")) == 2
+
+    # A chat page following the stream ends with each reply's text: the cut attempt's pieces
+    # and the fallback's predecessors are voided by `reset`.
+    chunks = json_values(await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(4), settle_s=1))
+    assert any(chunk["reset"] for chunk in chunks if chunk["message_id"] == "cut-1")
+    for message_id in ("cut-1", "down-1", "flaky-1"):
+        assert streamed_text(chunks, message_id) == by_id[message_id]["text"]
