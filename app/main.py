@@ -81,7 +81,8 @@ def mock_llm(
     require_key: str | None = typer.Option(None, help="Answer 401 unless this API key is sent."),
 ) -> None:
     """Run the OpenAI-compatible mock LLM; prints its base URL once it listens."""
-    from app.mock_llm import MockConfig, run
+    from app.mock_llm import run
+    from app.mock_state import MockConfig
 
     try:
         config = MockConfig(

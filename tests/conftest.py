@@ -27,7 +27,8 @@ from app.embedded import (
     isolated_worker,
 )
 from app.mock_admin import MockAdmin
-from app.mock_llm import MockConfig, serve
+from app.mock_llm import serve
+from app.mock_state import MockConfig
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ from app.chunk_stream import ChunkStream, StreamChunk, data_payloads
 from app.errors import LLMError, LLMRejected, LLMTransient
 from app.llm import translate
 from app.mock_admin import MockAdmin
-from app.mock_llm import MockConfig, serve
+from app.mock_llm import serve
+from app.mock_state import MockConfig
 from app.tokens import ChatMessage
 
 EVENTS = (

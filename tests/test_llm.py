@@ -23,7 +23,8 @@ from app.llm import (
     translate,
 )
 from app.mock_admin import MockAdmin
-from app.mock_llm import MockConfig, serve
+from app.mock_llm import serve
+from app.mock_state import MockConfig
 from app.settings import Settings
 from app.tokens import ChatMessage, count_chat, count_text
 

@@ -12,7 +12,8 @@ import pytest
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from app.mock_llm import MockConfig, compose_reply, serve
+from app.mock_llm import compose_reply, serve
+from app.mock_state import MockConfig
 from app.tokens import ChatMessage, count_chat, count_text
 
 MODEL = "gpt-4o-mini"
