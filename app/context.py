@@ -156,11 +156,6 @@ class ContextStore:
         )
         return fields
 
-    async def stored_reply(self, message_id: str) -> Reply | None:
-        """The reply already published for this message, if any."""
-        raw: str | None = await self._guarded("stored_reply", self._redis.get(reply_key(message_id)), None)
-        return _reply_of(raw, message_id)
-
     async def record(self, reply: Reply, turns: list[HistoryTurn]) -> Reply:
         """Store the reply unless one is stored already, and add its turns to the history.
 
