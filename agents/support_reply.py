@@ -67,7 +67,7 @@ class SupportAgent:
         self._acks.track(message.tp, message.offset, event.ack, functools.partial(_hand_back, message))
         started = time.monotonic()
         try:
-            request = parse_message(message.value, self._resources.settings.max_input_chars)
+            request = parse_message(message.value, self._resources.settings.max_input_chars, message.headers)
         except BadInput as error:
             try:
                 await self._dead_letter(event, error.kind, str(error))

@@ -33,6 +33,12 @@ def broker_urls(bootstrap_servers: str, scheme: str = "kafka") -> list[str]:
     return [f"{scheme}://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
 
 
+def compression_type(settings: Settings) -> str | None:
+    """The producer's codec as aiokafka names it (None: uncompressed)."""
+    codec = settings.producer_compression
+    return None if codec == "none" else codec
+
+
 def build_app(settings: Settings) -> faust.App:
     """A faust App with raw bytes on the wire (we parse ourselves) and at-least-once commits."""
     return faust.App(
@@ -52,6 +58,7 @@ def build_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         producer_acks=-1,
         producer_linger=PRODUCER_LINGER_S,
+        producer_compression_type=compression_type(settings),
         producer_request_timeout=PRODUCER_TIMEOUT_S,
         web_enabled=True,
         web_port=settings.web_port,

@@ -17,9 +17,15 @@ LLM_PROBE_TTL_S = 10.0
 class Health:
     """Decides readiness: partitions assigned, broker, Redis and the LLM reachable."""
 
-    def __init__(self, resources: Resources, assigned_partitions: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        assigned_partitions: Callable[[], int],
+        unreadable_partitions: Callable[[], dict[str, str]],
+    ) -> None:
         self._resources = resources
         self._assigned_partitions = assigned_partitions
+        self._unreadable_partitions = unreadable_partitions
         self._llm_reason: str | None = "not probed yet"
         self._llm_probed_at = float("-inf")
 
@@ -37,6 +43,8 @@ class Health:
         found: dict[str, str] = {}
         if self._assigned_partitions() == 0:
             found["kafka"] = "no input partitions assigned yet"
+        if unreadable := self._unreadable_partitions():
+            found["partitions"] = "; ".join(f"{name} {why}" for name, why in unreadable.items())
         if not await self._resources.context.ping():
             found["redis"] = "not reachable"
         if (llm := await self._llm_problem()) is not None:

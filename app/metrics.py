@@ -32,3 +32,8 @@ REDIS_SKIPPED = Counter(
 )
 TEMPLATE_ERRORS = Counter("enricher_template_errors_total", "Templates rejected on load or reload.")
 PROFILE_UPDATES = Counter("enricher_profile_updates_total", "Profile records applied.", ["action"])
+PARTITIONS_UNREADABLE = Gauge(
+    "enricher_kafka_partitions_unreadable",
+    "1 for each assigned partition paused because its next record batch cannot be decoded.",
+    ["topic", "partition"],
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,13 @@ from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge
 REPLY_NAMESPACE = uuid.UUID("5b4c0a52-3f0e-4f7e-9a55-2f4f3b1d6c11")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None]
+
+# Kafka-level bounds of one input record. A value within MAX_VALUE_BYTES fits, base64-encoded,
+# in a dead letter under the producer's 1 MiB request limit; a larger one is not copied.
+MAX_VALUE_BYTES = 512 * 1024
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def utc_now() -> datetime:
@@ -47,8 +55,21 @@ class CustomerMessage(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def parse_message(raw: bytes | None, max_input_chars: int) -> CustomerMessage:
-    """Decode and validate an input value, raising the BadInput subclass that names the fault."""
+def check_record(raw: bytes | None, headers: Headers | None) -> None:
+    """Raise TooLarge for a value or headers beyond the Kafka-level bounds above."""
+    if raw is not None and len(raw) > MAX_VALUE_BYTES:
+        raise TooLarge(f"value has {len(raw)} bytes, the limit is {MAX_VALUE_BYTES}")
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+    if len(pairs) > MAX_HEADERS:
+        raise TooLarge(f"record has {len(pairs)} headers, the limit is {MAX_HEADERS}")
+    size = sum(len(name.encode()) + len(value or b"") for name, value in pairs)
+    if size > MAX_HEADER_BYTES:
+        raise TooLarge(f"headers have {size} bytes, the limit is {MAX_HEADER_BYTES}")
+
+
+def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | None = None) -> CustomerMessage:
+    """Decode and validate an input record, raising the BadInput subclass that names the fault."""
+    check_record(raw, headers)
     if raw is None:
         raise InvalidJson("empty value (tombstone)")
     try:
@@ -140,15 +161,19 @@ class DeadLetter(BaseModel):
     source: SourcePosition
     raw_b64: str
     failed_at: str
+    raw_omitted: bool = False
+    """The value was over MAX_VALUE_BYTES and is not copied: it stays at `source`."""
 
     @classmethod
     def build(cls, kind: ErrorKind, detail: str, source: SourcePosition, raw: bytes | None) -> DeadLetter:
         """A dead letter for `raw`, failed now."""
+        omitted = raw is not None and len(raw) > MAX_VALUE_BYTES
         return cls(
             error=ErrorInfo(kind=kind, detail=detail),
             source=source,
-            raw_b64=base64.b64encode(raw or b"").decode("ascii"),
+            raw_b64="" if omitted else base64.b64encode(raw or b"").decode("ascii"),
             failed_at=rfc3339(utc_now()),
+            raw_omitted=omitted,
         )
 
 

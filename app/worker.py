@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+from typing import cast
 
 import faust
 import mode.loop
@@ -15,6 +16,7 @@ from mode import Service
 
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
+from app import kafka_transport
 from app.dlq import DeadLetters
 from app.errors import TemplateError
 from app.faust_app import build_app, declare_topics
@@ -134,6 +136,10 @@ def run_worker(settings: Settings) -> None:
     support.attach(app)
     app.sensors.add(RebalanceSensor(support))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
-    attach_pages(app, Health(resources, assigned_input_partitions))
+
+    def unreadable_partitions() -> dict[str, str]:
+        return cast(kafka_transport.Consumer, app.consumer).unreadable.reasons()
+
+    attach_pages(app, Health(resources, assigned_input_partitions, unreadable_partitions))
     collect_garbage_less_often()
     EnricherWorker(app, support, settings, Runtime(resources)).execute_from_commandline()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import confluent_kafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 KAFKA_TIMEOUT_S = 15.0
@@ -121,3 +122,74 @@ def at_least(count: int) -> Predicate:
 def json_values(records: Iterable[ConsumerRecord]) -> list[Any]:
     """The records' values decoded as JSON (tombstones skipped)."""
     return [json.loads(record.value) for record in records if record.value is not None]
+
+
+RdRecord = tuple[Key, bytes | None, int, list[tuple[str, bytes]]]
+"""key, value, partition, headers: one record as librdkafka produces it."""
+
+
+def _rd_produce(bootstrap: str, topic: str, records: Sequence[RdRecord], compression: str) -> None:
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "compression.type": compression,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "enable.idempotence": False,  # Tansu has no InitProducerId
+            "log_level": 3,
+        }
+    )
+    failures: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for key, value, partition, headers in records:
+        producer.produce(
+            topic, value=value, key=_bytes(key), partition=partition, headers=headers, on_delivery=delivered
+        )
+    left = producer.flush(KAFKA_TIMEOUT_S)
+    if left or failures:
+        raise RuntimeError(f"librdkafka: {left} records not delivered, failures {failures}")
+
+
+async def rd_produce(
+    bootstrap: str, topic: str, records: Sequence[RdRecord], compression: str = "none"
+) -> None:
+    """Produce through librdkafka (confluent-kafka), as most existing producers do, and wait for acks."""
+    await asyncio.to_thread(_rd_produce, bootstrap, topic, records, compression)
+
+
+def _rd_read(bootstrap: str, topic: str, count: int, timeout_s: float, settle_s: float) -> list[Any]:
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}", "log_level": 3}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=KAFKA_TIMEOUT_S)
+        numbers = sorted(metadata.topics[topic].partitions)
+        consumer.assign([confluent_kafka.TopicPartition(topic, n, 0) for n in numbers])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        settled_at = float("inf")
+        while time.monotonic() < min(deadline, settled_at):
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            if message.error():
+                raise RuntimeError(f"librdkafka: {message.error()}")
+            records.append(message)
+            if len(records) == count:
+                settled_at = time.monotonic() + settle_s
+        if len(records) < count:
+            raise TimeoutError(f"{topic}: {len(records)} of {count} records in {timeout_s} s")
+        return records
+    finally:
+        consumer.close()
+
+
+async def rd_read(
+    bootstrap: str, topic: str, count: int, timeout_s: float = 60.0, settle_s: float = 1.0
+) -> list[Any]:
+    """The records of `topic` (all partitions, from the start) read by librdkafka: at least
+    `count` of them, and whatever else arrives within `settle_s` after the count is reached."""
+    return await asyncio.to_thread(_rd_read, bootstrap, topic, count, timeout_s, settle_s)

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from app.errors import BadInput, InvalidJson, InvalidMessage, TooLarge
-from app.schemas import DeadLetter, SourcePosition, parse_message, reply_id_for
+from app.schemas import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_VALUE_BYTES,
+    DeadLetter,
+    SourcePosition,
+    parse_message,
+    reply_id_for,
+)
 
 VALID = {"message_id": "m-1", "conversation_id": "c-1", "text": "Where is my order?"}
 
@@ -74,3 +82,38 @@ def test_dead_letter_keeps_raw_bytes() -> None:
     assert document["error"] == {"kind": "invalid_json", "detail": "nope"}
     assert document["source"] == {"topic": "t", "partition": 1, "offset": 7}
     assert document["failed_at"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ([(f"h{n}", b"v") for n in range(MAX_HEADERS + 1)], f"record has {MAX_HEADERS + 1} headers"),
+        ([("big", b"y" * MAX_HEADER_BYTES)], f"headers have {MAX_HEADER_BYTES + 3} bytes"),
+        ({"big": b"y" * MAX_HEADER_BYTES}, f"headers have {MAX_HEADER_BYTES + 3} bytes"),
+    ],
+)
+def test_records_with_too_many_or_too_big_headers_are_too_large(
+    headers: list[tuple[str, bytes]] | dict[str, bytes], detail: str
+) -> None:
+    with pytest.raises(TooLarge, match=f"^{detail}, the limit is"):
+        parse_message(encode(VALID), 8000, headers)
+
+
+def test_headers_within_the_limits_and_null_header_values_pass() -> None:
+    headers = [(f"h{n}", None if n % 2 else b"v") for n in range(MAX_HEADERS)]
+    assert parse_message(encode(VALID), 8000, headers).message_id == "m-1"
+
+
+def test_a_value_over_the_byte_limit_is_too_large_before_it_is_parsed() -> None:
+    with pytest.raises(TooLarge, match=f"^value has {MAX_VALUE_BYTES + 1} bytes"):
+        parse_message(b"{" * (MAX_VALUE_BYTES + 1), 8000)
+
+
+def test_dead_letter_of_an_oversized_value_says_the_raw_bytes_are_not_copied() -> None:
+    source = SourcePosition(topic="t", partition=0, offset=3)
+    kept = DeadLetter.build("too_large", "big", source, b"x" * MAX_VALUE_BYTES)
+    omitted = DeadLetter.build("too_large", "bigger", source, b"x" * (MAX_VALUE_BYTES + 1))
+    assert (len(kept.raw_b64) > 0, kept.raw_omitted) == (True, False)
+    assert (omitted.raw_b64, omitted.raw_omitted) == ("", True)
+    # Within the producer's 1 MiB request limit, with room for the envelope:
+    assert len(kept.model_dump_json()) < 1024 * 1024 - 4096

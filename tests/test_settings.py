@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import aiokafka.codec
 import pytest
 
 from app.settings import Settings, SettingsError, load_settings
@@ -40,6 +41,23 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.web_port, settings.shutdown_grace_s) == (6066, 30)
 
 
+def test_producer_compression_is_zstd_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", MOCK_URL)
+    assert load_settings().producer_compression == "zstd"
+    monkeypatch.setenv("ENRICHER_PRODUCER_COMPRESSION", "lz4")
+    assert load_settings().producer_compression == "lz4"
+
+
+def test_a_codec_whose_library_is_missing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiokafka.codec, "has_zstd", lambda: False)
+    monkeypatch.setenv("OPENAI_BASE_URL", MOCK_URL)
+    monkeypatch.setenv("ENRICHER_PRODUCER_COMPRESSION", "zstd")
+    with pytest.raises(
+        SettingsError, match=r"^ENRICHER_PRODUCER_COMPRESSION: the zstd codec is not installed"
+    ):
+        load_settings()
+
+
 def test_fallback_models_are_split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", MOCK_URL)
     monkeypatch.setenv("ENRICHER_FALLBACK_MODELS", "gpt-4o, mock-small ,")
@@ -69,6 +87,10 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) 
         ({"OPENAI_BASE_URL": "not a url"}, "OPENAI_BASE_URL"),
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_LLM_RPM": "lots"}, "ENRICHER_LLM_RPM"),
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_APP_ID": ""}, "ENRICHER_APP_ID"),
+        (
+            {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_PRODUCER_COMPRESSION": "brotli"},
+            "ENRICHER_PRODUCER_COMPRESSION",
+        ),
     ],
 )
 def test_bad_setting_names_the_variable(
