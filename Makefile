@@ -32,6 +32,7 @@ format: $(STAMP)
 	$(BIN)/ruff format app agents tests bench
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.codecs
 	$(BIN)/python -m bench.run
 
 clean:

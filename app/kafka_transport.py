@@ -48,31 +48,43 @@ _undecodable: queue.SimpleQueue[UndecodableBatch] = queue.SimpleQueue()
 
 
 def stop_partitions_at_undecodable_batches() -> None:
-    """Make aiokafka's record iterator end, instead of raising, at a batch it cannot decode.
+    """Make aiokafka stop a partition at a batch it cannot decode, instead of raising.
 
     aiokafka decodes a fetched batch lazily, inside `getmany`, and its errors
-    (`UnsupportedCodecError`, `CorruptRecordException`, a codec's own) name no partition. Raised,
-    such an error also drops the records already taken from other partitions in that call,
-    whose positions have moved past them: they would never be delivered. Ending the iteration
-    instead returns the records before the batch, leaves the partition's position on it, and
-    queues the failure for `Consumer._getmany`. Installed once, by the worker's consumer.
+    (`UnsupportedCodecError`, `CorruptRecordException`, a codec's own, a header key that is
+    not UTF-8) name no partition. Raised, such an error also drops the records already taken
+    from other partitions in that call, whose positions have moved past them: they would never
+    be delivered. Instead the record iterator ends at the batch, so the records before it are
+    returned and the position stays on it; the fetch result then pauses the partition in
+    aiokafka (no refetch until it is assigned anew) and queues the failure for
+    `Consumer._getmany`. Installed once, by the worker's consumer.
     """
-    records = aiokafka_fetcher.PartitionRecords
+    records, result = aiokafka_fetcher.PartitionRecords, aiokafka_fetcher.FetchResult
     if getattr(records, "_stops_at_undecodable_batches", False):
         return
-    original_next = records.__next__
+    next_record, take_all = records.__next__, result.getall
 
-    def next_record(self: Any) -> Any:
+    def next_or_stop(self: Any) -> Any:
         try:
-            return original_next(self)
+            return next_record(self)
         except StopIteration:
             raise
         except Exception as error:
-            # next_fetch_offset is the first offset not handed out: the batch that failed.
-            _undecodable.put(UndecodableBatch(self._tp, self.next_fetch_offset, error))
+            # next_fetch_offset is the first offset not handed out: where the batch failed.
+            self.undecodable = UndecodableBatch(self._tp, self.next_fetch_offset, error)
             raise StopIteration from error
 
-    records.__next__ = next_record
+    def take_all_or_pause(self: Any, max_records: int | None = None) -> Any:
+        partition_records = self._partition_records
+        taken = take_all(self, max_records)
+        failure = getattr(partition_records, "undecodable", None)
+        if failure is not None:
+            self._assignment.state_value(failure.tp).pause()
+            _undecodable.put(failure)
+        return taken
+
+    records.__next__ = next_or_stop
+    result.getall = take_all_or_pause
     records._stops_at_undecodable_batches = True
 
 
@@ -108,11 +120,18 @@ class Consumer(faust_aiokafka.Consumer):
             await self.sleep(timeout)
             return {}
         records = await super()._getmany(readable, timeout)
+        assigned = self.assignment()
         while not _undecodable.empty():
             batch = _undecodable.get_nowait()
-            # Left out of every fetch from now on; its batch, fetched again, stays undecoded.
-            self.unreadable.add(batch.tp, batch.offset, batch.error)
+            if batch.tp in assigned:  # not revoked while the fetch waited for a rebalance
+                self.unreadable.add(batch.tp, batch.offset, batch.error)
         return records
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """faust's check that each partition is fetched, except for the paused ones: they are
+        reported already, and would be logged as "no recent fetch" every few seconds."""
+        if tp not in self.unreadable:
+            super().verify_event_path(now, tp)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Forget revoked partitions; one assigned again is read (and judged) afresh."""

@@ -33,9 +33,12 @@ class UnreadablePartitions:
         self._stopped: dict[TP, Unreadable] = {}
 
     def add(self, tp: TP, offset: int, cause: BaseException | None) -> None:
-        """Pause `tp` at `offset`, and say so in the log and the metrics."""
-        reason = _describe(cause)
-        self._stopped[tp] = Unreadable(offset, reason)
+        """Pause `tp` at `offset`, and say so in the log and the metrics (once per batch)."""
+        stopped = Unreadable(offset, _describe(cause))
+        if self._stopped.get(tp) == stopped:
+            return
+        self._stopped[tp] = stopped
+        reason = stopped.reason
         metrics.PARTITIONS_UNREADABLE.labels(tp.topic, str(tp.partition)).set(1)
         log.error(
             "partition paused: a record batch cannot be decoded",
@@ -47,6 +50,9 @@ class UnreadablePartitions:
         for tp in partitions:
             if self._stopped.pop(tp, None) is not None:
                 metrics.PARTITIONS_UNREADABLE.remove(tp.topic, str(tp.partition))
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._stopped
 
     def readable(self, partitions: Set[TP] | None) -> set[TP] | None:
         """`partitions` without the paused ones (None, all partitions, stays None)."""

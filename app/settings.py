@@ -84,9 +84,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
     log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
-    # zstd: measured on reply records in batches of 1 / 3 / 10, it keeps 65 / 36 / 23% of the
-    # bytes (lz4 81 / 48 / 32%, gzip about zstd's) for 21 / 10 / 5 us of CPU per record (lz4
-    # 16 / 10 / 8, gzip 40 / 20 / 17): a chat workload's small batches gain the most from it.
+    # zstd: on reply records in batches of 1 / 3 / 10 (bench/results/codecs.md) it keeps
+    # 65 / 36 / 23% of the bytes (lz4 81 / 47 / 32%; gzip as zstd at twice its CPU) for
+    # 29 / 14 / 7 us of CPU per record: a chat workload's small batches gain the most from it.
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "zstd", validation_alias=_env("ENRICHER_PRODUCER_COMPRESSION")
     )

@@ -3,10 +3,13 @@ partitions that stop at a batch they cannot decode (aiokafka internals, pinned i
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiokafka.codec
 import faust.transport
 import pytest
-from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
@@ -61,10 +64,21 @@ def partition_records(data: bytes) -> PartitionRecords:
     return PartitionRecords(TP, MemoryRecords(data), [], 0, None, None, True, 0)  # CRCs checked
 
 
+def fetch_result(data: bytes) -> tuple[FetchResult, Any]:
+    """A fetch of `data` for TP at offset 0, as the fetcher hands it to `getmany`; and TP's state."""
+    subscription = SubscriptionState()
+    subscription.assign_from_user({TP})
+    assignment = subscription.subscription.assignment
+    state = assignment.state_value(TP)
+    state.seek(0)
+    return FetchResult(TP, assignment=assignment, partition_records=partition_records(data), backoff=0), state
+
+
 @pytest.fixture
 def guarded(monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard installed for this test only (the rest of the process keeps plain aiokafka)."""
     monkeypatch.setattr(PartitionRecords, "__next__", PartitionRecords.__next__)
+    monkeypatch.setattr(FetchResult, "getall", FetchResult.getall)
     monkeypatch.setattr(PartitionRecords, "_stops_at_undecodable_batches", False, raising=False)
     monkeypatch.setattr(kafka_transport, "_undecodable", kafka_transport.queue.SimpleQueue())
     kafka_transport.stop_partitions_at_undecodable_batches()
@@ -77,30 +91,40 @@ def test_plain_aiokafka_raises_at_a_batch_without_its_codec(monkeypatch: pytest.
         list(partition_records(data))
 
 
-def test_the_guard_ends_the_partition_at_the_batch_and_queues_where_and_why(
+async def test_the_guard_stops_the_partition_at_the_batch_pauses_it_and_queues_where_and_why(
     guarded: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = batch(0, [b"a", b"b"]) + batch(2, [b"c"], LZ4) + batch(3, [b"d"])
     monkeypatch.setattr(aiokafka.codec, "has_lz4", lambda: False)
-    records = partition_records(data)
+    fetched, state = fetch_result(data)
 
-    assert [r.value for r in records] == [b"a", b"b"]
-    assert records.next_fetch_offset == 2  # the position stays on the batch that failed
+    assert [r.value for r in fetched.getall()] == [b"a", b"b"]
+    assert state.position == 2  # on the batch that failed: nothing after it is skipped
+    assert state.paused  # not fetched again until assigned anew
     failure = kafka_transport._undecodable.get_nowait()
     assert (failure.tp, failure.offset) == (TP, 2)
     assert isinstance(failure.error, aiokafka.errors.UnsupportedCodecError)
     assert kafka_transport._undecodable.empty()
 
 
-def test_a_corrupt_batch_stops_the_partition_the_same_way(guarded: None) -> None:
+async def test_a_corrupt_batch_stops_the_partition_the_same_way(guarded: None) -> None:
     corrupt = bytearray(batch(1, [b"b"]))
     corrupt[-1] ^= 0xFF  # the last byte of the record: the batch's CRC no longer matches
-    records = partition_records(batch(0, [b"a"]) + bytes(corrupt))
+    fetched, state = fetch_result(batch(0, [b"a"]) + bytes(corrupt))
 
-    assert [r.value for r in records] == [b"a"]
+    assert [r.value for r in fetched.getall()] == [b"a"]
+    assert (state.position, state.paused) == (1, True)
     failure = kafka_transport._undecodable.get_nowait()
     assert (failure.tp, failure.offset) == (TP, 1)
     assert isinstance(failure.error, aiokafka.errors.CorruptRecordException)
+
+
+async def test_a_readable_fetch_is_untouched_by_the_guard(guarded: None) -> None:
+    fetched, state = fetch_result(batch(0, [b"a"]) + batch(1, [b"b"], LZ4))
+
+    assert [r.value for r in fetched.getall()] == [b"a", b"b"]
+    assert (state.position, state.paused) == (2, False)
+    assert kafka_transport._undecodable.empty()
 
 
 def test_unreadable_partitions_are_left_out_reported_and_forgotten_on_revoke() -> None:
