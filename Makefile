@@ -34,6 +34,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.codecs
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.limits
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev

@@ -6,7 +6,8 @@ EnricherError
  │    ├── InvalidMessage      kind "invalid_message" (fields missing, empty, wrong type)
  │    └── TooLarge            kind "too_large" (text over ENRICHER_MAX_INPUT_CHARS)
  ├── LLMError
- │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream
+ │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream;
+ │    │                       a 429 is `rate_limited` (slow down, no outage) or `quota_exhausted`
  │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
  │    ├── LLMAuthError        401, 403: not the message's fault; retried, worker not ready
  │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
@@ -58,13 +59,26 @@ class LLMError(EnricherError):
 
 
 class LLMTransient(LLMError):
-    """A failure that may pass: retried with backoff, honouring `retry_after_s`."""
+    """A failure that may pass: retried with backoff, honouring `retry_after_s`.
+
+    `rate_limited`: the provider said "slower" (429), which is no outage. `quota_exhausted`:
+    the model's quota is used up (429 `insufficient_quota`); only another model can answer.
+    """
 
     retriable = True
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float | None = None,
+        *,
+        rate_limited: bool = False,
+        quota_exhausted: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.rate_limited = rate_limited or quota_exhausted
+        self.quota_exhausted = quota_exhausted
 
 
 class LLMRejected(LLMError):

@@ -8,7 +8,6 @@ server's Retry-After), all attempts of one message bounded by ENRICHER_LLM_DEADL
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import logging
 import time
@@ -20,19 +19,17 @@ import httpx2
 import openai
 import pydantic_core
 from openai.types.chat import ChatCompletion
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_never,
-)
-from tenacity.wait import wait_base, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never
 
 from app import metrics
 from app.breaker import CircuitBreaker
 from app.chunk_stream import ChunkStream
-from app.errors import EnricherError, LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
+from app.concurrency import ConcurrencyLimit
+from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
+from app.first_token import FirstTokenDeadline
+from app.llm_errors import HTTP_NOT_FOUND, quota_reset_s, translate
+from app.llm_retry import WaitRetryAfter, is_retriable, note_retry
+from app.model_health import ModelHealth
 from app.ratelimit import RequestBudget
 from app.schemas import Usage
 from app.settings import Settings
@@ -52,11 +49,7 @@ class DeltaSink(Protocol):
 
 
 ATTEMPTS_PER_FALLBACK_MODEL = 3
-MAX_BACKOFF_S = 20.0
-RETRIABLE_STATUS = frozenset({408, 409, 429})
-AUTH_STATUS = frozenset({401, 403})
-INVALID_REQUEST = "invalid_request_error"  # OpenAI's error type for a request at fault
-HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
+
 BREAKER_FAILURES = 5  # failed attempts in a row that open the circuit breaker
 BREAKER_PROBE_INTERVAL_S = 1.0
 BREAKER_MAX_PROBE_INTERVAL_S = 15.0
@@ -79,72 +72,16 @@ class CallOptions:
     max_tokens: int | None = None
 
 
-def retry_after_s(headers: httpx2.Headers) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(float(value) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # neither seconds nor a date: no hint
-    return max(moment.timestamp() - time.time(), 0.0)
-
-
-def translate(error: Exception) -> LLMError:
-    """Map openai/httpx errors to the project's error tree."""
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        should_retry = error.response.headers.get("x-should-retry")
-        detail = f"HTTP {status}: {error.message}"
-        if should_retry == "true" or status in RETRIABLE_STATUS or status >= 500:
-            return LLMTransient(detail, retry_after_s(error.response.headers))
-        if status in AUTH_STATUS:
-            return LLMAuthError(detail)
-        return LLMRejected(detail, status)
-    if isinstance(error, (openai.APITimeoutError, TimeoutError, httpx2.TimeoutException)):
-        return LLMTransient("timed out")
-    if isinstance(error, (openai.APIConnectionError, httpx2.TransportError)):
-        return LLMTransient(f"connection failed: {type(error).__name__}")
-    if isinstance(error, openai.APIError):  # reported inside a stream that had begun well
-        detail = f"error from the API: {error.message}"
-        if error.type == INVALID_REQUEST:
-            return LLMRejected(detail)
-        return LLMTransient(detail)
-    return LLMTransient(f"unexpected {type(error).__name__}: {error}")
-
-
-class WaitRetryAfter(wait_base):
-    """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
-
-    def __init__(self) -> None:
-        self._backoff = wait_random_exponential(multiplier=0.25, max=MAX_BACKOFF_S)
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        wait = self._backoff(retry_state)
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        hint = error.retry_after_s if isinstance(error, LLMTransient) else None
-        return max(wait, hint or 0.0)
-
-
 class LLMClient:
     """One AsyncOpenAI client per process; `complete()` is the only way to call the LLM."""
 
     def __init__(self, settings: Settings) -> None:
         self._models = (settings.model, *settings.fallback_models)
+        self._health = ModelHealth(self._models)
         self._deadline_s = settings.llm_deadline_s
         self._attempt_timeout_s = settings.llm_timeout_s
-        self._in_flight = asyncio.Semaphore(settings.max_in_flight)
+        self._first_token = FirstTokenDeadline(settings.llm_timeout_s, settings.llm_first_token_timeout_s)
+        self._limit = ConcurrencyLimit(settings.max_in_flight, adaptive=settings.llm_adaptive == "on")
         self._budget = RequestBudget(settings.llm_rpm, settings.llm_tpm)
         self.breaker = CircuitBreaker(
             failures_to_open=BREAKER_FAILURES,
@@ -164,6 +101,11 @@ class LLMClient:
             timeout=timeout,
             http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
         )
+
+    @property
+    def concurrency_limit(self) -> int:
+        """LLM calls this client lets be in flight now (see app/concurrency.py)."""
+        return self._limit.limit
 
     @property
     def model(self) -> str:
@@ -186,17 +128,19 @@ class LLMClient:
         failures: list[BaseException] = []
         try:
             async with asyncio.timeout(self._deadline_s):
-                for index, model in enumerate(self._models):
-                    is_last = index == len(self._models) - 1
+                models = self._health.order()
+                for index, model in enumerate(models):
+                    is_last = index == len(models) - 1
                     retrying = AsyncRetrying(
-                        retry=retry_if_exception(_is_retriable),
+                        retry=retry_if_exception(functools.partial(is_retriable, on_same_model=is_last)),
                         wait=WaitRetryAfter(),
                         stop=stop_never if is_last else stop_after_attempt(ATTEMPTS_PER_FALLBACK_MODEL),
                         reraise=True,
-                        before_sleep=functools.partial(_note_retry, failures),
+                        before_sleep=functools.partial(note_retry, failures),
                     )
+                    attempt = functools.partial(self._attempt, model, messages, options, prompt_tokens)
                     try:
-                        return await retrying(self._attempt, model, messages, options, prompt_tokens, sink)
+                        return await retrying(attempt, sink, failures)
                     except (LLMTransient, LLMAuthError, LLMRejected) as error:
                         failures.append(error)
                         if is_last or (isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND):
@@ -216,32 +160,48 @@ class LLMClient:
         options: CallOptions,
         prompt_tokens: int,
         sink: DeltaSink | None,
+        failures: Sequence[BaseException],
     ) -> Completion:
         await self._budget.acquire(prompt_tokens + (options.max_tokens or 0))
-        async with self._in_flight:
-            metrics.LLM_IN_FLIGHT.inc()
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self._attempt_timeout_s):
-                    completion = await self._stream(model, messages, options, sink)
-            except Exception as error:  # translated at this boundary, see translate()
-                if sink is not None:
-                    sink.restart()
-                translated = error if isinstance(error, LLMError) else translate(error)
-                metrics.LLM_CALLS.labels(model, type(translated).__name__).inc()
-                if isinstance(translated, LLMRejected) and translated.status != HTTP_NOT_FOUND:
-                    self.breaker.succeeded()  # the LLM answered; only this input is at fault
-                else:  # an outage, refused credentials, or a model missing for every message
-                    self.breaker.failed(str(translated), at_once=isinstance(translated, LLMAuthError))
-                raise translated from error
-            finally:
-                metrics.LLM_IN_FLIGHT.dec()
+        started = await self._limit.acquire(retry=bool(failures))
+        metrics.LLM_IN_FLIGHT.inc()
+        try:
+            async with asyncio.timeout(self._attempt_timeout_s):
+                completion = await self._stream(model, messages, options, sink)
+        except Exception as error:  # translated at this boundary, see translate()
+            if sink is not None:
+                sink.restart()
+            translated = error if isinstance(error, LLMError) else translate(error)
+            self._judge(model, translated, started, error)
+            raise translated from error
+        finally:
+            metrics.LLM_IN_FLIGHT.dec()
+            self._limit.release()
+        self._limit.answered()
+        self._health.answered(model)
         self.breaker.succeeded()
         metrics.LLM_CALLS.labels(model, "ok").inc()
         metrics.LLM_LATENCY.observe(time.monotonic() - started)
-        metrics.LLM_TOKENS.labels("prompt").inc(completion.usage.prompt_tokens)
-        metrics.LLM_TOKENS.labels("completion").inc(completion.usage.completion_tokens)
         return completion
+
+    def _judge(self, model: str, error: LLMError, started: float, cause: Exception) -> None:
+        """Tell the limit, the model's health and the breaker what a failed attempt means."""
+        metrics.LLM_CALLS.labels(model, type(error).__name__).inc()
+        headers = cause.response.headers if isinstance(cause, openai.APIStatusError) else None
+        if headers is not None and (reset_s := quota_reset_s(headers)) is not None:
+            self._limit.hold_calls(reset_s)
+        if isinstance(error, LLMTransient) and error.rate_limited:
+            # "Slower", not an outage: fewer calls in flight, and the breaker stays closed.
+            metrics.LLM_RATE_LIMITED.labels(model).inc()
+            self._limit.rate_limited(started, error.retry_after_s)
+            if error.quota_exhausted or error.retry_after_s is None:
+                self._health.failed(model, refused=error.quota_exhausted)
+            self.breaker.succeeded()  # the provider answered
+        elif isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND:
+            self.breaker.succeeded()  # the LLM answered; only this input is at fault
+        else:  # an outage, refused credentials, or a model missing for every message
+            self._health.failed(model, refused=isinstance(error, LLMRejected))
+            self.breaker.failed(str(error), at_once=isinstance(error, LLMAuthError))
 
     async def _stream(
         self,
@@ -262,28 +222,44 @@ class LLMClient:
             body["max_tokens"] = options.max_tokens
         # The messages are plain JSON already: posting them as bytes skips the SDK's
         # per-request type walk and JSON encoding, which cost a fifth of the worker's CPU.
-        stream = await self._client.post(
-            "/chat/completions",
-            cast_to=ChatCompletion,
-            content=pydantic_core.to_json(body),
-            stream=True,
-            stream_cls=ChunkStream,
-        )
         parts: list[str] = []
         usage = Usage()
         answered_by = model
         finished = False
-        async with stream:
-            async for chunk in stream:
-                answered_by = chunk.model or answered_by
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    if delta := choice.delta.content:
-                        parts.append(delta)
-                        if sink is not None:
-                            await sink.send(delta)
-                    finished = finished or choice.finish_reason is not None
+        silence_s = self._first_token.deadline_s(model)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        first_token_at: float | None = None
+        try:
+            # Each token moves the deadline on: a call that goes silent this long is dropped.
+            async with asyncio.timeout(silence_s) as silence:
+                stream = await self._client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    content=pydantic_core.to_json(body),
+                    stream=True,
+                    stream_cls=ChunkStream,
+                )
+                if (reset_s := quota_reset_s(stream.response.headers)) is not None:
+                    self._limit.hold_calls(reset_s)  # the provider has nothing left until then
+                async with stream:
+                    async for chunk in stream:
+                        silence.reschedule(loop.time() + silence_s)
+                        answered_by = chunk.model or answered_by
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for choice in chunk.choices:
+                            if delta := choice.delta.content:
+                                if first_token_at is None:
+                                    first_token_at = loop.time()
+                                    self._first_token.observe(model, first_token_at - sent_at)
+                                parts.append(delta)
+                                if sink is not None:
+                                    await sink.send(delta)
+                            finished = finished or choice.finish_reason is not None
+        except TimeoutError:
+            what = "first token" if first_token_at is None else "next token"
+            raise LLMTransient(f"no {what} within {silence_s:g} s") from None
         if not finished:
             raise LLMTransient("stream ended without a finish reason")
         return Completion(text="".join(parts), model=answered_by, usage=usage)
@@ -300,24 +276,3 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()
-
-
-def _is_retriable(error: BaseException) -> bool:
-    return isinstance(error, EnricherError) and error.retriable
-
-
-def _note_retry(failures: list[BaseException], retry_state: RetryCallState) -> None:
-    """Log a failed attempt before its retry, and keep its error for the deadline's message."""
-    outcome = retry_state.outcome
-    error = outcome.exception() if outcome is not None else None
-    if error is not None:
-        failures.append(error)
-    sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
-    log.warning(
-        "llm attempt failed; retrying",
-        extra={
-            "attempt": retry_state.attempt_number,
-            "error": str(error),
-            "retry_in_s": round(sleep, 3),
-        },
-    )

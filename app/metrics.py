@@ -16,7 +16,14 @@ LLM_LATENCY = Histogram(
     "Duration of successful LLM attempts.",
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30),
 )
-LLM_TOKENS = Counter("enricher_llm_tokens_total", "Tokens reported by the LLM API.", ["kind"])
+LLM_TOKENS = Counter(
+    "enricher_llm_tokens_total",
+    "Tokens reported by the LLM API (kind prompt, cached or completion), by model and template.",
+    ["model", "template", "kind"],
+)
+LLM_COST = Counter(
+    "enricher_llm_cost_usd_total", "What the answers cost, by model and template.", ["model", "template"]
+)
 LLM_IN_FLIGHT = Gauge("enricher_llm_in_flight", "LLM calls in flight now.")
 LLM_CIRCUIT_OPEN = Gauge("enricher_llm_circuit_open", "1 while the LLM circuit breaker holds new calls.")
 LLM_CIRCUIT_OPENINGS = Counter("enricher_llm_circuit_openings_total", "Times the LLM circuit breaker opened.")
@@ -37,3 +44,13 @@ PARTITIONS_UNREADABLE = Gauge(
     "1 for each assigned partition paused because its next record batch cannot be decoded.",
     ["topic", "partition"],
 )
+LLM_CONCURRENCY_LIMIT = Gauge(
+    "enricher_llm_concurrency_limit",
+    "LLM calls the worker lets be in flight now (adaptive, see concurrency.py).",
+)
+LLM_MODEL_COOLING = Gauge(
+    "enricher_llm_model_cooling",
+    "1 while a model is cooled down after refusing (see model_health.py).",
+    ["model"],
+)
+LLM_RATE_LIMITED = Counter("enricher_llm_rate_limited_total", "LLM attempts answered 429.", ["model"])

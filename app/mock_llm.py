@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from app import mock_quota
 from app.mock_state import STATE, Json, MockConfig, MockState, admin_routes
 from app.tokens import ChatMessage, count_chat, encoding_for
 
@@ -179,6 +180,7 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
         _cut(request)
         return web.Response(), False
     text, finish, usage = _reply(chat)
+    usage |= state.prompt_cache.details(chat.model, chat.messages)
     if not chat.stream:
         return web.json_response(_completion(chat, text, finish, usage)), True
     gap_s = delay / 2 / CHUNKS_PER_REPLY
@@ -266,6 +268,7 @@ def build_app(config: MockConfig) -> web.Application:
     """The aiohttp application: `/v1` for clients, `/_mock` for tests to steer and inspect it."""
     app = web.Application()
     app[STATE] = MockState(config)
+    mock_quota.install(app)
     app.on_shutdown.append(_on_shutdown)
     app.add_routes(
         [

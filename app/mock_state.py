@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from app.mock_cache import PromptCache
+
 MAX_RECORDED = 20_000
 Json = dict[str, Any]
 
@@ -31,6 +33,12 @@ class MockConfig:
     retry_after_s: float = 1.0
     hang_rate: float = 0.0
     require_key: str | None = None
+    request_quota_per_s: float = 0.0
+    """At most this many requests in any one second (0: no quota); see app/mock_quota.py."""
+    concurrency_quota: int = 0
+    """At most this many requests in flight (0: no quota)."""
+    exhausted_models: tuple[str, ...] = ()
+    """Models whose quota is used up: 429 `insufficient_quota`."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -38,6 +46,10 @@ class MockConfig:
             if field.name == "require_key":
                 if value is not None and not isinstance(value, str):
                     raise ValueError("require_key must be a string or null")
+            elif field.name == "exhausted_models":
+                if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+                    raise ValueError("exhausted_models must be a list of model names")
+                object.__setattr__(self, field.name, tuple(value))  # a list from JSON
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{field.name} must be a number >= 0")
             elif field.name.endswith("_rate") and value > 1:
@@ -80,6 +92,8 @@ class MockStats:
     max_in_flight: int = 0
     completed: int = 0
     errors: int = 0
+    refused: int = 0
+    """Requests answered 429 by a quota (app/mock_quota.py), before the mock saw them."""
 
 
 class MockState:
@@ -93,6 +107,7 @@ class MockState:
         self.released = asyncio.Event()
         self.closing = asyncio.Event()
         self.rng = random.Random()
+        self.prompt_cache = PromptCache()
 
     def take_step(self, text: str) -> ScriptStep | None:
         """Pop the step for a request whose last user message is `text`."""
@@ -191,6 +206,7 @@ async def _reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.stats = MockStats(in_flight=state.stats.in_flight, max_in_flight=state.stats.in_flight)
     state.recorded.clear()
+    state.prompt_cache = PromptCache()
     state.script.clear()
     state.release()
     return web.json_response({"reset": True})

@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from app import metrics
 from app.errors import LLMUnavailable
 from app.llm import CallOptions, DeltaSink
+from app.prices import base_model
 from app.prompts import RenderedPrompt
 from app.redaction import Redactor
 from app.resources import Resources
@@ -69,8 +71,29 @@ async def answer(message: CustomerMessage, resources: Resources, sink: DeltaSink
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
         return Answer(reply, unavailable_reason=str(error))
-    reply = _reply(message, prompt, completion.text, "ok", completion.model, completion.usage, started)
+    usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
+    reply = _reply(message, prompt, completion.text, "ok", completion.model, usage, started)
     return Answer(reply)
+
+
+def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usage:
+    """`usage` with its cost, counted in the token and cost metrics by model and template.
+
+    Labels stay bounded: a model the worker was not configured with counts as `other`, and
+    templates are the prompt set's own names.
+    """
+    cost = resources.prices.cost_usd(model, usage)
+    configured = (resources.settings.model, *resources.settings.fallback_models)
+    label = base_model(model) if base_model(model) in configured else "other"
+    for kind, tokens in (
+        ("prompt", usage.prompt_tokens),
+        ("cached", usage.cached_tokens),
+        ("completion", usage.completion_tokens),
+    ):
+        metrics.LLM_TOKENS.labels(label, template, kind).inc(tokens)
+    if cost is not None:
+        metrics.LLM_COST.labels(label, template).inc(cost)
+    return usage.model_copy(update={"cost_usd": cost})
 
 
 def turns_of(message: CustomerMessage, reply: Reply) -> list[HistoryTurn]:

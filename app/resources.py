@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.context import ContextStore, connect
 from app.llm import LLMClient
+from app.prices import PriceTable
 from app.prompt_source import PromptSource
 from app.settings import Settings
 
@@ -18,6 +19,7 @@ class Resources:
     context: ContextStore
     llm: LLMClient
     prompts: PromptSource
+    prices: PriceTable
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
@@ -25,7 +27,8 @@ class Resources:
         prompts = PromptSource.load(settings.prompts_dir)
         redis = connect(settings.redis_url.get_secret_value(), max_connections=settings.max_in_flight + 16)
         context = ContextStore(redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s)
-        return cls(settings=settings, context=context, llm=LLMClient(settings), prompts=prompts)
+        llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
+        return cls(settings=settings, context=context, llm=llm, prompts=prompts, prices=prices)
 
     async def aclose(self) -> None:
         """Close the LLM and Redis connection pools."""

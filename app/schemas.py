@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge
 
@@ -102,11 +102,22 @@ class PromptRef(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token usage as reported by the LLM API."""
+    """Token usage as reported by the LLM API, and what it cost (app/prices.py)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the provider served from its prompt cache (its `prompt_tokens_details`)."""
+    cost_usd: float | None = None
+    """From the price table; None for a model it does not know."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_cached_tokens(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(details := data.get("prompt_tokens_details"), dict):
+            return {**data, "cached_tokens": details.get("cached_tokens") or 0}
+        return data
 
 
 class Reply(BaseModel):

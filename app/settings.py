@@ -70,10 +70,15 @@ class Settings(BaseSettings):
         "customer.profiles", validation_alias=_env("ENRICHER_PROFILE_TOPIC"), min_length=1
     )
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
+    prices_file: Path | None = Field(None, validation_alias=_env("ENRICHER_PRICES_FILE"))
     max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
     max_buffered: int = Field(1024, validation_alias=_env("ENRICHER_MAX_BUFFERED"), ge=1)
     llm_timeout_s: float = Field(30.0, validation_alias=_env("ENRICHER_LLM_TIMEOUT_S"), gt=0)
     llm_deadline_s: float = Field(120.0, validation_alias=_env("ENRICHER_LLM_DEADLINE_S"), gt=0)
+    llm_adaptive: Literal["on", "off"] = Field("on", validation_alias=_env("ENRICHER_LLM_ADAPTIVE"))
+    llm_first_token_timeout_s: float | None = Field(
+        None, validation_alias=_env("ENRICHER_LLM_FIRST_TOKEN_TIMEOUT_S"), gt=0
+    )
     llm_rpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_RPM"), ge=1)
     llm_tpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_TPM"), ge=1)
     max_input_chars: int = Field(8000, validation_alias=_env("ENRICHER_MAX_INPUT_CHARS"), ge=1)
@@ -111,6 +116,14 @@ class Settings(BaseSettings):
     def _check_codec(cls, value: str) -> str:
         if value != "none" and not getattr(aiokafka.codec, f"has_{value}")():
             raise ValueError(f"the {value} codec is not installed (aiokafka's codec extras)")
+        return value
+
+    @field_validator("prices_file")
+    @classmethod
+    def _check_prices(cls, value: Path | None) -> Path | None:
+        from app.prices import PriceTable  # prices imports schemas, which settings must not
+
+        PriceTable.load(value)  # a ValueError names the file and the entry
         return value
 
     @field_validator("log_level")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bench.checker import Latency, Verdict, check, latency
 from bench.stack import Stack, Worker, cpu_snapshot
@@ -51,6 +52,10 @@ class Load:
     max_in_flight: int
     rate_per_s: float | None = None
     """Paced at this rate; None sends as fast as the producer can."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Worker settings on top of the scenario's own."""
+    mock: dict[str, Any] = field(default_factory=dict)
+    """Mock LLM config for this scenario (quotas, faults), put back after it."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ class LoadResult:
     worker_cpu_s_per_1k: float
     worker_peak_rss_mb: float
     mock_max_in_flight: int
+    mock_calls: int = 0
+    """Chat requests the mock received, refused ones included."""
+    mock_refused: int = 0
+    """Of those, answered 429 by a quota."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +104,17 @@ class StallResult:
 
 async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
     """Start a worker, send the load, wait for every reply, then check the topics."""
-    env = await stack.scenario_settings(load.name, partitions, ENRICHER_MAX_IN_FLIGHT=load.max_in_flight)
+    env = await stack.scenario_settings(
+        load.name, partitions, ENRICHER_MAX_IN_FLIGHT=load.max_in_flight, **load.env
+    )
     worker = await stack.start_worker(load.name, env)
     settings = worker.settings
     physical_per_s = load.max_in_flight / (stack.latency_ms / 1000)
     timeout_s = 60 + load.messages / (0.5 * min(physical_per_s, load.rate_per_s or physical_per_s))
+    baseline_config = await stack.mock.config()
     try:
         await stack.mock.reset()
+        await stack.mock.config(**load.mock)
         async with (
             TopicReader(stack.bootstrap, settings.reply_topic) as replies,
             Sender(stack.bootstrap, settings.input_topic) as sender,
@@ -116,6 +129,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
             reply_records = replies.decoded()
     finally:
         await worker.stop()
+        await stack.mock.config(**baseline_config)
     inputs = await read_back(stack, settings.input_topic, load.messages)
 
     verdict = check(inputs, (keyed for keyed, _ in reply_records))
@@ -135,6 +149,8 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
         worker_cpu_s_per_1k=cpu_s["worker"] / load.messages * 1000,
         worker_peak_rss_mb=peak_rss_mb,
         mock_max_in_flight=mock_stats["max_in_flight"],
+        mock_calls=mock_stats["requests"] + mock_stats["refused"],
+        mock_refused=mock_stats["refused"],
     )
 
 

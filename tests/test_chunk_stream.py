@@ -13,7 +13,7 @@ from openai.types.chat import ChatCompletion
 
 from app.chunk_stream import ChunkStream, StreamChunk, data_payloads
 from app.errors import LLMError, LLMRejected, LLMTransient
-from app.llm import translate
+from app.llm_errors import translate
 from app.mock_admin import MockAdmin
 from app.mock_llm import serve
 from app.mock_state import MockConfig

@@ -14,14 +14,9 @@ import pytest
 from tenacity import AsyncRetrying, RetryCallState
 
 from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
-from app.llm import (
-    ATTEMPTS_PER_FALLBACK_MODEL,
-    CallOptions,
-    LLMClient,
-    WaitRetryAfter,
-    retry_after_s,
-    translate,
-)
+from app.llm import ATTEMPTS_PER_FALLBACK_MODEL, CallOptions, LLMClient
+from app.llm_errors import retry_after_s, translate
+from app.llm_retry import WaitRetryAfter
 from app.mock_admin import MockAdmin
 from app.mock_llm import serve
 from app.mock_state import MockConfig

@@ -87,7 +87,13 @@ async def test_stream_parses_with_usage(llm: AsyncOpenAI) -> None:
     assert 5 <= len(deltas) <= 8
     assert "".join(deltas) == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert (chunks[-1].choices, chunks[-1].usage) == ([], whole.usage)
+    assert chunks[-1].choices == []
+    usage, first = chunks[-1].usage, whole.usage
+    assert usage is not None
+    assert first is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (first.prompt_tokens, first.completion_tokens)
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens > 0  # the same prompt a second time
 
 
 async def test_max_tokens_cuts_the_reply(llm: AsyncOpenAI) -> None:
@@ -192,7 +198,14 @@ async def test_stats_count_concurrent_requests(llm: AsyncOpenAI, admin: httpx.As
     await asyncio.gather(*tasks)
 
     stats = (await admin.get("/_mock/stats")).json()
-    assert stats == {"requests": 10, "in_flight": 0, "max_in_flight": 10, "completed": 10, "errors": 0}
+    assert stats == {
+        "requests": 10,
+        "in_flight": 0,
+        "max_in_flight": 10,
+        "completed": 10,
+        "errors": 0,
+        "refused": 0,
+    }
 
 
 async def test_admin_config_requests_and_reset(llm: AsyncOpenAI, admin: httpx.AsyncClient) -> None:

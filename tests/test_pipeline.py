@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from conftest import MockAdmin
+from prometheus_client import REGISTRY
 
 from app.pipeline import answer, fit_history, turns_of
 from app.prompts import PromptLibrary, RenderedPrompt
@@ -124,3 +125,37 @@ async def test_key_shaped_text_never_leaves_in_a_reply(resources: Resources, moc
     result = await answer(message("my key is sk-proj-abcdefghijklmnop, help"), resources)
     assert "sk-proj" not in result.reply.text
     assert "[redacted]" in result.reply.text
+
+
+def counter(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_replies_carry_cached_tokens_and_cost_and_the_metrics_add_up(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
+    labels = {"model": MODEL, "template": "support_reply"}
+    kinds = ("prompt", "cached", "completion")
+    before = {kind: counter("enricher_llm_tokens_total", labels | {"kind": kind}) for kind in kinds}
+    cost_before = counter("enricher_llm_cost_usd_total", labels)
+
+    replies = [
+        (
+            await answer(CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi"), resources)
+        ).reply
+        for n in range(3)
+    ]
+
+    usages = [reply.usage for reply in replies]
+    assert {reply.prompt.name for reply in replies} == {"support_reply"}
+    assert usages[0].cached_tokens == 0
+    assert 0 < usages[1].cached_tokens < usages[1].prompt_tokens  # the same system prompt again
+    for usage in usages:
+        assert usage.cost_usd == pytest.approx(resources.prices.cost_usd(MODEL, usage))
+        assert usage.cost_usd is not None
+        assert usage.cost_usd > 0
+    for kind, field in zip(kinds, ("prompt_tokens", "cached_tokens", "completion_tokens"), strict=True):
+        added = counter("enricher_llm_tokens_total", labels | {"kind": kind}) - before[kind]
+        assert added == sum(getattr(usage, field) for usage in usages)
+    cost_added = counter("enricher_llm_cost_usd_total", labels) - cost_before
+    assert cost_added == pytest.approx(sum(usage.cost_usd or 0 for usage in usages))

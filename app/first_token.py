@@ -1,0 +1,45 @@
+"""How long an LLM attempt may stream nothing before it is abandoned: learned per model.
+
+A hung call (the provider took the request and sends nothing) would otherwise hold a slot for
+the whole attempt timeout. The deadline for the first token, and for each gap between tokens
+after it, is `MULTIPLE` times the recent p99 time to first token of that model, at least
+`FLOOR_S`; until `MIN_SAMPLES` calls of the model have been seen it is the attempt timeout
+itself (a model that thinks for 20 s before its first token is never cut off by a guess).
+`ENRICHER_LLM_FIRST_TOKEN_TIMEOUT_S` fixes it instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+FLOOR_S = 1.0
+MULTIPLE = 4.0
+MIN_SAMPLES = 10
+WINDOW = 200
+
+
+class FirstTokenDeadline:
+    """Recent times to first token per model, and the deadline they give."""
+
+    def __init__(self, attempt_timeout_s: float, fixed_s: float | None = None) -> None:
+        self._attempt_timeout_s = attempt_timeout_s
+        self._fixed_s = fixed_s
+        self._seen: dict[str, deque[float]] = {}
+        self._deadline_s: dict[str, float] = {}
+        self._observed: dict[str, int] = {}
+
+    def deadline_s(self, model: str) -> float:
+        """Seconds an attempt of `model` may go without a token."""
+        if self._fixed_s is not None:
+            return self._fixed_s
+        return self._deadline_s.get(model, self._attempt_timeout_s)
+
+    def observe(self, model: str, seconds: float) -> None:
+        """One call of `model` streamed its first token after `seconds`."""
+        seen = self._seen.setdefault(model, deque(maxlen=WINDOW))
+        seen.append(seconds)
+        observed = self._observed[model] = self._observed.get(model, 0) + 1
+        if observed >= MIN_SAMPLES and observed % 10 == 0:  # one sort of 200 floats per 10 calls
+            ranked = sorted(seen)
+            p99 = ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))]
+            self._deadline_s[model] = min(self._attempt_timeout_s, max(FLOOR_S, MULTIPLE * p99))

@@ -1,0 +1,95 @@
+"""What a reply cost: per-model prices per million tokens, built in or from ENRICHER_PRICES_FILE.
+
+The file is YAML, a mapping of model name to `input`, `cached_input` and `output` prices in
+USD per million tokens; it replaces the built-in table. A model missing from the table has no
+price: its cost is None, never a guess. A provider's dated model name (`gpt-4o-mini-2024-07-18`)
+is priced as its base name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.schemas import Usage
+
+_DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+PER_TOKENS = 1_000_000
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    """None: the provider bills cached input as input."""
+    output: float = Field(ge=0)
+
+
+# List prices of OpenAI's API, USD per million tokens (input, cached input, output).
+BUILT_IN: dict[str, Price] = {
+    "gpt-4o-mini": Price(input=0.15, cached_input=0.075, output=0.60),
+    "gpt-4o": Price(input=2.50, cached_input=1.25, output=10.00),
+    "gpt-4.1": Price(input=2.00, cached_input=0.50, output=8.00),
+    "gpt-4.1-mini": Price(input=0.40, cached_input=0.10, output=1.60),
+    "gpt-4.1-nano": Price(input=0.10, cached_input=0.025, output=0.40),
+    "o4-mini": Price(input=1.10, cached_input=0.275, output=4.40),
+    "gpt-3.5-turbo": Price(input=0.50, output=1.50),
+}
+
+
+def base_model(model: str) -> str:
+    """A provider's dated model name without its date: `gpt-4o-mini-2024-07-18` → `gpt-4o-mini`."""
+    return _DATED.sub("", model)
+
+
+class PriceTable:
+    """Prices by model; `cost_usd` of one call's usage."""
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices = dict(prices)
+
+    @classmethod
+    def load(cls, path: Path | None) -> PriceTable:
+        """The built-in table, or the file's; raises ValueError naming what is wrong in the file."""
+        if path is None:
+            return cls(BUILT_IN)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"{path}: {error}") from None
+        if not isinstance(document, dict):
+            raise ValueError(f"{path}: expected a mapping of model name to prices")
+        prices = {}
+        for model, price in document.items():
+            try:
+                prices[str(model)] = Price.model_validate(price)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in (model, *first["loc"]))
+                raise ValueError(f"{path}: {where}: {first['msg']}") from None
+        return cls(prices)
+
+    def price_of(self, model: str) -> Price | None:
+        """The model's price, its dated name priced as the base name; None when unknown."""
+        return self._prices.get(model) or self._prices.get(base_model(model))
+
+    def cost_usd(self, model: str, usage: Usage) -> float | None:
+        """What `usage` cost on `model`; None when the model has no price."""
+        price = self.price_of(model)
+        if price is None:
+            return None
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = price.input if price.cached_input is None else price.cached_input
+        dollars = (
+            (usage.prompt_tokens - cached) * price.input
+            + cached * cached_rate
+            + usage.completion_tokens * price.output
+        )
+        return round(dollars / PER_TOKENS, 10)
