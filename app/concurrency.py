@@ -4,7 +4,7 @@ A 429 is the provider saying "slower", not an outage. The answer is AIMD, as in 
 congestion control: every answered call raises the limit by 1/limit (about one more call per
 round trip), slower still near where the provider last refused, and by one (doubling per
 round trip) at the start and once past that point without a refusal; a 429 cuts it
-to `DECREASE` of the calls that were in flight when it came (the provider took fewer than
+to `DECREASE` of the calls that were in flight when the refused call was sent (the provider took fewer than
 those), at most once per round trip, since a 429 on a call sent before the last cut says
 nothing new. The limit settles just under the provider's own and grows back
 when that rises. `ENRICHER_LLM_ADAPTIVE=off` keeps it at the ceiling.
@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from app import metrics
 
@@ -32,6 +33,14 @@ DECREASE = 0.9
 # probed about every 25 answers, 0.15 refused calls per answer; with it, under 0.05.
 NEAR_REFUSAL_SLOWDOWN = 8
 GROWTH_LOG_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call holding a slot: when it started, and how many were in flight with it."""
+
+    started: float
+    in_flight: int
 
 
 class ConcurrencyLimit:
@@ -56,9 +65,9 @@ class ConcurrencyLimit:
         """Calls that may be in flight now."""
         return max(1, int(self._limit))
 
-    async def acquire(self, *, retry: bool) -> float:
-        """Wait for any pacing, then for a slot; returns the call's start time for
-        `rate_limited`. The caller must `release()` once the call is over."""
+    async def acquire(self, *, retry: bool) -> Call:
+        """Wait for any pacing, then for a slot; returns the call for `rate_limited`.
+        The caller must `release()` once the call is over."""
         await self._paced(retry)  # before taking a slot, so that a paced call holds none
         if self._in_flight < self.limit and not self._waiters:
             self._in_flight += 1
@@ -78,7 +87,7 @@ class ConcurrencyLimit:
         except BaseException:
             self.release()
             raise
-        return time.monotonic()
+        return Call(time.monotonic(), self._in_flight)
 
     async def _paced(self, retry: bool) -> None:
         # A later Retry-After may move the time on while this one sleeps: look again.
@@ -115,18 +124,20 @@ class ConcurrencyLimit:
         near = refused_at is not None and self._limit >= refused_at - 1
         return 1 / (self._limit * (NEAR_REFUSAL_SLOWDOWN if near else 1))
 
-    def rate_limited(self, started: float, retry_after_s: float | None) -> None:
-        """A call that started at `started` got a 429: cut the limit, pace the retries."""
+    def rate_limited(self, call: Call, retry_after_s: float | None) -> None:
+        """`call` got a 429: cut the limit, pace the retries."""
         now = time.monotonic()
         if retry_after_s:
             self._retries_not_before = max(self._retries_not_before, now + retry_after_s)
-        if not self._adaptive or started < self._cut_at:
+        if not self._adaptive or call.started < self._cut_at:
             return
         self._slow_start = False
         self._cut_at = now
         before = self.limit
         # The provider refused with this many in flight: what it takes is fewer than that.
-        refused_at = min(self._limit, float(max(self._in_flight, 1)))
+        # (Counted when the call started: calls held by pacing hold no slot, so the count
+        # now can be far below what the provider saw.)
+        refused_at = min(self._limit, float(max(call.in_flight, 1)))
         self._refused_at_limit = refused_at
         self._limit = max(1.0, refused_at * DECREASE)
         metrics.LLM_CONCURRENCY_LIMIT.set(self.limit)

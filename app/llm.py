@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop
 from app import metrics
 from app.breaker import CircuitBreaker
 from app.chunk_stream import ChunkStream
-from app.concurrency import ConcurrencyLimit
+from app.concurrency import Call, ConcurrencyLimit
 from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
 from app.first_token import FirstTokenDeadline
 from app.llm_errors import HTTP_NOT_FOUND, quota_reset_s, translate
@@ -163,7 +163,7 @@ class LLMClient:
         failures: Sequence[BaseException],
     ) -> Completion:
         await self._budget.acquire(prompt_tokens + (options.max_tokens or 0))
-        started = await self._limit.acquire(retry=bool(failures))
+        call = await self._limit.acquire(retry=bool(failures))
         metrics.LLM_IN_FLIGHT.inc()
         try:
             async with asyncio.timeout(self._attempt_timeout_s):
@@ -172,7 +172,7 @@ class LLMClient:
             if sink is not None:
                 sink.restart()
             translated = error if isinstance(error, LLMError) else translate(error)
-            self._judge(model, translated, started, error)
+            self._judge(model, translated, call, error)
             raise translated from error
         finally:
             metrics.LLM_IN_FLIGHT.dec()
@@ -181,10 +181,10 @@ class LLMClient:
         self._health.answered(model)
         self.breaker.succeeded()
         metrics.LLM_CALLS.labels(model, "ok").inc()
-        metrics.LLM_LATENCY.observe(time.monotonic() - started)
+        metrics.LLM_LATENCY.observe(time.monotonic() - call.started)
         return completion
 
-    def _judge(self, model: str, error: LLMError, started: float, cause: Exception) -> None:
+    def _judge(self, model: str, error: LLMError, call: Call, cause: Exception) -> None:
         """Tell the limit, the model's health and the breaker what a failed attempt means."""
         metrics.LLM_CALLS.labels(model, type(error).__name__).inc()
         headers = cause.response.headers if isinstance(cause, openai.APIStatusError) else None
@@ -193,7 +193,7 @@ class LLMClient:
         if isinstance(error, LLMTransient) and error.rate_limited:
             # "Slower", not an outage: fewer calls in flight, and the breaker stays closed.
             metrics.LLM_RATE_LIMITED.labels(model).inc()
-            self._limit.rate_limited(started, error.retry_after_s)
+            self._limit.rate_limited(call, error.retry_after_s)
             if error.quota_exhausted or error.retry_after_s is None:
                 self._health.failed(model, refused=error.quota_exhausted)
             self.breaker.succeeded()  # the provider answered

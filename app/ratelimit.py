@@ -1,4 +1,10 @@
-"""Client-side caps on LLM requests and tokens per minute (ENRICHER_LLM_RPM, ENRICHER_LLM_TPM)."""
+"""Client-side caps on LLM requests and tokens per minute (ENRICHER_LLM_RPM, ENRICHER_LLM_TPM).
+
+Our own token bucket rather than aiolimiter's `AsyncLimiter.acquire(amount)`: aiolimiter wakes
+its waiters smallest amount first (a heap on the amount), so under a steady TPM load a long
+prompt waits behind every shorter one that arrives after it; here requests wait first come,
+first served under both caps at once. With several workers, each caps itself.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app import concurrency
-from app.concurrency import ConcurrencyLimit
+from app.concurrency import Call, ConcurrencyLimit
 
 
 async def test_slow_start_adds_one_per_answer_up_to_the_ceiling() -> None:
@@ -28,12 +28,23 @@ async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() 
         limit.answered()
     starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 38
 
-    limit.rate_limited(starts[-1], None)
+    limit.rate_limited(starts[-1], None)  # sent with 20 in flight
     assert limit.limit == int(20 * concurrency.DECREASE)
     limit.rate_limited(starts[0], None)  # sent before the cut: says nothing new
     assert limit.limit == int(20 * concurrency.DECREASE)
-    limit.rate_limited(time.monotonic(), None)  # sent after it, with 20 in flight: cut again
+    limit.rate_limited(Call(time.monotonic(), 20), None)  # sent after it, with 20 in flight: cut again
     assert limit.limit == int(int(20 * concurrency.DECREASE) * concurrency.DECREASE)
+
+
+async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    for _ in range(40):
+        limit.answered()  # 48
+    calls = [await limit.acquire(retry=False) for _ in range(30)]
+    for _ in range(25):
+        limit.release()  # 5 left in flight now, say held back by pacing
+    limit.rate_limited(calls[-1], None)
+    assert limit.limit == int(30 * concurrency.DECREASE)
 
 
 async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
@@ -58,7 +69,7 @@ async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
 
 async def test_off_keeps_the_ceiling_whatever_the_provider_says() -> None:
     limit = ConcurrencyLimit(32, adaptive=False)
-    limit.rate_limited(time.monotonic(), None)
+    limit.rate_limited(Call(time.monotonic(), 8), None)
     limit.answered()
     assert limit.limit == 32
 
@@ -100,7 +111,7 @@ async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
 
 async def test_retry_after_paces_retries_only_and_an_empty_quota_every_call() -> None:
     limit = ConcurrencyLimit(8, adaptive=True)
-    limit.rate_limited(time.monotonic(), 0.3)
+    limit.rate_limited(Call(time.monotonic(), 1), 0.3)
     began = time.monotonic()
     await limit.acquire(retry=False)
     first_attempt_s = time.monotonic() - began

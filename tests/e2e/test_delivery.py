@@ -94,7 +94,7 @@ def wait_for_exit(worker: Worker, timeout_s: float) -> int | None:
 async def metric(worker: Worker, name: str) -> float:
     async with httpx.AsyncClient(timeout=5) as client:
         text = (await client.get(f"{worker.web_url}/metrics")).text
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, name
     return float(match.group(1))
 
@@ -266,3 +266,31 @@ async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(
     assert sorted(letter["error"]["kind"] for letter in letters) == ["llm_unavailable"] * len(fallbacks)
     assert_in_input_order(replies)
     assert await metric(worker, "enricher_llm_circuit_open") == 0
+
+
+async def test_a_429_storm_slows_the_worker_without_opening_the_breaker(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    worker = await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8", "ENRICHER_LLM_DEADLINE_S": "60"})
+    await mock_admin.config(rate_limit_rate=1.0, retry_after_s=0.2)
+    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t}") for t in range(3) for c in range(10)]
+    await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
+
+    await asyncio.sleep(4)
+    async with httpx.AsyncClient(timeout=5) as client:
+        readiness = await client.get(f"{worker.web_url}/readyz")
+    refused = await metric(worker, 'enricher_llm_rate_limited_total{model="gpt-4o-mini"}')
+    open_during = await metric(worker, "enricher_llm_circuit_open")
+    limit_during = await metric(worker, "enricher_llm_concurrency_limit")
+
+    await mock_admin.config(rate_limit_rate=0.0)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60)
+
+    assert refused >= 10
+    assert open_during == 0
+    assert readiness.status_code == 200  # slowed down, not down
+    assert limit_during <= 2  # cut at each round of refusals, from 8
+    assert {r["status"] for r in replies} == {"ok"}
+    assert len(replies) == len(inputs)
+    assert_in_input_order(replies)
