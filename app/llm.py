@@ -193,7 +193,8 @@ class LLMClient:
         if isinstance(error, LLMTransient) and error.rate_limited:
             # "Slower", not an outage: fewer calls in flight, and the breaker stays closed.
             metrics.LLM_RATE_LIMITED.labels(model).inc()
-            self._limit.rate_limited(call, error.retry_after_s)
+            if not error.quota_exhausted:  # a plan's quota says nothing of how many calls fit
+                self._limit.rate_limited(call, error.retry_after_s)
             if error.quota_exhausted or error.retry_after_s is None:
                 self._health.failed(model, refused=error.quota_exhausted)
             self.breaker.succeeded()  # the provider answered
