@@ -49,7 +49,6 @@ class DeltaSink(Protocol):
 
 
 ATTEMPTS_PER_FALLBACK_MODEL = 3
-
 BREAKER_FAILURES = 5  # failed attempts in a row that open the circuit breaker
 BREAKER_PROBE_INTERVAL_S = 1.0
 BREAKER_MAX_PROBE_INTERVAL_S = 15.0
@@ -187,22 +186,30 @@ class LLMClient:
     def _judge(self, model: str, error: LLMError, call: Call, cause: Exception) -> None:
         """Tell the limit, the model's health and the breaker what a failed attempt means."""
         metrics.LLM_CALLS.labels(model, type(error).__name__).inc()
-        headers = cause.response.headers if isinstance(cause, openai.APIStatusError) else None
-        if headers is not None and (reset_s := quota_reset_s(headers)) is not None:
-            self._limit.hold_calls(reset_s)
+        reset_s = (
+            self._respect_quota(cause.response.headers) if isinstance(cause, openai.APIStatusError) else None
+        )
         if isinstance(error, LLMTransient) and error.rate_limited:
             # "Slower", not an outage: fewer calls in flight, and the breaker stays closed.
             metrics.LLM_RATE_LIMITED.labels(model).inc()
             if not error.quota_exhausted:  # a plan's quota says nothing of how many calls fit
                 self._limit.rate_limited(call, error.retry_after_s)
             if error.quota_exhausted or error.retry_after_s is None:
-                self._health.failed(model, refused=error.quota_exhausted)
+                self._health.failed(model, refused=error.quota_exhausted, resets_in_s=reset_s)
             self.breaker.succeeded()  # the provider answered
         elif isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND:
             self.breaker.succeeded()  # the LLM answered; only this input is at fault
         else:  # an outage, refused credentials, or a model missing for every message
             self._health.failed(model, refused=isinstance(error, LLMRejected))
             self.breaker.failed(str(error), at_once=isinstance(error, LLMAuthError))
+
+    def _respect_quota(self, headers: httpx2.Headers) -> float | None:
+        """When the provider says it has no requests (or tokens) left, hold every new call until
+        they reset; returns the seconds until then, or None."""
+        reset_s = quota_reset_s(headers)
+        if reset_s is not None:
+            self._limit.hold_calls(reset_s)
+        return reset_s
 
     async def _stream(
         self,
@@ -241,8 +248,7 @@ class LLMClient:
                     stream=True,
                     stream_cls=ChunkStream,
                 )
-                if (reset_s := quota_reset_s(stream.response.headers)) is not None:
-                    self._limit.hold_calls(reset_s)  # the provider has nothing left until then
+                self._respect_quota(stream.response.headers)
                 async with stream:
                     async for chunk in stream:
                         silence.reschedule(loop.time() + silence_s)

@@ -84,7 +84,8 @@ def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usa
     """
     cost = resources.prices.cost_usd(model, usage)
     configured = (resources.settings.model, *resources.settings.fallback_models)
-    label = base_model(model) if base_model(model) in configured else "other"
+    base = base_model(model)
+    label = base if base in configured else "other"
     for kind, tokens in (
         ("prompt", usage.prompt_tokens),
         ("cached", usage.cached_tokens),

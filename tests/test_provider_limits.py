@@ -131,9 +131,7 @@ async def test_an_exhausted_main_model_is_cooled_down_and_used_again_after(
     assert again == MODEL
 
 
-async def test_a_hung_call_is_dropped_at_the_learned_first_token_deadline_and_answered_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_hung_call_is_dropped_at_the_learned_first_token_deadline_and_answered_once() -> None:
     async with serve(MockConfig(latency_ms=0)) as url, MockAdmin(url) as admin:
         client = LLMClient(settings(url, ENRICHER_LLM_TIMEOUT_S="10", ENRICHER_LLM_DEADLINE_S="30"))
         await answer_all(client, 10, "seen")  # fast first tokens: the deadline becomes the floor
@@ -150,9 +148,7 @@ async def test_a_hung_call_is_dropped_at_the_learned_first_token_deadline_and_an
     assert 1.0 <= elapsed < 3.0  # not the 10 s attempt timeout
 
 
-async def test_a_slow_thinking_model_is_not_cut_off_once_it_has_been_seen(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_slow_thinking_model_is_not_cut_off_once_it_has_been_seen() -> None:
     async with serve(MockConfig(latency_ms=0)) as url, MockAdmin(url) as admin:
         await admin.script(*({"latency_ms": 5000} for _ in range(11)))  # first token after 2.5 s
         client = LLMClient(settings(url, ENRICHER_LLM_TIMEOUT_S="10", ENRICHER_LLM_DEADLINE_S="30"))
