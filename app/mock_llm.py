@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from app import mock_quota
+from app.mock_errors import error_response
 from app.mock_state import STATE, Json, MockConfig, MockState, admin_routes
 from app.tokens import ChatMessage, count_chat, encoding_for
 
@@ -28,15 +29,6 @@ _SYSTEM_ROLES = ("system", "developer")
 _NAME_LINE = re.compile(r"^\s*(?:[-*]\s*)?name:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 _CUSTOMER_TAG = re.compile(r"<customer_message>(.*?)</customer_message>", re.DOTALL)
 _PIECE = re.compile(r"\S+\s*")
-_ERRORS = {  # status: (type, code, message), as OpenAI words them
-    400: ("invalid_request_error", "invalid_request", "The request was rejected (mock)."),
-    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    403: ("permission_error", "forbidden", "You are not allowed to use this model (mock)."),
-    404: ("invalid_request_error", "model_not_found", "The model does not exist (mock)."),
-    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests (mock)."),
-    500: ("server_error", "server_error", "The server had an error processing your request."),
-    503: ("server_error", "service_unavailable", "The mock LLM is shutting down."),
-}
 
 
 @dataclass(frozen=True)
@@ -119,14 +111,6 @@ def _reply(chat: _Chat) -> tuple[str, str, Json]:
     return text, finish, {**usage, "total_tokens": prompt + len(tokens)}
 
 
-def _error(status: int, message: str | None = None, retry_after_s: float = 0) -> web.Response:
-    """An OpenAI-shaped error body; 429 carries `Retry-After` in seconds."""
-    kind, code, default = _ERRORS.get(status) or _ERRORS[500 if status >= 500 else 400]
-    body = {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
-    headers = {"Retry-After": f"{retry_after_s:g}"} if status == 429 else None
-    return web.json_response(body, status=status, headers=headers)
-
-
 def _sse(payload: Json) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -158,11 +142,11 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
 async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamResponse, bool]:
     """Respond to one chat request; False when the connection was cut on purpose."""
     if _unauthorized(request, state.config):
-        return _error(401), True
+        return error_response(401), True
     try:
         chat = _parse_chat(await request.json())
     except ValueError as error:
-        return _error(400, str(error)), True
+        return error_response(400, str(error)), True
     record = {"model": chat.model, "messages": chat.messages, "stream": chat.stream}
     state.recorded.append({**record, "received_at": time.time()})
     user = [m["content"] for m in chat.messages if m["role"] == "user"]
@@ -172,10 +156,11 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
     delay = HANG_S if step.hang else state.delay_s(step)
     streaming = chat.stream and step.status == 200
     if await state.pause(delay / 2 if streaming else delay) or step.hang:
-        return _error(503), True
+        return error_response(503), True
     if step.status != 200:
         retry_after_s = state.config.retry_after_s if step.retry_after is None else step.retry_after
-        return _error(step.status, retry_after_s=retry_after_s), True
+        headers = {"Retry-After": f"{retry_after_s:g}"} if step.status == 429 else None
+        return error_response(step.status, headers=headers), True
     if step.break_stream and not chat.stream:
         _cut(request)
         return web.Response(), False
@@ -253,7 +238,7 @@ def _cut(request: web.Request) -> None:
 
 async def _models(request: web.Request) -> web.Response:
     if _unauthorized(request, request.app[STATE].config):
-        return _error(401)
+        return error_response(401)
     data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "mock"} for m in MODELS]
     return web.json_response({"object": "list", "data": data})
 

@@ -16,16 +16,11 @@ from collections import deque
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from app.mock_errors import QUOTA_USED_UP, error_response
 from app.mock_state import STATE, MockState
 
 CHAT_PATH = "/v1/chat/completions"
 WINDOW_S = 1.0
-EXHAUSTED = {
-    "message": "You exceeded your current quota, please check your plan and billing details.",
-    "type": "insufficient_quota",
-    "param": None,
-    "code": "insufficient_quota",
-}
 
 
 class RequestWindow:
@@ -60,12 +55,11 @@ WINDOW = web.AppKey("mock_llm_request_window", RequestWindow)
 
 
 def _too_many(message: str, retry_after_s: float) -> web.Response:
-    body = {"error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
     headers = {
         "retry-after-ms": f"{retry_after_s * 1000:.0f}",
         "retry-after": f"{max(1, round(retry_after_s))}",
     }
-    return web.json_response(body, status=429, headers=headers)
+    return error_response(429, message, headers)
 
 
 async def _refusal(request: web.Request, state: MockState) -> web.Response | None:
@@ -76,7 +70,7 @@ async def _refusal(request: web.Request, state: MockState) -> web.Response | Non
         except (ValueError, AttributeError):
             model = None  # the handler answers a malformed body
         if model in config.exhausted_models:
-            return web.json_response({"error": EXHAUSTED}, status=429)
+            return error_response(429, kind=QUOTA_USED_UP)
     if config.concurrency_quota and state.stats.in_flight >= config.concurrency_quota:
         return _too_many("Too many concurrent requests (mock).", config.retry_after_s)
     if config.request_quota_per_s:
