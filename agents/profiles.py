@@ -8,11 +8,11 @@ import logging
 
 import faust
 
-from app import metrics
 from app.context import ContextStore, encode_profile
-from app.dlq import DeadLetters
 from app.errors import ContextUnavailable
-from app.faust_app import Topics
+from app.kafka.dlq import DeadLetters
+from app.kafka.faust_app import Topics
+from app.observability import metrics
 from app.schemas import SourcePosition
 
 log = logging.getLogger(__name__)

@@ -10,15 +10,15 @@ from typing import Any, cast
 
 import faust
 
-from app import metrics
-from app.acks import OrderedAcks
-from app.dlq import DeadLetters
 from app.errors import BadInput, ErrorKind, LLMRejected
-from app.faust_app import Topics
-from app.lanes import Lanes
-from app.logs import bind
+from app.kafka.acks import OrderedAcks
+from app.kafka.dlq import DeadLetters
+from app.kafka.faust_app import Topics
+from app.kafka.lanes import Lanes
+from app.kafka.publisher import ChunkPublisher, Publisher
+from app.observability import metrics
+from app.observability.logs import bind
 from app.pipeline import answer, turns_of
-from app.publisher import ChunkPublisher, Publisher
 from app.resources import Resources
 from app.schemas import CustomerMessage, SourcePosition, parse_message
 

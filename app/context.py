@@ -22,8 +22,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from app import metrics
 from app.errors import ContextUnavailable
+from app.observability import metrics
 from app.schemas import HistoryTurn, Reply
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import typer
 
-from app.prompt_cli import prompts_cli
+from app.prompt_tools.cli import prompts_cli
 from app.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -42,7 +42,7 @@ def worker() -> None:
 @cli.command()
 def dev() -> None:
     """Run broker, Redis, mock LLM (without OPENAI_API_KEY) and a worker here; Ctrl-C stops all."""
-    from app.devstack import load_dev_settings, run_dev
+    from app.devtools.devstack import load_dev_settings, run_dev
 
     try:
         settings = load_dev_settings()
@@ -59,7 +59,7 @@ def send(
     timeout: float = typer.Option(60.0, help="Seconds to wait for the reply."),
 ) -> None:
     """Send one customer message and print its reply (finds `enricher dev` by its state file)."""
-    from app.sender import resolve_endpoints, run_send
+    from app.devtools.sender import resolve_endpoints, run_send
 
     try:
         endpoints = resolve_endpoints()
@@ -81,8 +81,8 @@ def mock_llm(
     require_key: str | None = typer.Option(None, help="Answer 401 unless this API key is sent."),
 ) -> None:
     """Run the OpenAI-compatible mock LLM; prints its base URL once it listens."""
-    from app.mock_llm import run
-    from app.mock_state import MockConfig
+    from app.devtools.mock_llm.server import run
+    from app.devtools.mock_llm.state import MockConfig
 
     try:
         config = MockConfig(

@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app import metrics
 from app.errors import LLMUnavailable
-from app.llm import CallOptions, DeltaSink
+from app.llm.client import CallOptions, DeltaSink
+from app.observability import metrics
+from app.observability.redaction import Redactor
 from app.prices import base_model
-from app.prompts import RenderedPrompt
-from app.redaction import Redactor
+from app.prompts.library import RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
 from app.tokens import fits_budget

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.context import ContextStore, connect
-from app.llm import LLMClient
+from app.llm.client import LLMClient
 from app.prices import PriceTable
-from app.prompt_source import PromptSource
+from app.prompts.source import PromptSource
 from app.settings import Settings
 
 

@@ -16,15 +16,15 @@ from mode import Service
 
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
-from app import kafka_transport
-from app.dlq import DeadLetters
 from app.errors import TemplateError
-from app.faust_app import build_app, declare_topics
-from app.health import Health, attach_pages
-from app.lanes import Lanes
-from app.logs import logging_config, secrets_of
-from app.publisher import Publisher
-from app.redaction import Redactor
+from app.kafka import internals as kafka_transport
+from app.kafka.dlq import DeadLetters
+from app.kafka.faust_app import build_app, declare_topics
+from app.kafka.lanes import Lanes
+from app.kafka.publisher import Publisher
+from app.observability.health import Health, attach_pages
+from app.observability.logs import logging_config, secrets_of
+from app.observability.redaction import Redactor
 from app.resources import Resources
 from app.settings import Settings
 

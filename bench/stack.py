@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import httpx
 
-from app.embedded import (
+from app.devtools.embedded import (
     EmbeddedBroker,
     EmbeddedRedis,
     ManagedProcess,
@@ -22,7 +22,7 @@ from app.embedded import (
     free_port,
     isolated_worker,
 )
-from app.mock_admin import MockAdmin
+from app.devtools.mock_llm.admin import MockAdmin
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

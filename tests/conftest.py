@@ -1,7 +1,7 @@
 """Session services on free ports (broker, Redis, mock LLM) and real worker processes per test.
 
 Each test gets its own app id, topics and Redis database (`enricher_env`), so tests never see
-each other's records. Helpers for reading and writing topics live in `kafka_helpers.py`.
+each other's records. Helpers for topics and worker processes live in `tests/helpers/`.
 """
 
 from __future__ import annotations
@@ -10,29 +10,26 @@ import itertools
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from app.embedded import (
+from app.devtools.embedded import (
     EmbeddedBroker,
     EmbeddedRedis,
     ManagedProcess,
     create_topics,
     free_port,
-    isolated_worker,
 )
-from app.mock_admin import MockAdmin
-from app.mock_llm import serve
-from app.mock_state import MockConfig
+from app.devtools.mock_llm.admin import MockAdmin
+from app.devtools.mock_llm.server import serve
+from app.devtools.mock_llm.state import MockConfig
 from app.settings import Settings
+from tests.helpers.workers import REPO, WorkerFactory
 
-REPO = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 60.0
 _redis_databases = itertools.cycle(range(1, 16))
 
 
@@ -127,64 +124,6 @@ async def enricher_env(
 def enricher_settings(enricher_env: dict[str, str]) -> Settings:
     """`enricher_env` as Settings: topic names, Redis URL and all of this test's configuration."""
     return Settings.model_validate(enricher_env)
-
-
-@dataclass
-class Worker:
-    """One `enricher worker` child process."""
-
-    process: ManagedProcess
-    env: dict[str, str]
-    web_url: str
-
-    @property
-    def settings(self) -> Settings:
-        """The worker's configuration."""
-        return Settings.model_validate(self.env)
-
-    def stop(self, grace_s: float = 15.0) -> int | None:
-        """SIGINT, then SIGTERM, then SIGKILL; the exit code."""
-        return self.process.stop(grace_s)
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash."""
-        self.process.kill()
-
-
-@dataclass
-class WorkerFactory:
-    """`await worker_factory()` starts a worker on this test's environment and waits for /readyz."""
-
-    env: dict[str, str]
-    log_dir: Path
-    workers: list[Worker] = field(default_factory=list)
-
-    async def __call__(self, overrides: Mapping[str, str] | None = None, *, ready: bool = True) -> Worker:
-        """Start one more worker with `overrides` on top of `enricher_env` (same group, topics)."""
-        env = self.env | dict(overrides or {})
-        web_port = int(env.setdefault("ENRICHER_WEB_PORT", str(free_port())))
-        process = isolated_worker(f"worker-{len(self.workers) + 1}", env, self.log_dir)
-        worker = Worker(process.start(), env, f"http://127.0.0.1:{web_port}")
-        self.workers.append(worker)
-        if ready:
-            await self.wait_ready(worker)
-        return worker
-
-    async def wait_ready(self, worker: Worker, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Wait for the worker's /readyz; the failure carries its log's tail."""
-        try:
-            await worker.process.wait_http_ok(f"{worker.web_url}/readyz", timeout_s)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{worker.process.log_tail()}") from None
-
-    def stop_all(self) -> None:
-        """Stop every worker still running."""
-        for worker in self.workers:
-            worker.stop()
-
-    def log_tails(self) -> str:
-        """The end of each worker's log."""
-        return "\n".join(f"--- {w.process.name} log ---\n{w.process.log_tail(60)}" for w in self.workers)
 
 
 @pytest.fixture

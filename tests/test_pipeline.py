@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import MockAdmin
 from prometheus_client import REGISTRY
 
+from app.devtools.mock_llm.admin import MockAdmin
 from app.pipeline import answer, fit_history, turns_of
-from app.prompts import PromptLibrary, RenderedPrompt
+from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
 from app.tokens import count_chat
+from tests.helpers.workers import PROMPTS
 
-PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 MODEL = "gpt-4o-mini"
 
 

@@ -14,10 +14,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from conftest import MockAdmin, Worker, WorkerFactory
-from kafka_helpers import at_least, json_values, produce_many, read_topic
 
+from app.devtools.mock_llm.admin import MockAdmin
 from app.worker import running_jobs
+from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.workers import Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
 

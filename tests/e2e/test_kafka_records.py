@@ -14,8 +14,9 @@ import aiohttp
 import aiokafka.codec
 import pytest
 from aiokafka.errors import UnsupportedCodecError
-from conftest import WorkerFactory
-from kafka_helpers import RdRecord, at_least, json_values, rd_produce, rd_read, read_topic
+
+from tests.helpers.kafka import RdRecord, at_least, json_values, rd_produce, rd_read, read_topic
+from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REPO, MockAdmin, Worker, WorkerFactory
-from kafka_helpers import at_least, json_values, produce_many, read_topic
 
-from app.prompts import PromptLibrary
+from app.devtools.mock_llm.admin import MockAdmin
+from app.prompts.library import PromptLibrary
+from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.workers import REPO, Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
 

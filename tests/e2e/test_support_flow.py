@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import MockAdmin, WorkerFactory
-from kafka_helpers import at_least, json_values, produce, produce_many, read_topic
+
+from app.devtools.mock_llm.admin import MockAdmin
+from tests.helpers.kafka import at_least, json_values, produce, produce_many, read_topic
+from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,300 @@
+"""`enricher dev`: broker, Redis, mock LLM and one worker on this machine, until Ctrl-C stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+from app.context import ContextStore, connect, encode_profile
+from app.devtools.embedded import (
+    EmbeddedBroker,
+    EmbeddedRedis,
+    ManagedProcess,
+    ProcessDied,
+    create_topics,
+    pick_port,
+)
+from app.schemas import rfc3339, utc_now
+from app.settings import Settings, load_settings
+
+STATE_DIR = Path(".enricher-dev")
+STATE_PATH = STATE_DIR / "state.json"
+BROKER_PORT, REDIS_PORT, MOCK_LLM_PORT, WEB_PORT = 9092, 16379, 8400, 6066
+MOCK_LATENCY_MS = 300
+READY_TIMEOUT_S = 90.0
+DEMO_PROFILES: dict[str, dict[str, str]] = {
+    "cust-1": {"name": "Ada Lovelace", "tier": "gold", "plan": "Pro", "language": "en"},
+    "cust-2": {"name": "Grace Hopper", "tier": "silver", "plan": "Team", "language": "en"},
+    "cust-3": {"name": "Alan Turing", "tier": "standard", "plan": "Basic", "language": "en"},
+}
+
+
+class DevStackError(Exception):
+    """The dev stack cannot start or lost its worker; the message says why."""
+
+
+class DevState(BaseModel):
+    """What `.enricher-dev/state.json` records, so `enricher send` finds a running dev stack."""
+
+    pid: int = Field(description="the `enricher dev` process")
+    started_at: str
+    kafka_bootstrap_servers: str
+    redis_url: str
+    llm_base_url: str
+    web_port: int
+    topics: dict[str, str]
+    pids: dict[str, int]
+    embedded: list[str] = Field(description="what dev started itself: broker, redis, mock_llm")
+    logs_dir: str
+
+    @classmethod
+    def load(cls, path: Path = STATE_PATH) -> DevState | None:
+        """The recorded state, or None when there is none or its `enricher dev` is gone."""
+        try:
+            state = cls.model_validate_json(path.read_bytes())
+            os.kill(state.pid, 0)
+        except (OSError, ValidationError):
+            return None
+        return state
+
+    def save(self, path: Path = STATE_PATH) -> None:
+        """Write the state file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+class _MockDefaultSettings(Settings):
+    """Settings whose LLM URL defaults to loopback: with no key, the built-in mock stands in."""
+
+    openai_base_url: str = Field("http://127.0.0.1/v1", validation_alias="OPENAI_BASE_URL")
+
+
+def needs_mock(settings: Settings) -> bool:
+    """True when neither OPENAI_API_KEY nor OPENAI_BASE_URL was given: the mock LLM is the LLM."""
+    return settings.openai_api_key is None and "openai_base_url" not in settings.model_fields_set
+
+
+def load_dev_settings() -> Settings:
+    """The environment's settings, except that no OPENAI_API_KEY and no OPENAI_BASE_URL is allowed.
+
+    Then `needs_mock()` is true and the URL is a placeholder until the mock runs.
+    Raises SettingsError like `load_settings()`.
+    """
+    try:
+        probe = _MockDefaultSettings()
+    except ValidationError:
+        return load_settings()  # fails the same way, naming the variable
+    return probe if needs_mock(probe) else load_settings()
+
+
+def run_dev(settings: Settings) -> None:
+    """Run the dev stack until SIGINT or SIGTERM, then stop all of it; exit 1 if it breaks."""
+    try:
+        previous = DevState.load()
+        if previous is not None:
+            raise DevStackError(f"another enricher dev runs (pid {previous.pid}); stop it first")
+        STATE_DIR.mkdir(exist_ok=True)
+        for old_log in STATE_DIR.glob("*.log"):
+            old_log.unlink()
+        asyncio.run(_serve(settings))
+    except DevStackError as error:
+        print(f"enricher dev: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+async def _serve(settings: Settings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    async with AsyncExitStack() as stack:
+        startup = asyncio.create_task(_start(settings, stack))
+        stop_wait = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({startup, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if startup.done():
+                worker = startup.result()
+                while not stopping.is_set():
+                    worker.check_alive()
+                    await asyncio.wait({stop_wait}, timeout=1.0)
+            print("\nstopping the worker, then what else enricher dev started ...", flush=True)
+        except ProcessDied as died:
+            raise DevStackError(f"the worker died:\n{died}") from None
+        finally:
+            for task in (startup, stop_wait):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    print("stopped.", flush=True)
+
+
+async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
+    """Start what is not configured elsewhere, then the worker; every stop goes on `stack`."""
+    explicit = settings.model_fields_set
+    pids: dict[str, int] = {}
+    embedded: list[str] = []
+    update: dict[str, object] = {}
+    if "kafka_bootstrap_servers" not in explicit:
+        broker = EmbeddedBroker(pick_port(BROKER_PORT), log_path=STATE_DIR / "broker.log")
+        await stack.enter_async_context(broker)
+        update["kafka_bootstrap_servers"] = broker.bootstrap_servers
+        pids["broker"] = broker.process.pid
+        embedded.append("broker")
+    if "redis_url" not in explicit:
+        redis = stack.enter_context(EmbeddedRedis(pick_port(REDIS_PORT)))
+        update["redis_url"] = SecretStr(redis.url)
+        embedded.append("redis")
+    if needs_mock(settings):
+        update["openai_base_url"] = await _start_mock(stack, pids)
+        embedded.append("mock_llm")
+    if "web_port" not in explicit:
+        update["web_port"] = pick_port(WEB_PORT)
+    settings = settings.model_copy(update=update)
+
+    print(f"creating topics on {settings.kafka_bootstrap_servers} ...", flush=True)
+    await create_topics(settings.kafka_bootstrap_servers, settings)
+    await _load_demo_profiles(settings)
+
+    worker = ManagedProcess(
+        "worker",
+        [sys.executable, "-m", "app.main", "worker"],
+        env=os.environ | _worker_env(settings),
+        log_path=STATE_DIR / "worker.log",
+    )
+    stack.callback(worker.stop, settings.shutdown_grace_s + 5.0)
+    pids["worker"] = worker.start().pid
+    await _wait_ready(worker, settings.web_port)
+
+    state = DevState(
+        pid=os.getpid(),
+        started_at=rfc3339(utc_now()),
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        redis_url=redacted_url(settings.redis_url.get_secret_value()),
+        llm_base_url=settings.openai_base_url,
+        web_port=settings.web_port,
+        topics=_topics(settings),
+        pids=pids,
+        embedded=embedded,
+        logs_dir=str(STATE_DIR),
+    )
+    state.save()
+    stack.callback(STATE_PATH.unlink, missing_ok=True)
+    print(_banner(state, settings), flush=True)
+    return worker
+
+
+async def _start_mock(stack: AsyncExitStack, pids: dict[str, int]) -> str:
+    port = pick_port(MOCK_LLM_PORT)
+    argv = [sys.executable, "-m", "app.main", "mock-llm", "--port", str(port)]
+    mock = ManagedProcess(
+        "mock-llm", [*argv, "--latency-ms", str(MOCK_LATENCY_MS)], log_path=STATE_DIR / "mock-llm.log"
+    )
+    stack.callback(mock.stop, 5.0)
+    pids["mock_llm"] = mock.start().pid
+    base_url = f"http://127.0.0.1:{port}/v1"
+    await mock.wait_http_ok(f"{base_url}/models", timeout_s=30.0)
+    return base_url
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The variables that point the worker at what dev started (the rest it reads as usual)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url.get_secret_value(),
+        "OPENAI_BASE_URL": settings.openai_base_url,
+        "ENRICHER_WEB_PORT": str(settings.web_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+async def _load_demo_profiles(settings: Settings) -> None:
+    """Put the demo customers into Redis now, and on the profile topic as a real source would.
+
+    Writing Redis directly (any tool may) means a message sent before the worker's profile
+    agent has caught up still finds its customer.
+    """
+    context = ContextStore(connect(settings.redis_url.get_secret_value(), 2), history_turns=0, ttl_s=1)
+    try:
+        for customer_id, profile in DEMO_PROFILES.items():
+            await context.put_profile(customer_id, encode_profile(profile))
+    finally:
+        await context.aclose()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    try:
+        await asyncio.wait_for(producer.start(), 15.0)
+        for customer_id, profile in DEMO_PROFILES.items():
+            value = json.dumps(profile).encode()
+            send = producer.send_and_wait(settings.profile_topic, value, key=customer_id.encode())
+            await asyncio.wait_for(send, 15.0)
+    finally:
+        await asyncio.wait_for(producer.stop(), 15.0)
+
+
+async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
+    url = f"http://127.0.0.1:{web_port}/readyz"
+    print(f"waiting for the worker to be ready ({url}) ...", flush=True)
+    waited = 0.0
+    while True:
+        try:
+            await worker.wait_http_ok(url, timeout_s=10.0)
+        except ProcessDied as died:
+            raise DevStackError(f"the worker did not start:\n{died}") from None
+        except TimeoutError:
+            waited += 10.0
+            if waited >= READY_TIMEOUT_S:
+                tail = worker.log_tail()
+                raise DevStackError(f"the worker was not ready after {waited:.0f} s:\n{tail}") from None
+            print(f"  still waiting ({waited:.0f} s; log: {worker.log_path})", flush=True)
+        else:
+            return
+
+
+def _topics(settings: Settings) -> dict[str, str]:
+    return {
+        "input": settings.input_topic,
+        "reply": settings.reply_topic,
+        "stream": settings.stream_topic,
+        "dlq": settings.dlq_topic,
+        "profile": settings.profile_topic,
+    }
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password, if any, replaced by `***` (for the state file and the banner)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _banner(state: DevState, settings: Settings) -> str:
+    def origin(name: str, embedded: str) -> str:
+        return f"({embedded})" if name in state.embedded else "(as configured)"
+
+    customers = ", ".join(f"{key} {value['name']} ({value['tier']})" for key, value in DEMO_PROFILES.items())
+    web = f"http://127.0.0.1:{state.web_port}"
+    return f"""
+enricher dev is running; Ctrl-C stops all of it.
+  broker   {state.kafka_bootstrap_servers} {origin("broker", "embedded Tansu, memory only")}
+  redis    {state.redis_url} {origin("redis", "embedded valkey")}
+  llm      {state.llm_base_url} {origin("mock_llm", "built-in mock")}, \
+model {settings.model}
+  worker   pid {state.pids["worker"]}, {web}/readyz  {web}/metrics
+  topics   {state.topics["input"]} -> {state.topics["reply"]} (chunks {state.topics["stream"]}, \
+dead letters {state.topics["dlq"]}, profiles {state.topics["profile"]})
+  logs     {state.logs_dir}/
+  demo customers: {customers}
+
+In another terminal:
+  .venv/bin/enricher send "Where is my order?" --conversation c1 --customer cust-1
+"""

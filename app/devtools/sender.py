@@ -1,0 +1,212 @@
+"""`enricher send`: one customer message onto the input topic, its reply printed when it comes out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from app.devtools.devstack import DevState, load_dev_settings
+from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
+from app.settings import Settings
+
+KAFKA_TIMEOUT_S = 15.0
+
+
+class SendError(Exception):
+    """The message was sent but no reply came: timed out, dead-lettered, or no such topic."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where to send and where to look: the broker and the contract topics."""
+
+    bootstrap_servers: str
+    input_topic: str
+    reply_topic: str
+    stream_topic: str
+    dlq_topic: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Endpoints:
+        """The endpoints the settings name."""
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.input_topic,
+            settings.reply_topic,
+            settings.stream_topic,
+            settings.dlq_topic,
+        )
+
+    @classmethod
+    def from_state(cls, state: DevState) -> Endpoints:
+        """The endpoints of a running `enricher dev`."""
+        topics = state.topics
+        return cls(
+            state.kafka_bootstrap_servers, topics["input"], topics["reply"], topics["stream"], topics["dlq"]
+        )
+
+
+def resolve_endpoints() -> Endpoints:
+    """A running `enricher dev`'s endpoints (its state file), else the environment's settings.
+
+    Raises SettingsError when the environment is malformed.
+    """
+    state = DevState.load()
+    if state is not None:
+        return Endpoints.from_state(state)
+    return Endpoints.from_settings(load_dev_settings())
+
+
+async def send_and_wait(
+    endpoints: Endpoints,
+    message: CustomerMessage,
+    timeout_s: float,
+    on_chunk: Callable[[ReplyChunk], None] | None = None,
+) -> Reply:
+    """Produce `message` (keyed by conversation) and return its reply; chunks go to `on_chunk`.
+
+    Reads the reply, stream and DLQ topics from their beginning without a consumer group and
+    filters by message_id (end offsets cannot be trusted on Tansu). Raises SendError when a
+    dead letter for the message shows up or nothing arrives within `timeout_s`.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=endpoints.bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+        await _assign_from_beginning(
+            consumer, (endpoints.reply_topic, endpoints.stream_topic, endpoints.dlq_topic)
+        )
+        await _produce(endpoints, message)
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            batches = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000)), KAFKA_TIMEOUT_S
+            )
+            for partition, records in batches.items():
+                for record in records:
+                    reply = _match(endpoints, partition.topic, record.value, message.message_id, on_chunk)
+                    if reply is not None:
+                        return reply
+    finally:
+        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+    raise SendError(f"no reply to message {message.message_id} within {timeout_s:.0f} s")
+
+
+async def _assign_from_beginning(consumer: AIOKafkaConsumer, topics: tuple[str, ...]) -> None:
+    # The metadata of all topics, fetched at start: asking for one topic by name would
+    # auto-create it on Tansu with a default partition count.
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise SendError(f"topic {topic} does not exist: is the worker (or enricher dev) running?")
+        partitions += [TopicPartition(topic, number) for number in sorted(numbers)]
+    consumer.assign(partitions)
+    await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
+
+
+async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints.bootstrap_servers, acks="all")
+    try:
+        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
+        value = message.model_dump_json(exclude_none=True).encode()
+        send = producer.send_and_wait(endpoints.input_topic, value, key=message.conversation_id.encode())
+        await asyncio.wait_for(send, KAFKA_TIMEOUT_S)
+    finally:
+        await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+
+
+def _match(
+    endpoints: Endpoints,
+    topic: str,
+    value: bytes | None,
+    message_id: str,
+    on_chunk: Callable[[ReplyChunk], None] | None,
+) -> Reply | None:
+    """The reply if `value` is ours; calls `on_chunk` for our chunks; raises on our dead letter."""
+    if value is None:
+        return None
+    try:
+        document = json.loads(value)
+        if topic == endpoints.dlq_topic:
+            dead = DeadLetter.model_validate(document)
+            if _message_id_of(dead.raw_b64) == message_id:
+                raise SendError(f"dead-lettered: {dead.error.kind}: {dead.error.detail}")
+        elif not isinstance(document, dict) or document.get("message_id") != message_id:
+            return None
+        elif topic == endpoints.reply_topic:
+            return Reply.model_validate(document)
+        elif on_chunk is not None:
+            on_chunk(ReplyChunk.model_validate(document))
+    except (ValueError, ValidationError):
+        return None  # someone else's malformed record is none of our business
+    return None
+
+
+def _message_id_of(raw_b64: str) -> str | None:
+    try:
+        document = json.loads(base64.b64decode(raw_b64))
+    except (binascii.Error, ValueError):
+        return None
+    return document.get("message_id") if isinstance(document, dict) else None
+
+
+def run_send(
+    endpoints: Endpoints, text: str, conversation_id: str, customer_id: str | None, timeout_s: float
+) -> int:
+    """Send one message, print the streamed text, the reply and a status line; the exit code."""
+    try:
+        message = CustomerMessage(
+            message_id=f"m-{uuid.uuid4()}",
+            conversation_id=conversation_id,
+            text=text,
+            customer_id=customer_id,
+            sent_at=utc_now(),
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        print(f"enricher send: {problem['loc'][0]}: {problem['msg']}", file=sys.stderr)
+        return 2
+    streamed: list[str] = []
+
+    def show_chunk(chunk: ReplyChunk) -> None:
+        streamed.append(chunk.delta)
+        print(chunk.delta, end="", flush=True)
+
+    where = f"{endpoints.input_topic} on {endpoints.bootstrap_servers}"
+    print(f"sending {message.message_id} to {where} at {rfc3339(utc_now())}", flush=True)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its connection errors, once is enough
+    try:
+        reply = asyncio.run(send_and_wait(endpoints, message, timeout_s, show_chunk))
+    except KafkaError as error:
+        hint = "is the broker (or enricher dev) running?"
+        print(f"enricher send: {error}: {hint}", file=sys.stderr, flush=True)
+        return 1
+    except (SendError, OSError) as error:  # OSError covers TimeoutError
+        print("\n" if streamed else "", end="")
+        print(f"enricher send: {str(error) or type(error).__name__}", file=sys.stderr, flush=True)
+        return 1
+    shown = "".join(streamed)
+    if shown and reply.text.startswith(shown):
+        print(reply.text[len(shown) :])  # the chunks still on their way
+    else:
+        print(("\n" if shown else "") + reply.text)
+    prompt = f"{reply.prompt.name}@{reply.prompt.version[:12]}"
+    print(
+        f"[{reply.status} | {reply.model} | prompt {prompt} | {reply.latency_ms} ms | "
+        f"{reply.usage.total_tokens} tokens | reply {reply.reply_id}]"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""The worker's side of Kafka: the faust app and topics, lanes, in-order acks, publishing, dead letters."""

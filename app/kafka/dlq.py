@@ -1,0 +1,50 @@
+"""Dead letters: inputs that could not be answered, with the reason and the raw bytes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from app.errors import ErrorKind
+from app.observability import metrics
+from app.schemas import DeadLetter, SourcePosition
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[bytes | None, bytes], Awaitable[None]]
+
+
+class DeadLetters:
+    """Writes DLQ records through `produce(key, value)`, which must wait for the broker's ack.
+
+    Details come from exceptions, which may quote a credential (a provider's 401 body does):
+    `redact` cleans them before they are written or logged.
+    """
+
+    def __init__(self, produce: Produce, redact: Callable[[str], str]) -> None:
+        self._produce = produce
+        self._redact = redact
+
+    async def send(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        source: SourcePosition,
+        key: bytes | None,
+        raw: bytes | None,
+    ) -> None:
+        """Record one failed input durably."""
+        detail = self._redact(detail)
+        letter = DeadLetter.build(kind, detail, source, raw)
+        await self._produce(key, letter.model_dump_json().encode())
+        metrics.DEAD_LETTERS.labels(kind).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={
+                "kind": kind,
+                "detail": detail,
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+            },
+        )

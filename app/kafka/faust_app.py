@@ -1,0 +1,83 @@
+"""Builds the faust App and the contract's topics from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from app.kafka import internals as kafka_transport
+from app.settings import Settings
+
+HEARTBEAT_INTERVAL_S = 1.0
+SESSION_TIMEOUT_S = 10.0
+COMMIT_INTERVAL_S = 0.2
+PROFILE_PARTITIONS = 4
+PRODUCER_LINGER_S = 0.005  # a few ms of batching: fewer produce requests for the CPU and the broker
+PRODUCER_TIMEOUT_S = 30.0  # faust's default of 20 minutes would hold a partition that long
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics one worker reads and writes."""
+
+    requests: faust.TopicT
+    replies: faust.TopicT
+    chunks: faust.TopicT
+    dead_letters: faust.TopicT
+    profiles: faust.TopicT
+
+
+def broker_urls(bootstrap_servers: str, scheme: str = "kafka") -> list[str]:
+    """`host:port,host:port` as faust broker URLs."""
+    return [f"{scheme}://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
+
+
+def compression_type(settings: Settings) -> str | None:
+    """The producer's codec as aiokafka names it (None: uncompressed)."""
+    codec = settings.producer_compression
+    return None if codec == "none" else codec
+
+
+def build_app(settings: Settings) -> faust.App:
+    """A faust App with raw bytes on the wire (we parse ourselves) and at-least-once commits."""
+    return faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap_servers),
+        broker_consumer=broker_urls(settings.kafka_bootstrap_servers, kafka_transport.SCHEME),
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=COMMIT_INTERVAL_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_rebalance_timeout=settings.llm_deadline_s + 30,
+        stream_buffer_maxsize=max(settings.max_buffered, 64),
+        topic_partitions=settings.input_partitions,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        producer_linger=PRODUCER_LINGER_S,
+        producer_compression_type=compression_type(settings),
+        producer_request_timeout=PRODUCER_TIMEOUT_S,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind="0.0.0.0",
+        web_in_thread=False,
+        autodiscover=False,
+    )
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    """The contract's topics on `app`, as raw-bytes faust topics."""
+
+    def topic(name: str, partitions: int) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=partitions)
+
+    return Topics(
+        requests=topic(settings.input_topic, settings.input_partitions),
+        replies=topic(settings.reply_topic, settings.input_partitions),
+        chunks=topic(settings.stream_topic, settings.input_partitions),
+        dead_letters=topic(settings.dlq_topic, settings.input_partitions),
+        profiles=topic(settings.profile_topic, PROFILE_PARTITIONS),
+    )

@@ -1,0 +1,145 @@
+"""faust's aiokafka transport, adjusted where faust and aiokafka would delay or lose messages.
+
+Every touch of faust's or aiokafka's internals for consuming lives here, each pinned by the
+versions in constraints.txt and covered by tests/test_kafka_transport.py:
+
+- a short fetch wait: faust builds its consumer with `fetch_max_wait_ms=1500` and no setting
+  to change it. Kafka answers a fetch as soon as data arrives, but a broker that waits the
+  full time (Tansu, used by `enricher dev` and the tests) would add up to 1.5 s to a reply;
+- unreadable partitions: a record batch aiokafka cannot decode (a codec it lacks, a corrupt
+  batch) raises out of `getmany` without naming its partition, and faust's fetcher crashes
+  the worker on it, at every restart. Here the partition stops at that batch and is left out
+  of fetching (so nothing after it is delivered or committed) and reported, while every
+  other partition goes on.
+
+Registered as the `kafka-fastfetch` transport through the `faust.transports` entry point in
+pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+import aiokafka
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from app.kafka.partition_health import UnreadablePartitions
+
+FETCH_MAX_WAIT_MS = 20
+SCHEME = "kafka-fastfetch"
+
+
+@dataclass(frozen=True)
+class UndecodableBatch:
+    """A record batch of `tp` at `offset` that could not be decoded, and why."""
+
+    tp: TP
+    offset: int
+    error: BaseException
+
+
+# Filled by the record iterator in faust's consumer thread, emptied by the Consumer after each
+# fetch: the iterator cannot reach its consumer, and a queue is safe across the two threads.
+_undecodable: queue.SimpleQueue[UndecodableBatch] = queue.SimpleQueue()
+
+
+def stop_partitions_at_undecodable_batches() -> None:
+    """Make aiokafka stop a partition at a batch it cannot decode, instead of raising.
+
+    aiokafka decodes a fetched batch lazily, inside `getmany`, and its errors
+    (`UnsupportedCodecError`, `CorruptRecordException`, a codec's own, a header key that is
+    not UTF-8) name no partition. Raised, such an error also drops the records already taken
+    from other partitions in that call, whose positions have moved past them: they would never
+    be delivered. Instead the record iterator ends at the batch, so the records before it are
+    returned and the position stays on it; the fetch result then pauses the partition in
+    aiokafka (no refetch until it is assigned anew) and queues the failure for
+    `Consumer._getmany`. Installed once, by the worker's consumer.
+    """
+    records, result = aiokafka_fetcher.PartitionRecords, aiokafka_fetcher.FetchResult
+    if getattr(records, "_stops_at_undecodable_batches", False):
+        return
+    next_record, take_all = records.__next__, result.getall
+
+    def next_or_stop(self: Any) -> Any:
+        try:
+            return next_record(self)
+        except StopIteration:
+            raise
+        except Exception as error:
+            # next_fetch_offset is the first offset not handed out: where the batch failed.
+            self.undecodable = UndecodableBatch(self._tp, self.next_fetch_offset, error)
+            raise StopIteration from error
+
+    def take_all_or_pause(self: Any, max_records: int | None = None) -> Any:
+        partition_records = self._partition_records
+        taken = take_all(self, max_records)
+        failure = getattr(partition_records, "undecodable", None)
+        if failure is not None:
+            self._assignment.state_value(failure.tp).pause()
+            _undecodable.put(failure)
+        return taken
+
+    records.__next__ = next_or_stop
+    result.getall = take_all_or_pause
+    records._stops_at_undecodable_batches = True
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Creates the worker's consumer with a short fetch wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Read when the consumer starts its fetcher; there is no public way to set it.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer on the short-wait thread, reading around unreadable partitions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unreadable = UnreadablePartitions()
+        stop_partitions_at_undecodable_batches()
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(
+        self,
+        active_partitions: set[TP] | None,
+        timeout: float,  # noqa: ASYNC109  # faust's signature
+    ) -> Any:
+        readable = self.unreadable.readable(active_partitions)
+        if active_partitions and not readable:
+            # aiokafka reads an empty set as "every partition", the unreadable one included.
+            await self.sleep(timeout)
+            return {}
+        records = await super()._getmany(readable, timeout)
+        assigned = self.assignment()
+        while not _undecodable.empty():
+            batch = _undecodable.get_nowait()
+            if batch.tp in assigned:  # not revoked while the fetch waited for a rebalance
+                self.unreadable.add(batch.tp, batch.offset, batch.error)
+        return records
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """faust's check that each partition is fetched, except for the paused ones: they are
+        reported already, and would be logged as "no recent fetch" every few seconds."""
+        if tp not in self.unreadable:
+            super().verify_event_path(now, tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Forget revoked partitions; one assigned again is read (and judged) afresh."""
+        self.unreadable.forget(revoked)
+        await super().on_partitions_revoked(revoked)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with the consumer above."""
+
+    Consumer = Consumer

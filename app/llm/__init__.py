@@ -1,0 +1,1 @@
+"""The remote LLM: the client, its retries, limits, breaker and the errors it translates."""

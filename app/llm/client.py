@@ -1,0 +1,285 @@
+"""The LLM call: AsyncOpenAI streaming, one tenacity retry policy, deadline, fallback models.
+
+openai's own retries are off; failures are translated into app.errors here, and only
+`LLMTransient` is retried (exponential backoff with full jitter, never shorter than the
+server's Retry-After), all attempts of one message bounded by ENRICHER_LLM_DEADLINE_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx2
+import openai
+import pydantic_core
+from openai.types.chat import ChatCompletion
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never
+
+from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
+from app.llm.breaker import CircuitBreaker
+from app.llm.concurrency import Call, ConcurrencyLimit
+from app.llm.errors import HTTP_NOT_FOUND, quota_reset_s, translate
+from app.llm.first_token import FirstTokenDeadline
+from app.llm.model_health import ModelHealth
+from app.llm.ratelimit import RequestBudget
+from app.llm.retry import WaitRetryAfter, is_retriable, note_retry
+from app.llm.stream import ChunkStream
+from app.observability import metrics
+from app.schemas import Usage
+from app.settings import Settings
+from app.tokens import ChatMessage, count_chat
+
+log = logging.getLogger(__name__)
+
+
+class DeltaSink(Protocol):
+    """Receives a streamed answer's text as it arrives."""
+
+    async def send(self, delta: str) -> None:
+        """One new piece of the answer."""
+
+    def restart(self) -> None:
+        """The attempt failed: the pieces sent so far are void (another attempt may follow)."""
+
+
+ATTEMPTS_PER_FALLBACK_MODEL = 3
+BREAKER_FAILURES = 5  # failed attempts in a row that open the circuit breaker
+BREAKER_PROBE_INTERVAL_S = 1.0
+BREAKER_MAX_PROBE_INTERVAL_S = 15.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished answer of the LLM."""
+
+    text: str
+    model: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-template model settings."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class LLMClient:
+    """One AsyncOpenAI client per process; `complete()` is the only way to call the LLM."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._models = (settings.model, *settings.fallback_models)
+        self._health = ModelHealth(self._models)
+        self._deadline_s = settings.llm_deadline_s
+        self._attempt_timeout_s = settings.llm_timeout_s
+        self._first_token = FirstTokenDeadline(settings.llm_timeout_s, settings.llm_first_token_timeout_s)
+        self._limit = ConcurrencyLimit(settings.max_in_flight, adaptive=settings.llm_adaptive == "on")
+        self._budget = RequestBudget(settings.llm_rpm, settings.llm_tpm)
+        self.breaker = CircuitBreaker(
+            failures_to_open=BREAKER_FAILURES,
+            probe_interval_s=BREAKER_PROBE_INTERVAL_S,
+            max_probe_interval_s=BREAKER_MAX_PROBE_INTERVAL_S,
+        )
+        """Holds new messages while the LLM keeps failing; `Lanes` waits on `breaker.admit`."""
+        pool = httpx2.Limits(
+            max_connections=settings.max_in_flight + 8,
+            max_keepalive_connections=settings.max_in_flight + 8,
+        )
+        timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
+        self._client = openai.AsyncOpenAI(
+            api_key=settings.api_key_value,
+            base_url=settings.openai_base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
+        )
+
+    @property
+    def concurrency_limit(self) -> int:
+        """LLM calls this client lets be in flight now (see app/llm/concurrency.py)."""
+        return self._limit.limit
+
+    @property
+    def model(self) -> str:
+        """The main model."""
+        return self._models[0]
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        sink: DeltaSink | None = None,
+    ) -> Completion:
+        """Answer the chat, retrying transient failures and falling back to other models.
+
+        Raises LLMRejected (this input is refused) or LLMUnavailable (no answer within the
+        deadline). Refused credentials are retried too, since no message is at fault; they
+        open the breaker at once, and its reason makes the worker not ready until a call succeeds.
+        """
+        prompt_tokens = count_chat(messages, self.model) if self._budget.counts_tokens else 0
+        failures: list[BaseException] = []
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                models = self._health.order()
+                for index, model in enumerate(models):
+                    is_last = index == len(models) - 1
+                    retrying = AsyncRetrying(
+                        retry=retry_if_exception(functools.partial(is_retriable, on_same_model=is_last)),
+                        wait=WaitRetryAfter(),
+                        stop=stop_never if is_last else stop_after_attempt(ATTEMPTS_PER_FALLBACK_MODEL),
+                        reraise=True,
+                        before_sleep=functools.partial(note_retry, failures),
+                    )
+                    attempt = functools.partial(self._attempt, model, messages, options, prompt_tokens)
+                    try:
+                        return await retrying(attempt, sink, failures)
+                    except (LLMTransient, LLMAuthError, LLMRejected) as error:
+                        failures.append(error)
+                        if is_last or (isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND):
+                            raise
+                        log.warning("model failed; trying the next one", extra={"model": model})
+        except TimeoutError:
+            reason = f"no answer within {self._deadline_s:g} s"
+            if failures:
+                reason += f" (last error: {failures[-1]})"
+            raise LLMUnavailable(reason) from None
+        raise LLMUnavailable("no model left to try")
+
+    async def _attempt(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        prompt_tokens: int,
+        sink: DeltaSink | None,
+        failures: Sequence[BaseException],
+    ) -> Completion:
+        await self._budget.acquire(prompt_tokens + (options.max_tokens or 0))
+        call = await self._limit.acquire(retry=bool(failures))
+        metrics.LLM_IN_FLIGHT.inc()
+        try:
+            async with asyncio.timeout(self._attempt_timeout_s):
+                completion = await self._stream(model, messages, options, sink)
+        except Exception as error:  # translated at this boundary, see translate()
+            if sink is not None:
+                sink.restart()
+            translated = error if isinstance(error, LLMError) else translate(error)
+            self._judge(model, translated, call, error)
+            raise translated from error
+        finally:
+            metrics.LLM_IN_FLIGHT.dec()
+            self._limit.release()
+        self._limit.answered()
+        self._health.answered(model)
+        self.breaker.succeeded()
+        metrics.LLM_CALLS.labels(model, "ok").inc()
+        metrics.LLM_LATENCY.observe(time.monotonic() - call.started)
+        return completion
+
+    def _judge(self, model: str, error: LLMError, call: Call, cause: Exception) -> None:
+        """Tell the limit, the model's health and the breaker what a failed attempt means."""
+        metrics.LLM_CALLS.labels(model, type(error).__name__).inc()
+        reset_s = (
+            self._respect_quota(cause.response.headers) if isinstance(cause, openai.APIStatusError) else None
+        )
+        if isinstance(error, LLMTransient) and error.rate_limited:
+            # "Slower", not an outage: fewer calls in flight, and the breaker stays closed.
+            metrics.LLM_RATE_LIMITED.labels(model).inc()
+            if not error.quota_exhausted:  # a plan's quota says nothing of how many calls fit
+                self._limit.rate_limited(call, error.retry_after_s)
+            if error.quota_exhausted or error.retry_after_s is None:
+                self._health.failed(model, refused=error.quota_exhausted, resets_in_s=reset_s)
+            self.breaker.succeeded()  # the provider answered
+        elif isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND:
+            self.breaker.succeeded()  # the LLM answered; only this input is at fault
+        else:  # an outage, refused credentials, or a model missing for every message
+            self._health.failed(model, refused=isinstance(error, LLMRejected))
+            self.breaker.failed(str(error), at_once=isinstance(error, LLMAuthError))
+
+    def _respect_quota(self, headers: httpx2.Headers) -> float | None:
+        """When the provider says it has no requests (or tokens) left, hold every new call until
+        they reset; returns the seconds until then, or None."""
+        reset_s = quota_reset_s(headers)
+        if reset_s is not None:
+            self._limit.hold_calls(reset_s)
+        return reset_s
+
+    async def _stream(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        sink: DeltaSink | None,
+    ) -> Completion:
+        body: dict[str, object] = {
+            "model": model,
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if options.temperature is not None:
+            body["temperature"] = options.temperature
+        if options.max_tokens is not None:
+            body["max_tokens"] = options.max_tokens
+        # The messages are plain JSON already: posting them as bytes skips the SDK's
+        # per-request type walk and JSON encoding, which cost a fifth of the worker's CPU.
+        parts: list[str] = []
+        usage = Usage()
+        answered_by = model
+        finished = False
+        silence_s = self._first_token.deadline_s(model)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        first_token_at: float | None = None
+        try:
+            # Each token moves the deadline on: a call that goes silent this long is dropped.
+            async with asyncio.timeout(silence_s) as silence:
+                stream = await self._client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    content=pydantic_core.to_json(body),
+                    stream=True,
+                    stream_cls=ChunkStream,
+                )
+                self._respect_quota(stream.response.headers)
+                async with stream:
+                    async for chunk in stream:
+                        silence.reschedule(loop.time() + silence_s)
+                        answered_by = chunk.model or answered_by
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for choice in chunk.choices:
+                            if delta := choice.delta.content:
+                                if first_token_at is None:
+                                    first_token_at = loop.time()
+                                    self._first_token.observe(model, first_token_at - sent_at)
+                                parts.append(delta)
+                                if sink is not None:
+                                    await sink.send(delta)
+                            finished = finished or choice.finish_reason is not None
+        except TimeoutError:
+            what = "first token" if first_token_at is None else "next token"
+            raise LLMTransient(f"no {what} within {silence_s:g} s") from None
+        if not finished:
+            raise LLMTransient("stream ended without a finish reason")
+        return Completion(text="".join(parts), model=answered_by, usage=usage)
+
+    async def probe(self) -> str | None:
+        """None when the API answers a model listing; otherwise a one-line reason."""
+        try:
+            async with asyncio.timeout(min(5.0, self._attempt_timeout_s)):
+                await self._client.models.list()
+        except Exception as error:  # readiness reports any failure as a reason
+            return str(translate(error)) if not isinstance(error, LLMError) else str(error)
+        return None
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()

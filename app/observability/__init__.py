@@ -1,0 +1,1 @@
+"""What the operator sees: JSON logs, metrics, health pages, redaction of secrets."""

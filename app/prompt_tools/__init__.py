@@ -1,0 +1,1 @@
+"""The support team's tools for templates: `enricher prompts check|render`."""

@@ -1,0 +1,1 @@
+"""Prompt templates as the worker uses them: the file format, the library, hot reload."""

@@ -1,0 +1,72 @@
+"""The prompt library in use now; a reload swaps it only when the new set loads cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from app.errors import TemplateError
+from app.observability import metrics
+from app.prompts.file_format import SAMPLE_SUFFIXES
+from app.prompts.library import TEMPLATE_GLOB, PromptLibrary
+
+log = logging.getLogger(__name__)
+
+FileStates = frozenset[tuple[str, int, int]]
+
+
+def file_states(directory: Path) -> FileStates:
+    """(name, mtime_ns, size) of every file a load reads: any edit, addition or removal changes it."""
+    samples = (p for p in (directory / "samples").glob("*") if p.suffix in SAMPLE_SUFFIXES)
+    states = set()
+    for path in [*directory.glob(TEMPLATE_GLOB), *samples]:
+        try:
+            stat = path.stat()
+        except OSError:  # removed since the glob: its absence is the change
+            continue
+        states.add((str(path), stat.st_mtime_ns, stat.st_size))
+    return frozenset(states)
+
+
+class PromptSource:
+    """Holds the last good PromptLibrary of a directory."""
+
+    def __init__(self, directory: Path, library: PromptLibrary) -> None:
+        self.directory = directory
+        self.current = library
+        self._seen = file_states(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> PromptSource:
+        """Load the directory; raises TemplateError when the initial set is broken."""
+        return cls(directory, PromptLibrary.load(directory))
+
+    def reload(self) -> bool:
+        """Try the directory again; keep the last good set when it fails. True if swapped."""
+        # Noted before reading, so a file saved while we read shows up as a change next time.
+        self._seen = file_states(self.directory)
+        try:
+            library = PromptLibrary.load(self.directory)
+        except TemplateError as error:
+            metrics.TEMPLATE_ERRORS.inc()
+            log.error("template rejected; the last good set keeps serving", extra={"error": str(error)})
+            return False
+        self.current = library
+        log.info("templates reloaded", extra={"versions": self.version_summary()})
+        return True
+
+    def version_summary(self) -> dict[str, str]:
+        """The version of each template file in use, by file name, for logs."""
+        return {template.path.name: template.version for template in self.current.templates}
+
+    async def watch(self, interval_s: float = 0.5) -> None:
+        """Reload whenever a template or sample file changes, until cancelled.
+
+        Checks every `interval_s`; loading runs in a thread, so a slow template never
+        stalls the event loop.
+        """
+        while True:
+            await asyncio.sleep(interval_s)
+            if file_states(self.directory) != self._seen:
+                await asyncio.to_thread(self.reload)

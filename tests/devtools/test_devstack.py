@@ -1,0 +1,141 @@
+"""The embedded broker and Redis, child-process supervision, and how `enricher dev` reads settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.devtools.devstack import DevState, load_dev_settings, needs_mock, redacted_url
+from app.devtools.embedded import PROFILE_PARTITIONS, ManagedProcess, ProcessDied, create_topics, free_port
+from app.settings import Settings, SettingsError
+from tests.helpers.kafka import at_least, partitions_of, produce, read_topic
+
+STUBBORN_CHILD = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    # A child started in the background inherits SIGINT ignored; start from Python's own default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in {ignored}:
+        signal.signal(sig, signal.SIG_IGN)
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    print(grandchild.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (orphans may never be reaped in a container)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _stubborn(tmp_path: Path, ignored: str) -> tuple[ManagedProcess, int]:
+    """A child ignoring `ignored` signals, with a grandchild; returns it and the grandchild pid."""
+    log_path = tmp_path / "child.log"
+    argv = [sys.executable, "-c", STUBBORN_CHILD.format(ignored=ignored)]
+    process = ManagedProcess("stubborn", argv, log_path=log_path).start()
+    deadline = time.monotonic() + 10
+    while not log_path.read_text().strip():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.05)
+    return process, int(log_path.read_text().split()[0])
+
+
+async def test_broker_round_trips_a_message(kafka: str) -> None:
+    await produce(kafka, "devstack.roundtrip", "k1", b"hello")
+    records = await read_topic(kafka, "devstack.roundtrip", until=at_least(1), timeout_s=10)
+    assert [(r.key, r.value) for r in records] == [(b"k1", b"hello")]
+
+
+async def test_create_topics_sets_partitions_and_tolerates_existing(kafka: str) -> None:
+    settings = Settings.model_validate(
+        {"OPENAI_BASE_URL": "http://127.0.0.1/v1", "ENRICHER_INPUT_TOPIC": "devstack.in"}
+        | {"ENRICHER_PROFILE_TOPIC": "devstack.profiles", "ENRICHER_INPUT_PARTITIONS": "3"}
+    )
+    await create_topics(kafka, settings)
+    await create_topics(kafka, settings)  # already there: no error
+    assert await partitions_of(kafka, "devstack.in") == {0, 1, 2}
+    assert await partitions_of(kafka, "devstack.profiles") == set(range(PROFILE_PARTITIONS))
+
+
+async def test_embedded_redis_answers_and_is_not_the_machines(redis_url: str) -> None:
+    assert ":6379/" not in redis_url
+    async with aioredis.from_url(redis_url, socket_timeout=5.0) as client:
+        assert await client.ping()
+
+
+@pytest.mark.parametrize(
+    ("ignored", "grace_s", "expected_code"),
+    [
+        # Python needs a moment to unwind on SIGINT, longer on a busy machine.
+        ("()", 5.0, -2),
+        # Ignored signals are waited out for the whole grace; the kernel's default action is instant.
+        ("(signal.SIGINT,)", 0.5, -15),
+        ("(signal.SIGINT, signal.SIGTERM)", 0.5, -9),
+    ],
+)
+def test_stop_escalates_and_leaves_no_process(
+    tmp_path: Path, ignored: str, grace_s: float, expected_code: int
+) -> None:
+    process, grandchild = _stubborn(tmp_path, ignored)
+    code = process.stop(grace_s=grace_s)
+    assert code == expected_code
+    assert not _alive(process.pid)
+    deadline = time.monotonic() + 5
+    while _alive(grandchild):  # it got the same signal as its group
+        assert time.monotonic() < deadline, "the grandchild survived"
+        time.sleep(0.05)
+
+
+async def test_wait_http_ok_reports_a_dead_child(tmp_path: Path) -> None:
+    process = ManagedProcess(
+        "dies", [sys.executable, "-c", "print('bye'); raise SystemExit(3)"], log_path=tmp_path / "log"
+    )
+    with process, pytest.raises(ProcessDied, match="code 3"):
+        await process.wait_http_ok(f"http://127.0.0.1:{free_port()}/", timeout_s=10)
+
+
+def test_dev_settings_choose_the_mock_only_without_key_and_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in [n for n in os.environ if n.startswith(("OPENAI_", "KAFKA_", "REDIS_"))]:
+        monkeypatch.delenv(name)
+    assert needs_mock(load_dev_settings())
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    assert not needs_mock(load_dev_settings())
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://llm.example.com/v1")
+    with pytest.raises(SettingsError, match="OPENAI_API_KEY"):
+        load_dev_settings()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert not needs_mock(load_dev_settings())
+
+
+def test_state_file_round_trips_and_hides_passwords(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = DevState(
+        pid=os.getpid(),
+        started_at="2026-01-01T00:00:00.000Z",
+        kafka_bootstrap_servers="127.0.0.1:9092",
+        redis_url=redacted_url("redis://user:secret@127.0.0.1:6380/0"),
+        llm_base_url="http://127.0.0.1:8400/v1",
+        web_port=6066,
+        topics={"input": "support.requests"},
+        pids={"worker": os.getpid()},
+        embedded=["broker"],
+        logs_dir=".enricher-dev",
+    )
+    state.save(path)
+    assert DevState.load(path) == state
+    assert "secret" not in path.read_text()
+    assert DevState.load(tmp_path / "missing.json") is None

@@ -1,0 +1,52 @@
+"""`enricher send` against a real worker: the reply, its streamed chunks, dead letters, timeouts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from app.devtools.sender import Endpoints, SendError, send_and_wait
+from app.schemas import CustomerMessage, ReplyChunk
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.devtools.mock_llm.admin import MockAdmin
+    from tests.helpers.workers import WorkerFactory
+
+
+def _message(text: str) -> CustomerMessage:
+    return CustomerMessage(message_id=f"m-{uuid.uuid4()}", conversation_id="c-send", text=text)
+
+
+async def test_send_prints_reply_and_chunks_or_dead_letter(
+    worker_factory: WorkerFactory, enricher_settings: Settings, mock_admin: MockAdmin
+) -> None:
+    await worker_factory()
+    endpoints = Endpoints.from_settings(enricher_settings)
+    chunks: list[ReplyChunk] = []
+    message = _message("Where is my order?")
+
+    reply = await send_and_wait(endpoints, message, timeout_s=30, on_chunk=chunks.append)
+
+    assert reply.message_id == message.message_id
+    assert reply.status == "ok"
+    assert "Where is my order?" in reply.text
+    assert len(await mock_admin.requests()) == 1
+    # Chunks and the reply travel on different topics: some chunks may still be on their way.
+    assert {chunk.message_id for chunk in chunks} <= {message.message_id}
+    with pytest.raises(SendError, match="too_large"):
+        await send_and_wait(endpoints, _message("x" * 9000), timeout_s=30)
+
+
+async def test_send_times_out_without_a_worker(enricher_settings: Settings) -> None:
+    endpoints = Endpoints.from_settings(enricher_settings)
+    with pytest.raises(SendError, match="no reply"):
+        await send_and_wait(endpoints, _message("anyone there?"), timeout_s=1)
+
+
+async def test_send_refuses_a_missing_topic(enricher_settings: Settings) -> None:
+    settings = enricher_settings.model_copy(update={"reply_topic": f"missing-{uuid.uuid4().hex}"})
+    with pytest.raises(SendError, match="does not exist"):
+        await send_and_wait(Endpoints.from_settings(settings), _message("hello"), timeout_s=1)

@@ -1,0 +1,33 @@
+"""Dead letters carry the reason and raw bytes, with credentials cleaned out of the reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from app.kafka.dlq import DeadLetters
+from app.observability.redaction import Redactor
+from app.schemas import SourcePosition
+
+
+async def test_detail_is_redacted_and_raw_bytes_kept() -> None:
+    produced: list[tuple[bytes | None, bytes]] = []
+
+    async def produce(key: bytes | None, value: bytes) -> None:
+        produced.append((key, value))
+
+    letters = DeadLetters(produce, Redactor(["hunter2-password"]))
+    source = SourcePosition(topic="in", partition=2, offset=9)
+    await letters.send(
+        "llm_unavailable",
+        "HTTP 401: Incorrect API key provided: sk-live-abcdefghijkl; redis://:hunter2-password@cache",
+        source,
+        b"c-1",
+        b'{"raw": true}',
+    )
+    [(key, value)] = produced
+    letter = json.loads(value)
+    assert key == b"c-1"
+    assert "sk-live" not in letter["error"]["detail"]
+    assert "hunter2" not in letter["error"]["detail"]
+    assert base64.b64decode(letter["raw_b64"]) == b'{"raw": true}'

@@ -1,0 +1,175 @@
+"""Keyed lanes: order per key, concurrency across keys, bounded buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from app.kafka.lanes import Lanes
+
+
+async def test_order_per_key_and_concurrency_across_keys() -> None:
+    lanes = Lanes(max_buffered=1000, max_running=1000)
+    done: dict[str, list[int]] = {}
+    running = 0
+    peak = 0
+
+    def job(key: str, index: int) -> object:
+        async def run() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            running -= 1
+            done.setdefault(key, []).append(index)
+
+        return run
+
+    for index in range(20):
+        for key in ("a", "b", "c", "d", "e"):
+            await lanes.submit(key, job(key, index))  # type: ignore[arg-type]
+    assert await lanes.wait_idle(10)
+    assert all(indexes == list(range(20)) for indexes in done.values())
+    assert peak == 5
+    await lanes.close()
+
+
+async def test_submit_waits_when_buffer_is_full() -> None:
+    lanes = Lanes(max_buffered=3, max_running=3)
+    release = asyncio.Event()
+
+    async def blocked() -> None:
+        await release.wait()
+
+    for key in ("a", "b", "c"):
+        await lanes.submit(key, blocked)
+    fourth = asyncio.create_task(lanes.submit("d", blocked))
+    await asyncio.sleep(0.05)
+    assert not fourth.done()
+    assert lanes.buffered == 3
+    release.set()
+    await asyncio.wait_for(fourth, 1)
+    assert await lanes.wait_idle(1)
+    await lanes.close()
+
+
+async def test_a_failing_job_does_not_stop_its_lane() -> None:
+    lanes = Lanes(max_buffered=10, max_running=10)
+    seen: list[str] = []
+
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async def fine() -> None:
+        seen.append("fine")
+
+    await lanes.submit("k", boom)
+    await lanes.submit("k", fine)
+    assert await lanes.wait_idle(1)
+    assert seen == ["fine"]
+    await lanes.close()
+
+
+async def test_wait_idle_times_out_and_close_cancels() -> None:
+    lanes = Lanes(max_buffered=10, max_running=10)
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    assert not await lanes.wait_idle(0.05)
+    await lanes.close()
+    assert lanes.buffered == 0
+
+
+async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
+    lanes = Lanes(max_buffered=10, max_running=10)
+    finished: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            await asyncio.sleep(0.02)
+            finished.append(name)
+
+        return run
+
+    for name in ("a1", "a2", "b1"):
+        await lanes.submit(name[0], job(name))  # type: ignore[arg-type]
+    assert await lanes.stop(grace_s=1) == 0
+    await lanes.submit("c", job("c1"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert sorted(finished) == ["a1", "a2", "b1"]
+
+
+async def test_stop_hands_back_what_outlives_the_grace() -> None:
+    lanes = Lanes(max_buffered=10, max_running=10)
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    await lanes.submit("k", lambda: asyncio.sleep(60))
+    await asyncio.sleep(0)
+    assert await lanes.stop(grace_s=0.05) == 2
+    assert lanes.buffered == 0
+
+
+async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
+    lanes = Lanes(max_buffered=4, max_running=4)
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            await release.wait()
+            finished.append(name)
+
+        return run
+
+    for name in ("a1", "a2", "a3", "b1"):
+        await lanes.submit(name[0], job(name))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert lanes.drop_queued() == 2
+    assert lanes.buffered == 2
+    await asyncio.wait_for(lanes.submit("c", job("c1")), 1)  # type: ignore[arg-type]
+    release.set()
+    assert await lanes.wait_idle(1)
+    assert sorted(finished) == ["a1", "b1", "c1"]
+    await lanes.close()
+
+
+async def test_no_more_than_max_running_jobs_run_at_once() -> None:
+    lanes = Lanes(max_buffered=100, max_running=3)
+    running = 0
+    peak = 0
+
+    async def job() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    for key in range(20):
+        await lanes.submit(str(key), job)
+    assert await lanes.wait_idle(5)
+    assert peak == 3
+    await lanes.close()
+
+
+async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> None:
+    gate_open = asyncio.Event()
+    lanes = Lanes(max_buffered=10, max_running=10, gate=gate_open.wait)
+    ran: list[str] = []
+
+    def job(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    await lanes.submit("a", job("a1"))
+    await lanes.submit("a", job("a2"))
+    await lanes.submit("b", job("b1"))
+    await asyncio.sleep(0.05)
+    assert ran == []
+    assert lanes.drop_queued() == 3  # none had started
+    assert lanes.buffered == 0
+    await lanes.submit("b", job("b2"))
+    gate_open.set()
+    assert await lanes.wait_idle(1)
+    assert ran == ["b2"]
+    await lanes.close()

@@ -1,0 +1,130 @@
+"""The adaptive concurrency limit: slow start, cuts on 429, slow growth near a refusal, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from app.llm import concurrency
+from app.llm.concurrency import Call, ConcurrencyLimit
+
+
+async def test_slow_start_adds_one_per_answer_up_to_the_ceiling() -> None:
+    limit = ConcurrencyLimit(20, adaptive=True)
+    assert limit.limit == concurrency.INITIAL_LIMIT
+    for _ in range(5):
+        limit.answered()
+    assert limit.limit == concurrency.INITIAL_LIMIT + 5
+    for _ in range(50):
+        limit.answered()
+    assert limit.limit == 20
+
+
+async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    for _ in range(30):
+        limit.answered()
+    starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 38
+
+    limit.rate_limited(starts[-1], None)  # sent with 20 in flight
+    assert limit.limit == int(20 * concurrency.DECREASE)
+    limit.rate_limited(starts[0], None)  # sent before the cut: says nothing new
+    assert limit.limit == int(20 * concurrency.DECREASE)
+    limit.rate_limited(Call(time.monotonic(), 20), None)  # sent after it, with 20 in flight: cut again
+    assert limit.limit == int(int(20 * concurrency.DECREASE) * concurrency.DECREASE)
+
+
+async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    for _ in range(40):
+        limit.answered()  # 48
+    calls = [await limit.acquire(retry=False) for _ in range(30)]
+    for _ in range(25):
+        limit.release()  # 5 left in flight now, say held back by pacing
+    limit.rate_limited(calls[-1], None)
+    assert limit.limit == int(30 * concurrency.DECREASE)
+
+
+async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
+    limit = ConcurrencyLimit(100, adaptive=True)
+    for _ in range(12):
+        limit.answered()  # 20, no refusal yet
+    starts = [await limit.acquire(retry=False) for _ in range(20)]
+    limit.rate_limited(starts[-1], None)  # refused at 20: cut to 18
+    for _ in range(20):
+        limit.release()
+    answers_to = {}
+    count = 0
+    while limit.limit < 22 and count < 10_000:
+        limit.answered()
+        count += 1
+        answers_to.setdefault(limit.limit, count)
+    # 18 -> 19 takes about 18 answers; 19 -> 20 -> 21 near the refusal about 8x as many each.
+    assert answers_to[19] < 30
+    assert answers_to[21] - answers_to[19] > 8 * 19
+    assert answers_to[22] - answers_to[21] <= 2  # past it: slow start again
+
+
+async def test_off_keeps_the_ceiling_whatever_the_provider_says() -> None:
+    limit = ConcurrencyLimit(32, adaptive=False)
+    limit.rate_limited(Call(time.monotonic(), 8), None)
+    limit.answered()
+    assert limit.limit == 32
+
+
+async def test_waiters_get_freed_slots_in_order_and_a_cut_holds_new_calls() -> None:
+    limit = ConcurrencyLimit(2, adaptive=False)
+    await limit.acquire(retry=False)
+    await limit.acquire(retry=False)
+    order: list[int] = []
+
+    async def call(number: int) -> None:
+        await limit.acquire(retry=False)
+        order.append(number)
+
+    waiting = [asyncio.create_task(call(n)) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert order == []
+    limit.release()
+    limit.release()
+    await asyncio.sleep(0.01)
+    assert order == [0, 1]
+    limit.release()
+    await asyncio.gather(*waiting)
+    assert order == [0, 1, 2]
+
+
+async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
+    limit = ConcurrencyLimit(1, adaptive=False)
+    await limit.acquire(retry=False)
+    first = asyncio.create_task(limit.acquire(retry=False))
+    second = asyncio.create_task(limit.acquire(retry=False))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    limit.release()
+    await asyncio.wait_for(second, 1.0)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_retry_after_paces_retries_only_and_an_empty_quota_every_call() -> None:
+    limit = ConcurrencyLimit(8, adaptive=True)
+    limit.rate_limited(Call(time.monotonic(), 1), 0.3)
+    began = time.monotonic()
+    await limit.acquire(retry=False)
+    first_attempt_s = time.monotonic() - began
+    limit.release()
+    await limit.acquire(retry=True)
+    retry_s = time.monotonic() - began
+    limit.release()
+
+    limit.hold_calls(0.2)
+    held_from = time.monotonic()
+    await limit.acquire(retry=False)
+    held_s = time.monotonic() - held_from
+
+    assert first_attempt_s < 0.1
+    assert retry_s >= 0.28
+    assert held_s >= 0.18

@@ -1,0 +1,132 @@
+"""Hot reload: `PromptSource.watch()` swaps in edited templates and keeps the last good set."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from app.prompts.source import PromptSource, file_states
+from app.schemas import CustomerMessage, utc_now
+from tests.helpers.workers import PROMPTS
+
+RELOAD_WITHIN_S = 2.0
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(PROMPTS, tmp_path / "prompts"))
+
+
+@pytest.fixture
+async def source(prompts: Path) -> AsyncIterator[PromptSource]:
+    """A source of the copied templates with its watch loop running."""
+    source = PromptSource.load(prompts)
+    task = asyncio.create_task(source.watch())
+    yield source
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def versions(source: PromptSource) -> dict[str, str]:
+    return source.version_summary()
+
+
+def template_errors() -> float:
+    return REGISTRY.get_sample_value("enricher_template_errors_total") or 0.0
+
+
+async def within(seconds: float, condition: Callable[[], bool]) -> float:
+    """Seconds until `condition()` holds; fails the test if it does not within `seconds`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, "no reload in time"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+def write(path: Path, text: str) -> None:
+    """Replace the file in one step, so the watcher never sees it half written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    write(path, text.replace(old, new))
+
+
+def system_part(source: PromptSource, customer: dict[str, str]) -> str:
+    library = source.current
+    message = CustomerMessage(message_id="m-1", conversation_id="c-1", text="Hello")
+    template = library.select(message, customer)
+    rendered = library.render(template, message=message, customer=customer, history=[], now=utc_now())
+    return rendered.messages[0]["content"]
+
+
+async def test_an_edit_is_served_within_two_seconds(source: PromptSource, prompts: Path) -> None:
+    before = versions(source)
+
+    edit(prompts / "support_reply.j2", "friendly, concise", "cheerful, brief")
+    await within(RELOAD_WITHIN_S, lambda: versions(source) != before)
+
+    after = versions(source)
+    assert after["support_reply.j2"] != before["support_reply.j2"]
+    assert {k: v for k, v in after.items() if k != "support_reply.j2"} == {
+        k: v for k, v in before.items() if k != "support_reply.j2"
+    }
+    assert "cheerful, brief" in system_part(source, {"tier": "silver"})
+
+
+async def test_broken_edit_keeps_the_last_good_set_until_fixed(
+    source: PromptSource, prompts: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, errors = versions(source), template_errors()
+    path = prompts / "support_reply.j2"
+    original = path.read_text(encoding="utf-8")
+
+    def rejections() -> list[str]:
+        return [r.__dict__["error"] for r in caplog.records if r.getMessage().startswith("template rejected")]
+
+    edit(path, "{% endblock %}", "{% endblok %}")
+    await within(RELOAD_WITHIN_S, lambda: bool(rejections()))
+
+    assert versions(source) == good
+    assert rejections()[0].startswith(f"{path}:")
+    assert template_errors() == errors + 1
+
+    write(path, original.replace("friendly, concise", "patient, clear"))
+    await within(RELOAD_WITHIN_S, lambda: versions(source) != good)
+    assert template_errors() == errors + 1
+    assert "patient, clear" in system_part(source, {})
+
+
+async def test_added_and_removed_files_are_changes(source: PromptSource, prompts: Path) -> None:
+    variant = prompts / "support_reply_gold_b.j2"
+    text = (prompts / "support_reply_gold.j2").read_text(encoding="utf-8")
+    write(prompts / "support_reply_gold.j2", text.replace("tier: gold", "tier: gold\nvariant: a"))
+    write(variant, text.replace("tier: gold", "tier: gold\nvariant: b"))
+    await within(RELOAD_WITHIN_S, lambda: "support_reply_gold_b.j2" in versions(source))
+
+    variant.unlink()
+    await within(RELOAD_WITHIN_S, lambda: "support_reply_gold_b.j2" not in versions(source))
+
+
+def test_file_states_cover_templates_and_samples_only(prompts: Path) -> None:
+    (prompts / "notes.txt").write_text("not read by the loader")
+    names = {Path(name).relative_to(prompts).as_posix() for name, _, _ in file_states(prompts)}
+
+    assert names == {
+        "fallback.j2",
+        "support_reply.j2",
+        "support_reply_gold.j2",
+        "samples/returning_customer.yaml",
+    }
