@@ -2,8 +2,8 @@
 
 EnricherError
  ├── BadInput                 the message itself is wrong: DLQ, never retried
- │    ├── InvalidJson         kind "invalid_json" (not JSON, not UTF-8, not an object)
- │    ├── InvalidMessage      kind "invalid_message" (fields missing, empty, wrong type)
+ │    ├── InvalidJson         kind "invalid_json" (not UTF-8, not JSON, no value at all)
+ │    ├── InvalidMessage      kind "invalid_message" (not an object; fields missing, empty, wrong type)
  │    └── TooLarge            kind "too_large" (text over ENRICHER_MAX_INPUT_CHARS)
  ├── LLMError
  │    ├── LLMTransient        retriable: timeout, connection, 408/409/429/5xx, broken stream;
@@ -37,7 +37,7 @@ class BadInput(EnricherError):
 
 
 class InvalidJson(BadInput):
-    """The value is not a UTF-8 JSON object."""
+    """The value is not UTF-8 JSON, or there is no value (a tombstone)."""
 
     kind: ErrorKind = "invalid_json"
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import NoReturn
 
 import typer
 
+from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.prompt_tools.cli import prompts_cli
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import SettingsError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")
@@ -19,16 +19,11 @@ def main() -> None:
     """stream-enricher: customer messages on Kafka in, LLM replies on Kafka out."""
 
 
-def _settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        _fail(str(error))
-
-
-def _fail(line: str) -> NoReturn:
-    print(f"enricher: configuration error: {line}", file=sys.stderr)
-    raise typer.Exit(code=2)
+def _dev_extra_missing(error: ModuleNotFoundError) -> NoReturn:
+    fail(
+        f"this command is part of the development stack, which needs {error.name}: "
+        "pip install 'stream-enricher[dev]' (make installs it)"
+    )
 
 
 @cli.command()
@@ -36,18 +31,20 @@ def worker() -> None:
     """Run one worker process, configured by the environment (see CONTRACT.md)."""
     from app.worker import run_worker
 
-    run_worker(_settings_or_exit())
+    run_worker(settings_or_exit())
 
 
 @cli.command()
 def dev() -> None:
     """Run broker, Redis, mock LLM (without OPENAI_API_KEY) and a worker here; Ctrl-C stops all."""
-    from app.devtools.devstack import load_dev_settings, run_dev
-
+    try:
+        from app.devtools.devstack import load_dev_settings, run_dev
+    except ModuleNotFoundError as error:
+        _dev_extra_missing(error)
     try:
         settings = load_dev_settings()
     except SettingsError as error:
-        _fail(str(error))
+        fail(f"configuration error: {error}", EXIT_CONFIG)
     run_dev(settings)
 
 
@@ -59,12 +56,14 @@ def send(
     timeout: float = typer.Option(60.0, help="Seconds to wait for the reply."),
 ) -> None:
     """Send one customer message and print its reply (finds `enricher dev` by its state file)."""
-    from app.devtools.sender import resolve_endpoints, run_send
-
+    try:
+        from app.devtools.sender import resolve_endpoints, run_send
+    except ModuleNotFoundError as error:
+        _dev_extra_missing(error)
     try:
         endpoints = resolve_endpoints()
     except SettingsError as error:
-        _fail(str(error))
+        fail(f"configuration error: {error}", EXIT_CONFIG)
     raise typer.Exit(run_send(endpoints, text, conversation, customer, timeout))
 
 
@@ -81,8 +80,11 @@ def mock_llm(
     require_key: str | None = typer.Option(None, help="Answer 401 unless this API key is sent."),
 ) -> None:
     """Run the OpenAI-compatible mock LLM; prints its base URL once it listens."""
-    from app.devtools.mock_llm.server import run
-    from app.devtools.mock_llm.state import MockConfig
+    try:
+        from app.devtools.mock_llm.server import run
+        from app.devtools.mock_llm.state import MockConfig
+    except ModuleNotFoundError as error:
+        _dev_extra_missing(error)
 
     try:
         config = MockConfig(
@@ -95,7 +97,7 @@ def mock_llm(
             require_key=require_key,
         )
     except ValueError as error:
-        _fail(str(error))
+        fail(f"configuration error: {error}", EXIT_CONFIG)
     run(config, host, port)
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.schemas import Usage
+from app.validation import one_line
 
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 PER_TOKENS = 1_000_000
@@ -71,9 +72,7 @@ class PriceTable:
             try:
                 prices[str(model)] = Price.model_validate(price)
             except ValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(part) for part in (model, *first["loc"]))
-                raise ValueError(f"{path}: {where}: {first['msg']}") from None
+                raise ValueError(f"{path}: {one_line(error, prefix=(model,), first_only=True)}") from None
         return cls(prices)
 
     def price_of(self, model: str) -> Price | None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge
+from app.validation import one_line
 
 REPLY_NAMESPACE = uuid.UUID("5b4c0a52-3f0e-4f7e-9a55-2f4f3b1d6c11")
 
@@ -78,16 +79,12 @@ def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | No
         raise InvalidJson(f"not UTF-8: {error.reason} at byte {error.start}") from None
     except json.JSONDecodeError as error:
         raise InvalidJson(f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    if not isinstance(document, dict):
-        raise InvalidJson(f"expected a JSON object, got {type(document).__name__}")
+    if not isinstance(document, dict):  # valid JSON, so the message's shape is at fault
+        raise InvalidMessage(f"expected a JSON object, got {type(document).__name__}")
     try:
         message = CustomerMessage.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise InvalidMessage(problems) from None
+        raise InvalidMessage(one_line(error)) from None
     if len(message.text) > max_input_chars:
         raise TooLarge(f"text has {len(message.text)} characters, the limit is {max_input_chars}")
     return message

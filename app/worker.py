@@ -6,7 +6,6 @@ import functools
 import gc
 import logging
 import signal
-import sys
 from typing import cast
 
 import faust
@@ -17,6 +16,7 @@ from mode import Service
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
 from app.errors import TemplateError
+from app.exits import EXIT_CONFIG, fail
 from app.kafka import internals as kafka_transport
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import build_app, declare_topics
@@ -30,7 +30,6 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXIT_CONFIG = 2
 GC_YOUNG_THRESHOLD = 10_000
 
 
@@ -118,8 +117,7 @@ def run_worker(settings: Settings) -> None:
     try:
         resources = Resources.build(settings)
     except TemplateError as error:
-        print(f"enricher: prompt template error: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+        fail(f"prompt template error: {error}", EXIT_CONFIG)
     app = build_app(settings)
     topics = declare_topics(app, settings)
 

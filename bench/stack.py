@@ -23,6 +23,7 @@ from app.devtools.embedded import (
     isolated_worker,
 )
 from app.devtools.mock_llm.admin import MockAdmin
+from app.kafka.topics import TopicNames
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,21 +140,18 @@ class Stack:
     async def scenario_settings(self, name: str, partitions: int, **overrides: Any) -> dict[str, str]:
         """A fresh worker environment for one scenario (app id, topics, Redis db); creates its topics."""
         prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        topics = TopicNames.prefixed(prefix)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "REDIS_URL": self.redis.url.rsplit("/", 1)[0] + f"/{next(self._databases)}",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self._mock_port}/v1",
             "ENRICHER_APP_ID": prefix,
-            "ENRICHER_INPUT_TOPIC": f"{prefix}.requests",
-            "ENRICHER_REPLY_TOPIC": f"{prefix}.replies",
-            "ENRICHER_STREAM_TOPIC": f"{prefix}.replies.stream",
-            "ENRICHER_DLQ_TOPIC": f"{prefix}.requests.dlq",
-            "ENRICHER_PROFILE_TOPIC": f"{prefix}.profiles",
+            **topics.env(),
             "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
             "ENRICHER_INPUT_PARTITIONS": str(partitions),
             "ENRICHER_WEB_PORT": str(free_port()),
         } | {key: str(value) for key, value in overrides.items()}
-        await create_topics(self.bootstrap, Settings.model_validate(env), input_partitions=partitions)
+        await create_topics(self.bootstrap, topics.partitions(partitions))
         return env
 
     def processes(self, worker: Worker) -> dict[str, Proc]:

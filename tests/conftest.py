@@ -27,6 +27,7 @@ from app.devtools.embedded import (
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.mock_llm.server import serve
 from app.devtools.mock_llm.state import MockConfig
+from app.kafka.topics import TopicNames
 from app.settings import Settings
 from tests.helpers.workers import REPO, WorkerFactory
 
@@ -101,22 +102,19 @@ async def enricher_env(
     slug = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:40]
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
     database = next(_redis_databases)
+    topics = TopicNames.prefixed(name)
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{database}",
         "OPENAI_BASE_URL": mock_llm,
         "ENRICHER_APP_ID": name,
-        "ENRICHER_INPUT_TOPIC": f"{name}.requests",
-        "ENRICHER_REPLY_TOPIC": f"{name}.replies",
-        "ENRICHER_STREAM_TOPIC": f"{name}.replies.stream",
-        "ENRICHER_DLQ_TOPIC": f"{name}.requests.dlq",
-        "ENRICHER_PROFILE_TOPIC": f"{name}.profiles",
+        **topics.env(),
         "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
         "ENRICHER_SHUTDOWN_GRACE_S": "10",
     }
     async with aioredis.from_url(env["REDIS_URL"], socket_timeout=5.0) as client:
         await client.flushdb()
-    await create_topics(kafka, Settings.model_validate(env))
+    await create_topics(kafka, topics.partitions(Settings.model_validate(env).input_partitions))
     return env
 
 

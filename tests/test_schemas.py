@@ -43,7 +43,7 @@ def test_sent_at_must_be_rfc3339() -> None:
     [
         (b"{not json", InvalidJson),
         (b"\xff\xfe\x00", InvalidJson),
-        (b"[1, 2]", InvalidJson),
+        (b"[1, 2]", InvalidMessage),
         (b"", InvalidJson),
         (None, InvalidJson),
         (encode({"conversation_id": "c", "text": "t"}), InvalidMessage),

@@ -23,6 +23,8 @@ from app.devtools.embedded import (
     create_topics,
     pick_port,
 )
+from app.exits import fail
+from app.kafka.topics import TopicNames
 from app.schemas import rfc3339, utc_now
 from app.settings import Settings, load_settings
 
@@ -51,7 +53,7 @@ class DevState(BaseModel):
     redis_url: str
     llm_base_url: str
     web_port: int
-    topics: dict[str, str]
+    topics: TopicNames
     pids: dict[str, int]
     embedded: list[str] = Field(description="what dev started itself: broker, redis, mock_llm")
     logs_dir: str
@@ -107,8 +109,7 @@ def run_dev(settings: Settings) -> None:
             old_log.unlink()
         asyncio.run(_serve(settings))
     except DevStackError as error:
-        print(f"enricher dev: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        fail(str(error), command="enricher dev")
 
 
 async def _serve(settings: Settings) -> None:
@@ -161,7 +162,8 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     settings = settings.model_copy(update=update)
 
     print(f"creating topics on {settings.kafka_bootstrap_servers} ...", flush=True)
-    await create_topics(settings.kafka_bootstrap_servers, settings)
+    topics = TopicNames.of(settings)
+    await create_topics(settings.kafka_bootstrap_servers, topics.partitions(settings.input_partitions))
     await _load_demo_profiles(settings)
 
     worker = ManagedProcess(
@@ -181,7 +183,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
         redis_url=redacted_url(settings.redis_url.get_secret_value()),
         llm_base_url=settings.openai_base_url,
         web_port=settings.web_port,
-        topics=_topics(settings),
+        topics=topics,
         pids=pids,
         embedded=embedded,
         logs_dir=str(STATE_DIR),
@@ -258,16 +260,6 @@ async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
             return
 
 
-def _topics(settings: Settings) -> dict[str, str]:
-    return {
-        "input": settings.input_topic,
-        "reply": settings.reply_topic,
-        "stream": settings.stream_topic,
-        "dlq": settings.dlq_topic,
-        "profile": settings.profile_topic,
-    }
-
-
 def redacted_url(url: str) -> str:
     """`url` with its password, if any, replaced by `***` (for the state file and the banner)."""
     scheme, sep, rest = url.partition("://")
@@ -281,6 +273,7 @@ def _banner(state: DevState, settings: Settings) -> str:
     def origin(name: str, embedded: str) -> str:
         return f"({embedded})" if name in state.embedded else "(as configured)"
 
+    topics = state.topics
     customers = ", ".join(f"{key} {value['name']} ({value['tier']})" for key, value in DEMO_PROFILES.items())
     web = f"http://127.0.0.1:{state.web_port}"
     return f"""
@@ -290,8 +283,8 @@ enricher dev is running; Ctrl-C stops all of it.
   llm      {state.llm_base_url} {origin("mock_llm", "built-in mock")}, \
 model {settings.model}
   worker   pid {state.pids["worker"]}, {web}/readyz  {web}/metrics
-  topics   {state.topics["input"]} -> {state.topics["reply"]} (chunks {state.topics["stream"]}, \
-dead letters {state.topics["dlq"]}, profiles {state.topics["profile"]})
+  topics   {topics.input} -> {topics.reply} (chunks {topics.stream}, \
+dead letters {topics.dlq}, profiles {topics.profile})
   logs     {state.logs_dir}/
   demo customers: {customers}
 

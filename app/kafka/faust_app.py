@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import faust
 
 from app.kafka import internals as kafka_transport
+from app.kafka.topics import TopicNames
 from app.settings import Settings
 
 HEARTBEAT_INTERVAL_S = 1.0
 SESSION_TIMEOUT_S = 10.0
 COMMIT_INTERVAL_S = 0.2
-PROFILE_PARTITIONS = 4
 PRODUCER_LINGER_S = 0.005  # a few ms of batching: fewer produce requests for the CPU and the broker
 PRODUCER_TIMEOUT_S = 30.0  # faust's default of 20 minutes would hold a partition that long
 
@@ -71,13 +71,16 @@ def build_app(settings: Settings) -> faust.App:
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
     """The contract's topics on `app`, as raw-bytes faust topics."""
 
-    def topic(name: str, partitions: int) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, partitions=partitions)
+    names = TopicNames.of(settings)
+    partitions = names.partitions(settings.input_partitions)
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=partitions[name])
 
     return Topics(
-        requests=topic(settings.input_topic, settings.input_partitions),
-        replies=topic(settings.reply_topic, settings.input_partitions),
-        chunks=topic(settings.stream_topic, settings.input_partitions),
-        dead_letters=topic(settings.dlq_topic, settings.input_partitions),
-        profiles=topic(settings.profile_topic, PROFILE_PARTITIONS),
+        requests=topic(names.input),
+        replies=topic(names.reply),
+        chunks=topic(names.stream),
+        dead_letters=topic(names.dlq),
+        profiles=topic(names.profile),
     )

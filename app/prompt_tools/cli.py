@@ -6,18 +6,20 @@ import asyncio
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, Literal
 
 import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from app.errors import LLMError, TemplateError
+from app.exits import fail, settings_or_exit
 from app.prompts.file_format import Sample, read_samples, read_text
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
 from app.schemas import CustomerMessage, HistoryTurn, utc_now
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings
 from app.tokens import count_chat, count_text
+from app.validation import one_line
 
 prompts_cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Check and preview the prompt templates."
@@ -148,12 +150,12 @@ def render(
 
     NAME as a file name: you see that file, for the channel, locale and tier its `when:` asks for.
     """
-    settings = _settings_or_exit() if send else None
+    settings = settings_or_exit() if send else None
     try:
         library = PromptLibrary.load(directory)
         sample = next(iter(read_samples(directory).values()))
     except TemplateError as error:
-        _fail(f"{error}\n(run `enricher prompts check {directory}` for every problem)")
+        fail(f"{error}\n(run `enricher prompts check {directory}` for every problem)")
     file = None if any(t.name == name for t in library.templates) else _file_named(library, name, variant)
     if file is not None:
         locale = locale or file.conditions.locale
@@ -175,7 +177,7 @@ def render(
             template, message=chat_message, customer=profile, history=turns, now=utc_now()
         )
     except TemplateError as error:
-        _fail(str(error))
+        fail(str(error))
     _print_prompt(rendered, chat_message, profile, settings.model if settings else model)
     if settings is not None and not template.is_fallback:
         asyncio.run(_send(settings, rendered))
@@ -185,8 +187,7 @@ def _message(sample: CustomerMessage, updates: Mapping[str, str]) -> CustomerMes
     try:
         return CustomerMessage.model_validate({**sample.model_dump(), **updates})
     except ValidationError as error:
-        first = error.errors()[0]
-        _fail(f"invalid message: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        fail(f"invalid message: {one_line(error, first_only=True)}")
 
 
 def _profile(customer_id: str | None, redis_url: str, sample: Sample) -> dict[str, str]:
@@ -216,12 +217,12 @@ def _read_history(path: Path) -> list[HistoryTurn]:
         document = yaml.safe_load(read_text(path))
         entries = TypeAdapter(list[HistoryEntry]).validate_python(document)
     except (TemplateError, yaml.YAMLError) as error:
-        _fail(f"{path}: {error}")
+        fail(f"{path}: {error}")
     except ValidationError as error:
         first = error.errors()[0]
         loc = first["loc"]
         where = ", ".join([f"turn {int(loc[0]) + 1}", *map(str, loc[1:])]) + ": " if loc else ""
-        _fail(f"{path}: {where}{first['msg']}")
+        fail(f"{path}: {where}{first['msg']}")
     return [
         HistoryTurn(role=entry.role, text=entry.text, message_id=f"history-{number}", at="")
         for number, entry in enumerate(entries, 1)
@@ -235,9 +236,9 @@ def _file_named(library: PromptLibrary, name: str, variant: str | None) -> Promp
     if found is None:
         names = ", ".join(sorted({_label(t) for t in library.templates}))
         files = ", ".join(sorted(t.path.name for t in library.templates))
-        _fail(f"no template {name!r}; there are {names} (or give a file name: {files})")
+        fail(f"no template {name!r}; there are {names} (or give a file name: {files})")
     if variant is not None and variant != found.variant:
-        _fail(f"{found.path.name} is variant {found.variant!r}, not {variant!r}")
+        fail(f"{found.path.name} is variant {found.variant!r}, not {variant!r}")
     return found
 
 
@@ -265,7 +266,7 @@ def _pick(
     named = [t for t in library.templates if t.name == name and variant in (None, t.variant)]
     if not named:
         known = ", ".join(sorted({_label(t) for t in library.templates}))
-        _fail(f"no template {name!r} with variant {variant!r}; there are {known}")
+        fail(f"no template {name!r} with variant {variant!r}; there are {known}")
     if named[0].is_fallback:
         chosen = library.render_fallback(message=message, customer=customer, now=utc_now()).template
     else:
@@ -274,7 +275,7 @@ def _pick(
     if not group:
         facts = f"channel {message.channel}, locale {message.locale}, tier {customer.get('tier', '-')}"
         wanted = "; ".join(f"{t.path.name}: {t.conditions.model_dump(exclude_none=True)}" for t in named)
-        _fail(f"a message with {facts} gets {chosen.path.name}, not {name!r} ({wanted})")
+        fail(f"a message with {facts} gets {chosen.path.name}, not {name!r} ({wanted})")
     return chosen if chosen in group else group[0]
 
 
@@ -305,21 +306,8 @@ async def _send(settings: Settings, rendered: RenderedPrompt) -> None:
     try:
         completion = await llm.complete(rendered.messages, options)
     except LLMError as error:
-        _fail(f"the LLM did not answer: {error}")
+        fail(f"the LLM did not answer: {error}")
     finally:
         await llm.aclose()
     usage = completion.usage
     print(f"\n=== reply from {completion.model} ({usage.completion_tokens} tokens) ===\n{completion.text}")
-
-
-def _settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        print(f"enricher: configuration error: {error}", file=sys.stderr)
-        raise typer.Exit(code=2) from None
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"enricher: {message}", file=sys.stderr)
-    raise typer.Exit(code=1)

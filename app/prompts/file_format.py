@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.errors import TemplateError
 from app.schemas import CustomerMessage, HistoryTurn, rfc3339
+from app.validation import one_line, where
 
 FENCE = "---"
 VARIABLES = frozenset({"customer", "history", "message", "metadata", "now"})
@@ -175,7 +176,7 @@ def _front_matter(path: Path, text: str) -> FrontMatter:
         return FrontMatter.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
+        field = where(first["loc"])
         problem = FIELD_PROBLEMS.get(first["type"], first["msg"])
         # A missing key has no line of its own: point at the opening '---' (line 1).
         line = _key_lines(text).get(str(first["loc"][0]), -1) + 2
@@ -396,7 +397,4 @@ def _read_sample(path: Path) -> Sample:
     except yaml.YAMLError as error:
         raise TemplateError(f"not valid YAML or JSON: {error}", str(path)) from None
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
-        )
-        raise TemplateError(f"invalid sample: {problems}", str(path)) from None
+        raise TemplateError(f"invalid sample: {one_line(error)}", str(path)) from None

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.devstack import DevState, load_dev_settings, needs_mock, redacted_url
-from app.devtools.embedded import PROFILE_PARTITIONS, ManagedProcess, ProcessDied, create_topics, free_port
-from app.settings import Settings, SettingsError
+from app.devtools.embedded import ManagedProcess, ProcessDied, create_topics, free_port
+from app.kafka.topics import PROFILE_PARTITIONS, TopicNames
+from app.settings import SettingsError
 from tests.helpers.kafka import at_least, partitions_of, produce, read_topic
 
 STUBBORN_CHILD = textwrap.dedent(
@@ -58,13 +59,11 @@ async def test_broker_round_trips_a_message(kafka: str) -> None:
 
 
 async def test_create_topics_sets_partitions_and_tolerates_existing(kafka: str) -> None:
-    settings = Settings.model_validate(
-        {"OPENAI_BASE_URL": "http://127.0.0.1/v1", "ENRICHER_INPUT_TOPIC": "devstack.in"}
-        | {"ENRICHER_PROFILE_TOPIC": "devstack.profiles", "ENRICHER_INPUT_PARTITIONS": "3"}
-    )
-    await create_topics(kafka, settings)
-    await create_topics(kafka, settings)  # already there: no error
-    assert await partitions_of(kafka, "devstack.in") == {0, 1, 2}
+    topics = TopicNames.prefixed("devstack").partitions(3)
+    await create_topics(kafka, topics)
+    await create_topics(kafka, topics)  # already there: no error
+    assert await partitions_of(kafka, "devstack.requests") == {0, 1, 2}
+    assert await partitions_of(kafka, "devstack.replies.stream") == {0, 1, 2}
     assert await partitions_of(kafka, "devstack.profiles") == set(range(PROFILE_PARTITIONS))
 
 
@@ -130,7 +129,7 @@ def test_state_file_round_trips_and_hides_passwords(tmp_path: Path) -> None:
         redis_url=redacted_url("redis://user:secret@127.0.0.1:6380/0"),
         llm_base_url="http://127.0.0.1:8400/v1",
         web_port=6066,
-        topics={"input": "support.requests"},
+        topics=TopicNames.prefixed("support"),
         pids={"worker": os.getpid()},
         embedded=["broker"],
         logs_dir=".enricher-dev",

@@ -142,7 +142,7 @@ async def test_bad_inputs_go_to_the_dlq_and_neighbours_are_answered(
     bad: list[tuple[bytes, str]] = [
         (b"{not json", "invalid_json"),
         (b"\xff\xfe not utf-8", "invalid_json"),
-        (b"[1, 2, 3]", "invalid_json"),
+        (b"[1, 2, 3]", "invalid_message"),
         (json.dumps({"conversation_id": "c", "text": "no id"}).encode(), "invalid_message"),
         (
             json.dumps({"message_id": "", "conversation_id": "c", "text": "empty id"}).encode(),
