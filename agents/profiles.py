@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
 import faust
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from app.context import ContextStore, encode_profile
 from app.errors import ContextUnavailable
@@ -52,18 +52,23 @@ class ProfileAgent:
                 "invalid_message", "profile: empty key", source, message.key, message.value
             )
             return
-        while True:
-            try:
+        # Until Redis takes it: the partition waits, since a later record may overwrite this one.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(ContextUnavailable),
+            wait=wait_fixed(REDIS_RETRY_S),
+            before_sleep=_note_retry,
+        ):
+            with attempt:
                 if fields is None:
                     await self._context.delete_profile(customer_id)
                 else:
                     await self._context.put_profile(customer_id, fields)
-            except ContextUnavailable as error:
-                log.warning("profile not applied; retrying", extra={"error": str(error)})
-                await asyncio.sleep(REDIS_RETRY_S)
-                continue
-            metrics.PROFILE_UPDATES.labels("delete" if fields is None else "put").inc()
-            return
+        metrics.PROFILE_UPDATES.labels("delete" if fields is None else "put").inc()
+
+
+def _note_retry(retry_state: RetryCallState) -> None:
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    log.warning("profile not applied; retrying", extra={"error": str(error)})
 
 
 def _profile_fields(raw: bytes) -> dict[str, str]:

@@ -25,8 +25,13 @@ ErrorKind = Literal[
 
 
 class EnricherError(Exception):
-    """Base of every error this project raises on purpose."""
+    """Base of every error this project raises on purpose.
 
+    `kind` is the dead letter's kind when the error decides a message's fate; `retriable`
+    says whether the LLM call that raised it is tried again.
+    """
+
+    kind: ErrorKind = "internal"
     retriable: bool = False
 
 
@@ -105,8 +110,6 @@ class LLMUnavailable(LLMError):
 
 class ContextUnavailable(EnricherError):
     """Redis could not be reached or answered wrongly; the reply is made with less context."""
-
-    retriable = True
 
 
 class TemplateError(EnricherError):

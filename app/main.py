@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.prompt_tools.cli import prompts_cli
 from app.settings import SettingsError
+from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")
@@ -96,8 +98,8 @@ def mock_llm(
             hang_rate=hang_rate,
             require_key=require_key,
         )
-    except ValueError as error:
-        fail(f"configuration error: {error}", EXIT_CONFIG)
+    except ValidationError as error:
+        fail(f"configuration error: {one_line(error, first_only=True)}", EXIT_CONFIG)
     run(config, host, port)
 
 

@@ -1,12 +1,13 @@
-"""One message to one reply: reply store → context → prompt → token budget → LLM. No faust here."""
+"""One message's fate: reply store → context → prompt → token budget → LLM → reply recorded. No faust here."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.errors import LLMUnavailable
+from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
 from app.llm.client import CallOptions, DeltaSink
 from app.observability import metrics
 from app.observability.redaction import Redactor
@@ -16,17 +17,39 @@ from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
 from app.tokens import fits_budget
 
+log = logging.getLogger(__name__)
+
 # An LLM can be talked into repeating key-shaped text; it never leaves in a reply.
 KEY_SHAPED = Redactor(())
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The reply to a message and how it was made."""
+class Failure:
+    """Why a message goes to the DLQ: the dead letter's kind and detail."""
 
-    reply: Reply
+    kind: ErrorKind
+    detail: str
+
+    @classmethod
+    def of(cls, error: EnricherError) -> Failure:
+        """The dead letter an error of the project's tree calls for."""
+        return cls(error.kind, str(error))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of one message: a reply to publish, a dead letter, or both (a fallback reply)."""
+
+    reply: Reply | None
+    dead_letter: Failure | None = None
     replayed: bool = False
-    unavailable_reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The outcome as `enricher_messages_total` counts it."""
+        if self.reply is None:
+            return "dead_lettered"
+        return "replayed" if self.replayed else self.reply.status
 
 
 def fit_history(
@@ -44,17 +67,26 @@ def fit_history(
         start += 1
 
 
-async def answer(message: CustomerMessage, resources: Resources, sink: DeltaSink | None = None) -> Answer:
-    """Answer one customer message; a message answered before gets its stored reply back.
+async def answer(resources: Resources, message: CustomerMessage, sink: DeltaSink | None = None) -> Outcome:
+    """Decide the fate of one customer message, recording its reply and turns; never raises.
 
-    Raises LLMRejected or LLMAuthError from the LLM; when the LLM cannot be reached in time
-    the answer is the fallback template's text with status `fallback`.
+    A message answered before gets its stored reply back. When the LLM refuses the input or
+    cannot answer in time, the reply is the fallback template's text with status `fallback`,
+    and a dead letter says why; when anything unforeseen fails, only a dead letter.
     """
+    try:
+        return await _answer(message, resources, sink)
+    except Exception as error:  # one decision point: anything unforeseen is dead-lettered
+        log.exception("answering failed")
+        return Outcome(None, Failure("internal", f"{type(error).__name__}: {error}"))
+
+
+async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSink | None) -> Outcome:
     started = time.monotonic()
     context, llm = resources.context, resources.llm
     known = await context.lookup(message.message_id, message.customer_id, message.conversation_id)
-    if known.stored_reply is not None:
-        return Answer(known.stored_reply, replayed=True)
+    if known.stored_reply is not None:  # stored with its turns when first answered
+        return Outcome(known.stored_reply, replayed=True)
     customer, history, now = known.profile, known.history, utc_now()
     prompts = resources.prompts.current
     template = prompts.select(message, customer)
@@ -65,15 +97,19 @@ async def answer(message: CustomerMessage, resources: Resources, sink: DeltaSink
         llm.model,
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
+    failure = None
     try:
         completion = await llm.complete(prompt.messages, options, sink)
-    except LLMUnavailable as error:
+    except (LLMRejected, LLMUnavailable) as error:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
-        return Answer(reply, unavailable_reason=str(error))
-    usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
-    reply = _reply(message, prompt, completion.text, "ok", completion.model, usage, started)
-    return Answer(reply)
+        failure = Failure.of(error)
+    else:
+        usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
+        reply = _reply(message, prompt, completion.text, "ok", completion.model, usage, started)
+    # A reply stored by another worker meanwhile counts instead of this one.
+    reply = await context.record(reply, turns_of(message, reply))
+    return Outcome(reply, failure)
 
 
 def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usage:

@@ -14,6 +14,7 @@ from typing import TypedDict
 
 import tiktoken
 
+PINNED = ("tiktoken",)  # its cache layout (directory, key) is mirrored here
 BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 BUNDLED_ENCODINGS = ("o200k_base", "cl100k_base")
 DEFAULT_ENCODING = "o200k_base"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import signal
 from typing import cast
 
 import faust
@@ -15,12 +14,15 @@ from mode import Service
 
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
+from app import pipeline
 from app.errors import TemplateError
 from app.exits import EXIT_CONFIG, fail
-from app.kafka import internals as kafka_transport
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import build_app, declare_topics
+from app.kafka.inflight import InFlight
+from app.kafka.internals import Consumer, DrainingWorker
 from app.kafka.lanes import Lanes
+from app.kafka.outbox import Outbox
 from app.kafka.publisher import Publisher
 from app.observability.health import Health, attach_pages
 from app.observability.logs import logging_config, secrets_of
@@ -48,42 +50,16 @@ class Runtime(Service):
 
 
 class RebalanceSensor(faust.Sensor):
-    """Tells the support agent when a rebalance starts, before faust waits for its events."""
+    """Hands back the events not started yet when a rebalance starts, before faust waits for them."""
 
-    def __init__(self, support: SupportAgent) -> None:
+    def __init__(self, inflight: InFlight) -> None:
         super().__init__()
-        self._support = support
+        self._inflight = inflight
 
     def on_rebalance_start(self, app: AppT) -> dict[str, object]:
-        self._support.hand_back_queued()
+        self._inflight.hand_back_queued()
         state: dict[str, object] = super().on_rebalance_start(app)
         return state
-
-
-class EnricherWorker(faust.Worker):
-    """A faust worker that drains the support agent before faust stops on SIGTERM/SIGINT."""
-
-    def __init__(self, app: faust.App, support: SupportAgent, settings: Settings, *services: Service) -> None:
-        super().__init__(
-            app,
-            *services,
-            loglevel=settings.log_level,
-            logging_config=logging_config(settings),
-            quiet=True,
-            redirect_stdouts=False,
-        )
-        self._support = support
-        self._grace_s = settings.shutdown_grace_s
-
-    async def _stop_on_signal(self, signal: signal.Signals) -> None:
-        # faust's own stop neither waits for our lanes nor commits what they acked last,
-        # so stop fetching, drain within the grace period and commit first.
-        log.info("signal received; draining", extra={"signal": signal.name, "grace_s": self._grace_s})
-        consumer = self.app.consumer
-        consumer.pause_partitions(consumer.assignment())
-        await self._support.drain(self._grace_s)
-        await consumer.commit()
-        await super()._stop_on_signal(signal)
 
 
 def running_jobs(max_in_flight: int) -> int:
@@ -129,15 +105,29 @@ def run_worker(settings: Settings) -> None:
         functools.partial(publisher.deliver, topics.dead_letters), Redactor(secrets_of(settings))
     )
     running = running_jobs(settings.max_in_flight)
-    lanes = Lanes(settings.max_buffered, running, gate=resources.llm.breaker.admit)
-    support = SupportAgent(resources, topics, lanes, dead_letters, app.crash)
-    support.attach(app)
-    app.sensors.add(RebalanceSensor(support))
+    inflight = InFlight(Lanes(settings.max_buffered, running, gate=resources.llm.breaker.admit))
+    answer = functools.partial(pipeline.answer, resources)
+    outbox = Outbox(topics, dead_letters)
+    SupportAgent(answer, settings.max_input_chars, topics.requests, inflight, outbox, app.crash).attach(app)
+    app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
-        return cast(kafka_transport.Consumer, app.consumer).unreadable.reasons()
+        return cast(Consumer, app.consumer).unreadable.reasons()
 
     attach_pages(app, Health(resources, assigned_input_partitions, unreadable_partitions))
     collect_garbage_less_often()
-    EnricherWorker(app, support, settings, Runtime(resources)).execute_from_commandline()
+
+    async def drain() -> None:
+        # Queued events could only wait at an open breaker until the grace ran out.
+        await inflight.drain(settings.shutdown_grace_s, hand_back_queued=resources.llm.breaker.is_open)
+
+    DrainingWorker(
+        app,
+        Runtime(resources),
+        drain=drain,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings),
+        quiet=True,
+        redirect_stdouts=False,
+    ).execute_from_commandline()

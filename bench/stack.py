@@ -14,15 +14,10 @@ from typing import Any, Self
 
 import httpx
 
-from app.devtools.embedded import (
-    EmbeddedBroker,
-    EmbeddedRedis,
-    ManagedProcess,
-    create_topics,
-    free_port,
-    isolated_worker,
-)
+from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.mock_llm.admin import MockAdmin
+from app.devtools.processes import ManagedProcess, free_port, isolated_worker
+from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from app.devtools.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 from bench.checker import Keyed
 
-KAFKA_TIMEOUT_S = 15.0
 LINGER_MS = 5  # batches a flat-out burst, adds at most 5 ms to a paced message
 FETCH_WAIT_MS = 20  # bounds how late the reader can see a reply that is already in the topic
 POLL_S = 0.05
@@ -102,29 +102,17 @@ class TopicReader:
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
         self._topic = topic
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-        )
+        self._consumer: AIOKafkaConsumer | None = None
         self.records: list[Received] = []
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        await asyncio.wait_for(self._consumer.start(), KAFKA_TIMEOUT_S)
-        try:
-            numbers = self._consumer.partitions_for_topic(self._topic)
-            if not numbers:
-                raise RuntimeError(f"topic {self._topic} does not exist")
-            partitions = [TopicPartition(self._topic, number) for number in sorted(numbers)]
-            self._consumer.assign(partitions)
-            await asyncio.wait_for(self._consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
-        except BaseException:
-            await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
-            raise
-        self._task = asyncio.create_task(self._collect(), name=f"reader:{self._topic}")
+        self._consumer = await consumer_from_beginning(
+            self._bootstrap, [self._topic], fetch_max_wait_ms=FETCH_WAIT_MS
+        )
+        self._task = asyncio.create_task(self._collect(self._consumer), name=f"reader:{self._topic}")
         return self
 
     async def __aexit__(
@@ -133,17 +121,19 @@ class TopicReader:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
+        if self._consumer is not None:
+            await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
 
-    async def _collect(self) -> None:
+    async def _collect(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=int(POLL_S * 1000))
+            batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000))
             now = time.monotonic()
             for batch in batches.values():
                 self.records.extend(Received(r.partition, r.offset, r.value, now) for r in batch)
 
     async def wait_for(self, count: int, timeout_s: float) -> bool:
         """Wait until `count` records have arrived; False when `timeout_s` passed first."""
+        # Hand-written, not tenacity: a time-out is an answer (False) here, not an error.
         deadline = time.monotonic() + timeout_s
         while len(self.records) < count:
             if self._task is not None and self._task.done():

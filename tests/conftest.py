@@ -17,16 +17,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.embedded import (
-    EmbeddedBroker,
-    EmbeddedRedis,
-    ManagedProcess,
-    create_topics,
-    free_port,
-)
+from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.mock_llm.server import serve
 from app.devtools.mock_llm.state import MockConfig
+from app.devtools.processes import ManagedProcess, free_port
+from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
 from tests.helpers.workers import REPO, WorkerFactory
@@ -95,26 +91,35 @@ async def mock_admin(mock_llm: str, _mock_baseline: dict[str, Any]) -> AsyncIter
 
 
 @pytest.fixture
-async def enricher_env(
-    request: pytest.FixtureRequest, kafka: str, redis_url: str, mock_llm: str
-) -> dict[str, str]:
-    """The worker environment of this test: own app id, topics (created) and empty Redis database."""
+async def service_env(request: pytest.FixtureRequest, redis_url: str, mock_llm: str) -> dict[str, str]:
+    """This test's settings without a broker: own app id and topic names, empty Redis database."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:40]
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
-    database = next(_redis_databases)
-    topics = TopicNames.prefixed(name)
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{database}",
+        "REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{next(_redis_databases)}",
         "OPENAI_BASE_URL": mock_llm,
         "ENRICHER_APP_ID": name,
-        **topics.env(),
+        **TopicNames.prefixed(name).env(),
         "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
         "ENRICHER_SHUTDOWN_GRACE_S": "10",
     }
     async with aioredis.from_url(env["REDIS_URL"], socket_timeout=5.0) as client:
         await client.flushdb()
-    await create_topics(kafka, topics.partitions(Settings.model_validate(env).input_partitions))
+    return env
+
+
+@pytest.fixture
+def service_settings(service_env: dict[str, str]) -> Settings:
+    """`service_env` as Settings: for tests of Redis and the LLM, which start no broker."""
+    return Settings.model_validate(service_env)
+
+
+@pytest.fixture
+async def enricher_env(service_env: dict[str, str], kafka: str) -> dict[str, str]:
+    """The worker environment of this test: `service_env` on the broker, its topics created."""
+    env = service_env | {"KAFKA_BOOTSTRAP_SERVERS": kafka}
+    settings = Settings.model_validate(env)
+    await create_topics(kafka, TopicNames.of(settings).partitions(settings.input_partitions))
     return env
 
 

@@ -38,9 +38,9 @@ def turns(message_id: str, text: str, conversation_id: str = "c-1") -> list[Hist
 
 
 @pytest.fixture
-async def store(enricher_settings: Settings) -> AsyncIterator[ContextStore]:
+async def store(service_settings: Settings) -> AsyncIterator[ContextStore]:
     context = ContextStore(
-        connect(enricher_settings.redis_url.get_secret_value(), max_connections=4), history_turns=4, ttl_s=60
+        connect(service_settings.redis_url.get_secret_value(), max_connections=4), history_turns=4, ttl_s=60
     )
     try:
         yield context
@@ -58,8 +58,8 @@ async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextSto
     assert [turn.text for turn in known.history] == ["question", "first answer"]
 
 
-async def test_without_history_only_the_reply_is_stored(enricher_settings: Settings) -> None:
-    redis_url = enricher_settings.redis_url.get_secret_value()
+async def test_without_history_only_the_reply_is_stored(service_settings: Settings) -> None:
+    redis_url = service_settings.redis_url.get_secret_value()
     context = ContextStore(connect(redis_url, max_connections=1), history_turns=0, ttl_s=60)
     try:
         first = reply("m-1", "first answer")
@@ -72,20 +72,20 @@ async def test_without_history_only_the_reply_is_stored(enricher_settings: Setti
         assert await redis.exists("reply:m-1")
 
 
-async def test_history_is_trimmed_and_expires(store: ContextStore, enricher_settings: Settings) -> None:
+async def test_history_is_trimmed_and_expires(store: ContextStore, service_settings: Settings) -> None:
     for n in range(5):
         await store.record(reply(f"m-{n}", f"answer {n}"), turns(f"m-{n}", f"answer {n}"))
     known = await store.lookup("m-new", None, "c-1")
     assert [turn.text for turn in known.history] == ["question", "answer 3", "question", "answer 4"]
-    async with aioredis.from_url(enricher_settings.redis_url.get_secret_value()) as redis:
+    async with aioredis.from_url(service_settings.redis_url.get_secret_value()) as redis:
         assert 0 < await redis.ttl("conversation:c-1:history") <= 60
         assert 0 < await redis.ttl("reply:m-0") <= 60
 
 
 async def test_lookup_drops_turns_and_replies_of_others(
-    store: ContextStore, enricher_settings: Settings
+    store: ContextStore, service_settings: Settings
 ) -> None:
-    async with aioredis.from_url(enricher_settings.redis_url.get_secret_value()) as redis:
+    async with aioredis.from_url(service_settings.redis_url.get_secret_value()) as redis:
         await redis.rpush(
             "conversation:c-1:history", turns("m-9", "x", conversation_id="c-2")[0].model_dump_json()
         )

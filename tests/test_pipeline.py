@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from app.devtools.mock_llm.admin import MockAdmin
-from app.pipeline import answer, fit_history, turns_of
+from app.pipeline import Failure, answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply
@@ -71,8 +71,8 @@ def test_fit_history_sends_the_message_even_when_nothing_else_fits() -> None:
 
 
 @pytest.fixture
-async def resources(enricher_settings: Settings) -> AsyncIterator[Resources]:
-    bundle = Resources.build(enricher_settings)
+async def resources(service_settings: Settings) -> AsyncIterator[Resources]:
+    bundle = Resources.build(service_settings)
     try:
         yield bundle
     finally:
@@ -85,34 +85,33 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
         await redis.hset("customer:cust-7", mapping={"name": "Ada", "tier": "silver"})
     first = message("First question", customer_id="cust-7")
-    result = await answer(first, resources)
+    result = await answer(resources, first)
     assert result.reply.text.startswith("Hi Ada,")
     assert not result.replayed
-    assert await resources.context.record(result.reply, turns_of(first, result.reply)) == result.reply
 
-    again = await answer(first, resources)
+    again = await answer(resources, first)
     assert again.replayed
     assert again.reply == result.reply
     assert len(await mock_admin.requests()) == 1
 
     second = await answer(
-        CustomerMessage(message_id="m-2", conversation_id="c-1", text="Second one", customer_id="cust-7"),
         resources,
+        CustomerMessage(message_id="m-2", conversation_id="c-1", text="Second one", customer_id="cust-7"),
     )
     assert "1 earlier message" in second.reply.text or "2 earlier messages" in second.reply.text
 
 
-async def test_answer_without_redis_still_replies(enricher_settings: Settings, mock_admin: MockAdmin) -> None:
+async def test_answer_without_redis_still_replies(service_settings: Settings, mock_admin: MockAdmin) -> None:
     settings = Settings.model_validate(
         {
-            "OPENAI_BASE_URL": enricher_settings.openai_base_url,
+            "OPENAI_BASE_URL": service_settings.openai_base_url,
             "REDIS_URL": "redis://127.0.0.1:1/0",
             "ENRICHER_PROMPTS_DIR": str(PROMPTS),
         }
     )
     bundle = Resources.build(settings)
     try:
-        result = await answer(message(customer_id="cust-7"), bundle)
+        result = await answer(bundle, message(customer_id="cust-7"))
     finally:
         await bundle.aclose()
     assert isinstance(result.reply, Reply)
@@ -121,7 +120,7 @@ async def test_answer_without_redis_still_replies(enricher_settings: Settings, m
 
 
 async def test_key_shaped_text_never_leaves_in_a_reply(resources: Resources, mock_admin: MockAdmin) -> None:
-    result = await answer(message("my key is sk-proj-abcdefghijklmnop, help"), resources)
+    result = await answer(resources, message("my key is sk-proj-abcdefghijklmnop, help"))
     assert "sk-proj" not in result.reply.text
     assert "[redacted]" in result.reply.text
 
@@ -140,7 +139,7 @@ async def test_replies_carry_cached_tokens_and_cost_and_the_metrics_add_up(
 
     replies = [
         (
-            await answer(CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi"), resources)
+            await answer(resources, CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi"))
         ).reply
         for n in range(3)
     ]
@@ -158,3 +157,47 @@ async def test_replies_carry_cached_tokens_and_cost_and_the_metrics_add_up(
         assert added == sum(getattr(usage, field) for usage in usages)
     cost_added = counter("enricher_llm_cost_usd_total", labels) - cost_before
     assert cost_added == pytest.approx(sum(usage.cost_usd or 0 for usage in usages))
+
+
+async def test_a_refused_input_gets_the_fallback_and_a_dead_letter(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
+    await mock_admin.script({"status": 400})
+    outcome = await answer(resources, message("refused"))
+    assert outcome.reply is not None
+    assert (outcome.reply.status, outcome.reply.prompt.name) == ("fallback", "fallback")
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.kind == "llm_rejected"
+    assert outcome.label == "fallback"
+
+
+async def test_no_answer_in_time_is_a_recorded_fallback_and_a_dead_letter(
+    service_env: dict[str, str], mock_admin: MockAdmin
+) -> None:
+    deadline = {"ENRICHER_LLM_DEADLINE_S": "1", "ENRICHER_LLM_TIMEOUT_S": "1"}
+    bundle = Resources.build(Settings.model_validate(service_env | deadline))
+    await mock_admin.config(hang_rate=1.0)  # put back after the test
+    try:
+        request = message("anyone there?")
+        outcome = await answer(bundle, request)
+        replay = await answer(bundle, request)
+    finally:
+        await bundle.aclose()
+    assert outcome.reply is not None
+    assert outcome.reply.status == "fallback"
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.kind == "llm_unavailable"
+    assert outcome.label == "fallback"
+    assert (replay.replayed, replay.reply, replay.dead_letter) == (True, outcome.reply, None)
+
+
+async def test_anything_unforeseen_is_an_internal_dead_letter(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(resources.llm, "complete", broken)
+    outcome = await answer(resources, message("hello"))
+    assert outcome.reply is None
+    assert outcome.dead_letter == Failure("internal", "RuntimeError: disk on fire")

@@ -13,16 +13,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, Field, SecretStr, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
 from app.context import ContextStore, connect, encode_profile
-from app.devtools.embedded import (
-    EmbeddedBroker,
-    EmbeddedRedis,
-    ManagedProcess,
-    ProcessDied,
-    create_topics,
-    pick_port,
-)
+from app.devtools.broker import EmbeddedBroker, create_topics
+from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
+from app.devtools.redis_server import EmbeddedRedis
 from app.exits import fail
 from app.kafka.topics import TopicNames
 from app.schemas import rfc3339, utc_now
@@ -33,6 +29,7 @@ STATE_PATH = STATE_DIR / "state.json"
 BROKER_PORT, REDIS_PORT, MOCK_LLM_PORT, WEB_PORT = 9092, 16379, 8400, 6066
 MOCK_LATENCY_MS = 300
 READY_TIMEOUT_S = 90.0
+READY_REPORT_S = 10.0
 DEMO_PROFILES: dict[str, dict[str, str]] = {
     "cust-1": {"name": "Ada Lovelace", "tier": "gold", "plan": "Pro", "language": "en"},
     "cust-2": {"name": "Grace Hopper", "tier": "silver", "plan": "Team", "language": "en"},
@@ -124,6 +121,7 @@ async def _serve(settings: Settings) -> None:
             await asyncio.wait({startup, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if startup.done():
                 worker = startup.result()
+                # A watch with no deadline, not a retry: a hand-written loop, not tenacity.
                 while not stopping.is_set():
                     worker.check_alive()
                     await asyncio.wait({stop_wait}, timeout=1.0)
@@ -244,20 +242,25 @@ async def _load_demo_profiles(settings: Settings) -> None:
 async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
     url = f"http://127.0.0.1:{web_port}/readyz"
     print(f"waiting for the worker to be ready ({url}) ...", flush=True)
-    waited = 0.0
-    while True:
-        try:
-            await worker.wait_http_ok(url, timeout_s=10.0)
-        except ProcessDied as died:
-            raise DevStackError(f"the worker did not start:\n{died}") from None
-        except TimeoutError:
-            waited += 10.0
-            if waited >= READY_TIMEOUT_S:
-                tail = worker.log_tail()
-                raise DevStackError(f"the worker was not ready after {waited:.0f} s:\n{tail}") from None
-            print(f"  still waiting ({waited:.0f} s; log: {worker.log_path})", flush=True)
-        else:
-            return
+
+    def still_waiting(attempt: RetryCallState) -> None:
+        waited = attempt.seconds_since_start or 0.0
+        print(f"  still waiting ({waited:.0f} s; log: {worker.log_path})", flush=True)
+
+    # Attempts of READY_REPORT_S each, so that a slow start says it is still on its way.
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(READY_TIMEOUT_S),
+        retry=retry_if_exception_type(TimeoutError),
+        before_sleep=still_waiting,
+        reraise=True,
+    )
+    try:
+        await retrying(worker.wait_http_ok, url, timeout_s=READY_REPORT_S)
+    except ProcessDied as died:
+        raise DevStackError(f"the worker did not start:\n{died}") from None
+    except TimeoutError:
+        tail = worker.log_tail()
+        raise DevStackError(f"the worker was not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}") from None
 
 
 def redacted_url(url: str) -> str:

@@ -13,17 +13,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.devtools.devstack import DevState, load_dev_settings
+from app.devtools.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
 from app.validation import one_line
-
-KAFKA_TIMEOUT_S = 15.0
 
 
 class SendError(Exception):
@@ -71,16 +70,17 @@ async def send_and_wait(
     filters by message_id (end offsets cannot be trusted on Tansu). Raises SendError when a
     dead letter for the message shows up or nothing arrives within `timeout_s`.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=endpoints.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+    topics = endpoints.topics
     try:
-        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
-        await _assign_from_beginning(
-            consumer, (endpoints.topics.reply, endpoints.topics.stream, endpoints.topics.dlq)
+        consumer = await consumer_from_beginning(
+            endpoints.bootstrap_servers, (topics.reply, topics.stream, topics.dlq)
         )
+    except TopicMissing as missing:
+        raise SendError(f"{missing}: is the worker (or enricher dev) running?") from None
+    try:
         await _produce(endpoints, message)
         deadline = time.monotonic() + timeout_s
+        # Reads every record until the deadline, not a retry of one attempt: no tenacity here.
         while (left := deadline - time.monotonic()) > 0:
             batches = await asyncio.wait_for(
                 consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000)), KAFKA_TIMEOUT_S
@@ -93,19 +93,6 @@ async def send_and_wait(
     finally:
         await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
     raise SendError(f"no reply to message {message.message_id} within {timeout_s:.0f} s")
-
-
-async def _assign_from_beginning(consumer: AIOKafkaConsumer, topics: tuple[str, ...]) -> None:
-    # The metadata of all topics, fetched at start: asking for one topic by name would
-    # auto-create it on Tansu with a default partition count.
-    partitions: list[TopicPartition] = []
-    for topic in topics:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise SendError(f"topic {topic} does not exist: is the worker (or enricher dev) running?")
-        partitions += [TopicPartition(topic, number) for number in sorted(numbers)]
-    consumer.assign(partitions)
-    await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
 
 
 async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:

@@ -1,7 +1,7 @@
 """In-order acknowledgement per partition, so committed offsets never pass an unfinished event.
 
 faust commits the highest offset of a contiguous run of acked offsets, but a gap at the
-head of that run can let it commit past an event still in flight (PITFALLS.md). So a
+head of that run can let it commit past an event still in flight. So a
 finished event is held until every earlier event of its partition has finished, and acks
 are released in offset order.
 """

@@ -1,7 +1,7 @@
-"""faust's aiokafka transport, adjusted where faust and aiokafka would delay or lose messages.
+"""Every touch of faust's and aiokafka's internals, where they would delay or lose messages.
 
-Every touch of faust's or aiokafka's internals for consuming lives here, each pinned by the
-versions in constraints.txt and covered by tests/test_kafka_transport.py:
+Each is pinned by the versions in constraints.txt (tests/kafka/test_internals.py fails when
+an installed version differs, so an upgrade is checked here first) and covered by those tests:
 
 - a short fetch wait: faust builds its consumer with `fetch_max_wait_ms=1500` and no setting
   to change it. Kafka answers a fetch as soon as data arrives, but a broker that waits the
@@ -10,27 +10,39 @@ versions in constraints.txt and covered by tests/test_kafka_transport.py:
   batch) raises out of `getmany` without naming its partition, and faust's fetcher crashes
   the worker on it, at every restart. Here the partition stops at that batch and is left out
   of fetching (so nothing after it is delivered or committed) and reported, while every
-  other partition goes on.
+  other partition goes on;
+- handing an event back: faust's rebalance waits for every delivered message it sees as not
+  `acked`, and only `Consumer.ack` records an offset for committing (`hand_back`);
+- the revoked partitions, which mode's signal passes positionally (`on_partitions_revoked`);
+- draining before faust stops on a signal, which faust's `Worker._stop_on_signal` does not
+  (`DrainingWorker`).
 
-Registered as the `kafka-fastfetch` transport through the `faust.transports` entry point in
+The transport is registered as the `kafka-fastfetch` transport through the `faust.transports` entry point in
 pyproject.toml.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import signal
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiokafka
+import faust
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from app.kafka.partition_health import UnreadablePartitions
 
+log = logging.getLogger(__name__)
+
 FETCH_MAX_WAIT_MS = 20
 SCHEME = "kafka-fastfetch"
+PINNED = ("faust-streaming", "aiokafka")  # the distributions whose internals this module touches
 
 
 @dataclass(frozen=True)
@@ -143,3 +155,38 @@ class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the consumer above."""
 
     Consumer = Consumer
+
+
+def hand_back(message: faust.types.Message) -> None:
+    """Stop faust waiting for this message at a rebalance without committing its offset.
+
+    faust's rebalance waits for every message it delivered and sees as not `acked`; only
+    `Consumer.ack` records an offset for committing, and that is never called for it.
+    """
+    message.acked = True
+
+
+def on_partitions_revoked(app: faust.App, forget: Callable[[Iterable[TP]], None]) -> None:
+    """Call `forget(revoked)` when partitions are revoked, before faust waits for their events."""
+
+    async def revoked(sender: object, *args: Any, signal: object, **kwargs: Any) -> None:
+        forget(args[0] if args else kwargs.get("revoked", set()))  # mode passes it positionally
+
+    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]  # mode types it loosely
+
+
+class DrainingWorker(faust.Worker):
+    """A faust worker that pauses fetching, runs `drain` and commits before faust stops on a signal."""
+
+    def __init__(self, app: faust.App, *services: Any, drain: Callable[[], Awaitable[None]], **options: Any):
+        super().__init__(app, *services, **options)
+        self._drain = drain
+
+    async def _stop_on_signal(self, signal: signal.Signals) -> None:
+        # faust's own stop neither waits for the events in work nor commits what they acked last.
+        log.info("signal received; draining", extra={"signal": signal.name})
+        consumer = self.app.consumer
+        consumer.pause_partitions(consumer.assignment())
+        await self._drain()
+        await consumer.commit()
+        await super()._stop_on_signal(signal)

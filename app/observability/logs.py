@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import pythonjsonlogger.json
+
 from app.observability.redaction import Redactor
 from app.settings import Settings
 
-STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+RENAMED = {"asctime": "ts", "levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
 
 _correlation: ContextVar[dict[str, str]] = ContextVar("correlation", default={})  # noqa: B039  # never mutated
@@ -22,27 +23,29 @@ def bind(**ids: str) -> None:
     _correlation.set({**_correlation.get(), **ids})
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, extra fields, exception."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line: time, level, logger, message, correlation ids, extra fields,
+    exception (python-json-logger), with secrets redacted from the whole line."""
 
     def __init__(self, redactor: Redactor | None = None) -> None:
-        super().__init__()
+        super().__init__(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields=RENAMED,
+            json_default=str,
+            json_ensure_ascii=False,
+        )
         self._redact = redactor or Redactor(())
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data["level"]).lower()
+        return log_data | _correlation.get()
+
     def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_correlation.get(),
-        }
-        for name, value in record.__dict__.items():
-            if name not in STANDARD_ATTRIBUTES and not name.startswith("_"):
-                document[name] = value
-        if record.exc_info:
-            document["exc"] = self.formatException(record.exc_info)
-        return self._redact(json.dumps(document, default=str, ensure_ascii=False))
+        return self._redact(super().format(record))
 
 
 def secrets_of(settings: Settings) -> list[str]:

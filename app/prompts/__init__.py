@@ -1,1 +1,1 @@
-"""Prompt templates as the worker uses them: the file format, the library, hot reload."""
+"""Prompt templates as the worker uses them: format, diagnostics, loading, rendering, library, hot reload."""

@@ -1,4 +1,4 @@
-"""The prompt file format read by `library.py`: YAML front matter, a Jinja2 body, sample data.
+"""The prompt file format and its reading: YAML front matter, a Jinja2 body, sample data.
 
 A template is a file `prompts/<anything>.j2`:
 
@@ -29,31 +29,23 @@ every template is rendered with each of them when it is loaded.
 
 from __future__ import annotations
 
-import itertools
-import json
-import re
-from collections.abc import Iterator, Mapping, Sequence
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import jinja2
 import yaml
-from jinja2 import meta, nodes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import TemplateError
-from app.schemas import CustomerMessage, HistoryTurn, rfc3339
+from app.schemas import CustomerMessage, HistoryTurn
 from app.validation import one_line, where
 
 FENCE = "---"
 VARIABLES = frozenset({"customer", "history", "message", "metadata", "now"})
 BLOCKS = {"reply": ("system", "user"), "fallback": ("reply",)}
 SYSTEM_SIDE_BLOCKS = frozenset({"system", "reply"})
-DELIMITER_TAG = re.compile(r"<\s*(/?)\s*customer_message\s*>", re.IGNORECASE)
 SAMPLE_SUFFIXES = (".yaml", ".yml", ".json")
-PAIRED_TAGS = ("if", "for", "block", "macro", "call", "filter", "with", "autoescape")
 FIELD_PROBLEMS = {
     "missing": "is required",
     "extra_forbidden": "is not a known field (check the spelling)",
@@ -131,6 +123,29 @@ class PromptFile:
     body: str
 
 
+@dataclass(frozen=True)
+class PromptTemplate:
+    """What a template file says about itself; `version` is a hash of its source, for tracing replies."""
+
+    name: str
+    version: str
+    variant: str | None
+    weight: float
+    path: Path
+    description: str
+    temperature: float | None
+    max_tokens: int | None
+    conditions: Conditions
+    is_fallback: bool
+
+    @property
+    def label(self) -> str:
+        """How tools name it: `support_reply`, `support_reply (variant warm)`, `fallback (fallback)`."""
+        kind = " (fallback)" if self.is_fallback else ""
+        variant = f" (variant {self.variant})" if self.variant else ""
+        return f"{self.name}{variant}{kind}"
+
+
 class Sample(BaseModel):
     """Example data templates are rendered with when they are loaded and previewed."""
 
@@ -190,196 +205,21 @@ def _key_lines(text: str) -> dict[str, int]:
     return {key.value: key.start_mark.line for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
 
 
-def body_problems(tree: nodes.Template, kind: str, known: set[str]) -> list[tuple[int, str]]:
-    """(line, message) for each problem visible without rendering, even in branches samples skip.
-
-    `known` are the names the environment provides besides the variables (`range`, `dict`, ...).
-    """
-    return sorted([*_structure_problems(tree, kind), *_name_problems(tree, known)])
-
-
-def _structure_problems(tree: nodes.Template, kind: str) -> Iterator[tuple[int, str]]:
-    """The body must consist of exactly the parts its kind has, as `{% block %}`s."""
-    expected = BLOCKS[kind]
-    parts = ", ".join(f"{{% block {name} %}}" for name in expected)
-    for node in tree.body:
-        if not isinstance(node, nodes.Block) and not _is_blank(node):
-            yield node.lineno, f"text outside the template's parts is never used; move it into {parts}"
-    blocks = {block.name: block for block in tree.find_all(nodes.Block)}
-    for name, block in blocks.items():
-        if name not in expected:
-            yield block.lineno, f"unknown part {{% block {name} %}}; this template has {parts}"
-    for name in expected:
-        if name not in blocks:
-            yield 1, f"missing part {{% block {name} %}} ... {{% endblock %}}"
-    for name in SYSTEM_SIDE_BLOCKS & blocks.keys():
-        yield from _customer_text_uses(blocks[name])
-
-
-def _name_problems(tree: nodes.Template, known: set[str]) -> Iterator[tuple[int, str]]:
-    """Unknown variables and `_private` attributes (a sandbox escape is always one)."""
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        attribute = _access(node)[1]
-        if attribute is not None and attribute.startswith("_"):
-            yield node.lineno, f"`{attribute}`: names starting with '_' are not allowed"
-    for variable in sorted(meta.find_undeclared_variables(tree) - VARIABLES - known):
-        line = next(n.lineno for n in tree.find_all(nodes.Name) if n.name == variable)
-        yield line, f"unknown variable `{variable}`; the variables are {', '.join(sorted(VARIABLES))}"
-
-
-def syntax_problem(error: jinja2.TemplateSyntaxError, environment: jinja2.Environment, body: str) -> str:
-    """Jinja's syntax error in plain words, for the commonest slips: an unclosed or stray tag.
-
-    The error's line is where Jinja noticed the problem; the message says which line to look at.
-    """
-    message = error.message or "syntax error"
-    innermost = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
-    found = re.match(r"Encountered unknown tag '(\w+)'", message)
-    tag = found.group(1) if found else None
-    if innermost and (tag is None or "nesting mistake" in message):
-        opened = innermost.group(1)
-        where = _opening_line(environment, body, opened, error.lineno)
-        which = f"the {{% {opened} %}} on line {where}" if where else f"an {{% {opened} %}} above this line"
-        noticed = f"unknown tag '{tag}'" if tag else "the file ends first"
-        return (
-            f"{which} is not closed with {{% end{opened} %}}: add it where the text that depends on "
-            f"it ends (Jinja: {noticed})"
-        )
-    if tag is not None and (tag.startswith("end") or tag in ("else", "elif")):
-        opener = tag[3:] if tag.startswith("end") else "if"
-        return (
-            f"this {{% {tag} %}} has no {{% {opener} %}} to belong to: remove it, or add the missing "
-            f"{{% {opener} ... %}} above it (Jinja: unknown tag '{tag}')"
-        )
-    if tag is not None:
-        usual = "if, else, endif, for, endfor, block, endblock"
-        return f"unknown instruction {{% {tag} %}}: check the spelling (the usual ones are {usual})"
-    return message
-
-
-def _opening_line(environment: jinja2.Environment, body: str, opened: str, before: int) -> int | None:
-    """The line of the innermost `{% opened %}` still unclosed at line `before`, if lexing allows."""
-    stack: list[tuple[str, int]] = []
-    try:
-        tokens = [(line, kind, value) for line, kind, value in environment.lex(body) if kind != "whitespace"]
-    except jinja2.TemplateSyntaxError:
-        return None
-    for (line, kind, _), (_, next_kind, value) in itertools.pairwise(tokens):
-        if line > before:
-            break
-        if kind != "block_begin" or next_kind != "name":
-            continue
-        if value in PAIRED_TAGS:
-            stack.append((value, line))
-        elif value.startswith("end") and stack and stack[-1][0] == value[3:]:
-            stack.pop()
-    return next((line for tag, line in reversed(stack) if tag == opened), None)
-
-
-def value_paths(tree: nodes.Template) -> dict[int, list[tuple[str, str | None]]]:
-    """By line, each `x.y` / `x["y"]` read as (path of `x`, "y"); "y" is None when it is computed.
-
-    Used to name the value a render found missing: Jinja only says `'dict object' has no attribute`.
-    """
-    found: dict[int, list[tuple[str, str | None]]] = {}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target, attribute = _access(node)
-        path = _dotted(target)
-        if path is not None:
-            found.setdefault(node.lineno, []).append((path, attribute))
-    return found
-
-
-def missing_value_problem(reason: str, paths: Sequence[tuple[str, str | None]]) -> str:
-    """Jinja's "undefined" message (for one template line) as what to do about it."""
-    wanted = re.search(r"has no attribute '([^']+)'", reason)
-    expression = None
-    if wanted:
-        key = wanted.group(1)
-        exact = {f"{path}.{key}" for path, attribute in paths if attribute == key}
-        computed = {f"{path}.{key}" for path, attribute in paths if attribute is None}
-        candidates = exact or computed
-        expression = candidates.pop() if len(candidates) == 1 else None
-    if expression is None:
-        return (
-            f"a value on this line is missing ({reason}): values that may be missing need a guard, "
-            "{% if ... is defined %} ... {% endif %}"
-        )
-    whose = {"customer": "some customers", "metadata": "some messages", "message": "some messages"}
-    root = expression.split(".")[0]
-    missing = f"may be missing for {whose[root]}" if root in whose else "has no value here"
-    return f"`{expression}` {missing}: wrap it in {{% if {expression} is defined %}} … {{% endif %}}"
-
-
-def _dotted(node: nodes.Node | None) -> str | None:
-    """`customer` or `message.metadata` for a variable or a chain of constant attributes; else None."""
-    if isinstance(node, nodes.Name):
-        return node.name
-    if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
-        return None
-    target, attribute = _access(node)
-    prefix = _dotted(target)
-    return f"{prefix}.{attribute}" if prefix is not None and attribute is not None else None
-
-
-def _customer_text_uses(block: nodes.Block) -> Iterator[tuple[int, str]]:
-    where = f"the {block.name} part"
-    for name in block.find_all(nodes.Name):
-        if name.name == "history":
-            yield name.lineno, f"`history` is customer text and cannot be used in {where}"
-    for node in block.find_all((nodes.Getattr, nodes.Getitem)):
-        target, attribute = _access(node)
-        if isinstance(target, nodes.Name) and target.name == "message" and attribute == "text":
-            yield node.lineno, f"`message.text` is customer text and cannot be used in {where}"
-
-
-def _access(node: nodes.Node) -> tuple[nodes.Node | None, str | None]:
-    """For `x.y` or `x["y"]`: the node of `x` and the name "y" (None when not a constant)."""
-    if isinstance(node, nodes.Getattr):
-        return node.node, node.attr
-    if isinstance(node, nodes.Getitem):
-        key = node.arg.value if isinstance(node.arg, nodes.Const) else None
-        return node.node, key if isinstance(key, str) else None
-    return None, None
-
-
-def _is_blank(node: nodes.Node) -> bool:
-    return isinstance(node, nodes.Output) and all(
-        isinstance(part, nodes.TemplateData) and not part.data.strip() for part in node.nodes
+def describe(file: PromptFile) -> PromptTemplate:
+    """The PromptTemplate a parsed file describes."""
+    front = file.front
+    return PromptTemplate(
+        name=front.name,
+        version=hashlib.sha256(file.source.encode()).hexdigest()[:12],
+        variant=front.variant,
+        weight=front.weight,
+        path=file.path,
+        description=front.description,
+        temperature=front.model.temperature,
+        max_tokens=front.model.max_tokens,
+        conditions=front.when,
+        is_fallback=front.kind == "fallback",
     )
-
-
-def template_variables(
-    message: CustomerMessage,
-    customer: Mapping[str, str],
-    history: Sequence[HistoryTurn],
-    now: datetime,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The variables of the system side (system part, fallback reply) and of the user part."""
-    metadata = json.loads(json.dumps(message.metadata, default=str))
-    fields = {
-        "message_id": message.message_id,
-        "conversation_id": message.conversation_id,
-        "customer_id": message.customer_id or "",
-        "channel": message.channel,
-        "locale": message.locale,
-        "sent_at": rfc3339(message.sent_at) if message.sent_at else "",
-        "metadata": metadata,
-    }
-    profile = {str(key): str(value) for key, value in customer.items()}
-    system_side = {"customer": profile, "message": fields, "metadata": metadata, "now": rfc3339(now)}
-    turns = [{"role": t.role, "text": _neutralise(t.text), "at": t.at} for t in history]
-    user_side = {
-        **system_side,
-        "message": {**fields, "text": _neutralise(message.text)},
-        "history": turns,
-    }
-    return system_side, user_side
-
-
-def _neutralise(text: str) -> str:
-    """Rewrite `<customer_message>` tags in customer text so it cannot close the delimiter."""
-    return DELIMITER_TAG.sub(r"[\1customer_message]", text)
 
 
 def read_samples(directory: Path) -> dict[Path, Sample]:

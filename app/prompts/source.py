@@ -9,7 +9,8 @@ from pathlib import Path
 from app.errors import TemplateError
 from app.observability import metrics
 from app.prompts.file_format import SAMPLE_SUFFIXES
-from app.prompts.library import TEMPLATE_GLOB, PromptLibrary
+from app.prompts.library import PromptLibrary
+from app.prompts.loading import TEMPLATE_GLOB
 
 log = logging.getLogger(__name__)
 

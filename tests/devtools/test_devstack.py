@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from app.devtools.broker import create_topics
 from app.devtools.devstack import DevState, load_dev_settings, needs_mock, redacted_url
-from app.devtools.embedded import ManagedProcess, ProcessDied, create_topics, free_port
+from app.devtools.processes import ManagedProcess, ProcessDied, free_port
 from app.kafka.topics import PROFILE_PARTITIONS, TopicNames
 from app.settings import SettingsError
 from tests.helpers.kafka import at_least, partitions_of, produce, read_topic

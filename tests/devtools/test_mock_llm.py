@@ -12,7 +12,8 @@ import pytest
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from app.devtools.mock_llm.server import compose_reply, serve
+from app.devtools.mock_llm.chat import compose_reply
+from app.devtools.mock_llm.server import serve
 from app.devtools.mock_llm.state import MockConfig
 from app.tokens import ChatMessage, count_chat, count_text
 
@@ -211,9 +212,19 @@ async def test_stats_count_concurrent_requests(llm: AsyncOpenAI, admin: httpx.As
 async def test_admin_config_requests_and_reset(llm: AsyncOpenAI, admin: httpx.AsyncClient) -> None:
     changed = await admin.put("/_mock/config", json={"latency_ms": 5, "error_rate": 0.0})
     assert changed.json()["latency_ms"] == 5
-    assert (await admin.put("/_mock/config", json={"error_rate": 2})).status_code == 400
-    assert (await admin.put("/_mock/config", json={"nope": 1})).status_code == 400
-    assert (await admin.post("/_mock/script", json={"steps": [{"bogus": 1}]})).status_code == 400
+    for method, path, body, problem in [
+        ("PUT", "/_mock/config", {"error_rate": 2}, "error_rate: Input should be less than or equal to 1"),
+        ("PUT", "/_mock/config", {"latency_ms": True}, "latency_ms: Input should be a valid number"),
+        ("PUT", "/_mock/config", {"nope": 1}, "nope: Extra inputs are not permitted"),
+        ("POST", "/_mock/script", {"steps": [{"bogus": 1}]}, "invalid script: steps.0.bogus: Extra"),
+        ("POST", "/_mock/script", {"status": 700}, "invalid script: steps.0.status: Input should be less"),
+    ]:
+        refused = await admin.request(method, path, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"].startswith(problem)
+    models = await admin.put("/_mock/config", json={"exhausted_models": ["gpt-4o"]})
+    assert models.json()["exhausted_models"] == ["gpt-4o"]
+    await admin.put("/_mock/config", json={"exhausted_models": []})
 
     await llm.chat.completions.create(model="mock-small", messages=_user("recorded"), stream=True)
     recorded = (await admin.get("/_mock/requests")).json()["requests"]

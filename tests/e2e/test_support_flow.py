@@ -201,17 +201,18 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
             request("cut-1", "c-cut", "cut please"),
         ],
     )
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(4), settle_s=1))
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(5), settle_s=1))
     letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), settle_s=1))
 
     by_id = {r["message_id"]: r for r in replies}
-    assert sorted(by_id) == ["cut-1", "down-1", "flaky-1", "limited-1"]
-    assert len(replies) == 4
+    assert sorted(by_id) == ["cut-1", "down-1", "flaky-1", "limited-1", "refused-1"]
+    assert len(replies) == 5
     assert by_id["cut-1"]["status"] == "ok"
     assert by_id["flaky-1"]["status"] == "ok"
     assert by_id["limited-1"]["status"] == "ok"
     assert by_id["down-1"]["status"] == "fallback"
     assert by_id["down-1"]["prompt"]["name"] == "fallback"
+    assert (by_id["refused-1"]["status"], by_id["refused-1"]["prompt"]["name"]) == ("fallback", "fallback")
     assert {letter["error"]["kind"] for letter in letters} == {"llm_rejected", "llm_unavailable"}
 
     chat_requests = await mock_admin.requests()
@@ -224,7 +225,7 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
 
     # A chat page following the stream ends with each reply's text: the cut attempt's pieces
     # and the fallback's predecessors are voided by `reset`.
-    chunks = json_values(await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(4), settle_s=1))
+    chunks = json_values(await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(5), settle_s=1))
     assert any(chunk["reset"] for chunk in chunks if chunk["message_id"] == "cut-1")
-    for message_id in ("cut-1", "down-1", "flaky-1"):
+    for message_id in ("cut-1", "down-1", "flaky-1", "refused-1"):
         assert streamed_text(chunks, message_id) == by_id[message_id]["text"]

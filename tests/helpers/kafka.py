@@ -1,7 +1,7 @@
 """Test helpers around the real broker: produce records, read whole topics without a consumer group.
 
 Tansu's end offsets undercount, so nothing here asks for them: topics are read from the
-beginning of every partition and the records are counted.
+beginning of every partition (app/devtools/topic_reader.py) and the records are counted.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import confluent_kafka
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-KAFKA_TIMEOUT_S = 15.0
+from app.devtools.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
+
 Key = str | bytes | None
 Predicate = Callable[[Sequence[ConsumerRecord]], bool]
 
@@ -54,7 +55,7 @@ async def read_topic(
     returns what arrived once nothing new came for a second.
     """
     deadline = time.monotonic() + timeout_s
-    consumer = await _consumer_from_beginning(bootstrap, topic, deadline)
+    consumer = await consumer_from_beginning(bootstrap, [topic], wait_s=timeout_s)
     records: list[ConsumerRecord] = []
     try:
         quiet_since = time.monotonic()
@@ -77,31 +78,6 @@ async def read_topic(
                 quiet_since = time.monotonic()
     finally:
         await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
-
-
-async def _consumer_from_beginning(bootstrap: str, topic: str, deadline: float) -> AIOKafkaConsumer:
-    """A started consumer assigned every partition of `topic` from offset 0.
-
-    Waits for the topic to exist: a consumer learns all topics when it starts, whereas asking
-    for one topic by name would auto-create it on Tansu with a default partition count.
-    """
-    while True:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        try:
-            await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
-            numbers = consumer.partitions_for_topic(topic)
-            if numbers:
-                partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
-                consumer.assign(partitions)
-                await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
-                return consumer
-        except BaseException:
-            await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
-            raise
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} does not exist")
-        await asyncio.sleep(0.2)
 
 
 async def partitions_of(bootstrap: str, topic: str) -> set[int]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.devtools.embedded import ManagedProcess, free_port, isolated_worker
+from app.devtools.processes import ManagedProcess, free_port, isolated_worker
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

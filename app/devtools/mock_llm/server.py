@@ -10,105 +10,22 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from app.devtools.mock_llm import quota as mock_quota
+from app.devtools.mock_llm.admin_api import admin_routes
+from app.devtools.mock_llm.chat import Chat, Reply, parse_chat, reply_to
 from app.devtools.mock_llm.errors import error_response
-from app.devtools.mock_llm.state import STATE, Json, MockConfig, MockState, admin_routes
-from app.tokens import ChatMessage, count_chat, encoding_for
+from app.devtools.mock_llm.state import STATE, Json, MockConfig, MockState
+from app.tokens import encoding_for
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "mock-small")
 CHUNKS_PER_REPLY = 6
 HANG_S = 3600.0
 SHUTDOWN_TIMEOUT_S = 5.0
-CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
-_SYSTEM_ROLES = ("system", "developer")
-_NAME_LINE = re.compile(r"^\s*(?:[-*]\s*)?name:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-_CUSTOMER_TAG = re.compile(r"<customer_message>(.*?)</customer_message>", re.DOTALL)
 _PIECE = re.compile(r"\S+\s*")
-
-
-@dataclass(frozen=True)
-class _Chat:
-    model: str
-    messages: list[ChatMessage]
-    stream: bool
-    include_usage: bool
-    max_tokens: int | None
-
-
-def compose_reply(messages: Sequence[ChatMessage]) -> str:
-    """The deterministic reply to a chat request, built so tests can see the prompt was used.
-
-    Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
-    60 characters) the last user message or its `<customer_message>` part, and counts the user
-    and assistant messages before it.
-    """
-    users = [i for i, message in enumerate(messages) if message["role"] == "user"]
-    last = users[-1] if users else len(messages)
-    latest = messages[last]["content"] if users else ""
-    if tagged := _CUSTOMER_TAG.search(latest):
-        latest = tagged.group(1)
-    quote = " ".join(latest.split())[:60]
-    earlier = sum(1 for message in messages[:last] if message["role"] in ("user", "assistant"))
-    history = f"{earlier} earlier message{'' if earlier == 1 else 's'}" if earlier else "no earlier messages"
-    name = _customer_name(messages)
-    return (
-        f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
-        f"I can see {history} in this conversation. {CLOSING_SENTENCE}"
-    )
-
-
-def _customer_name(messages: Sequence[ChatMessage]) -> str | None:
-    for message in messages:
-        if message["role"] in _SYSTEM_ROLES and (found := _NAME_LINE.search(message["content"])):
-            return found.group(1)
-    return None
-
-
-def _parse_chat(body: object) -> _Chat:
-    if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object")
-    model, raw_messages = body.get("model"), body.get("messages")
-    if not isinstance(model, str) or not model:
-        raise ValueError("you must provide a model parameter")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise ValueError("'messages' must be a non-empty array")
-    options = body.get("stream_options")
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    return _Chat(
-        model=model,
-        messages=[_parse_message(raw) for raw in raw_messages],
-        stream=body.get("stream") is True,
-        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-        max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
-    )
-
-
-def _parse_message(raw: object) -> ChatMessage:
-    if not isinstance(raw, dict) or not isinstance(raw.get("role"), str):
-        raise ValueError("each message must be an object with a 'role'")
-    content = raw.get("content")
-    if isinstance(content, list):  # content parts: only the text ones count
-        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return {"role": raw["role"], "content": content if isinstance(content, str) else ""}
-
-
-def _reply(chat: _Chat) -> tuple[str, str, Json]:
-    """Reply text cut to `max_tokens`, its finish reason, and its usage."""
-    encoding = encoding_for(chat.model)
-    text = compose_reply(chat.messages)
-    tokens = encoding.encode(text, disallowed_special=())
-    finish = "stop"
-    if chat.max_tokens is not None and len(tokens) > chat.max_tokens:
-        tokens, finish = tokens[: chat.max_tokens], "length"
-        text = encoding.decode(tokens)
-    prompt = count_chat(chat.messages, chat.model)
-    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens)}
-    return text, finish, {**usage, "total_tokens": prompt + len(tokens)}
 
 
 def _sse(payload: Json) -> bytes:
@@ -144,7 +61,7 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
     if _unauthorized(request, state.config):
         return error_response(401), True
     try:
-        chat = _parse_chat(await request.json())
+        chat = parse_chat(await request.json())
     except ValueError as error:
         return error_response(400, str(error)), True
     record = {"model": chat.model, "messages": chat.messages, "stream": chat.stream}
@@ -164,24 +81,23 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
     if step.break_stream and not chat.stream:
         _cut(request)
         return web.Response(), False
-    text, finish, usage = _reply(chat)
-    usage |= state.prompt_cache.details(chat.model, chat.messages)
+    reply = reply_to(chat, state.prompt_cache)
     if not chat.stream:
-        return web.json_response(_completion(chat, text, finish, usage)), True
+        return web.json_response(_completion(chat, reply)), True
     gap_s = delay / 2 / CHUNKS_PER_REPLY
-    return await _stream(request, state, chat, (text, finish, usage), gap_s, step.break_stream)
+    return await _stream(request, state, chat, reply, gap_s, step.break_stream)
 
 
-def _completion(chat: _Chat, text: str, finish: str, usage: Json) -> Json:
-    message = {"role": "assistant", "content": text, "refusal": None}
+def _completion(chat: Chat, reply: Reply) -> Json:
+    message = {"role": "assistant", "content": reply.text, "refusal": None}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": chat.model,
         "system_fingerprint": "fp_mock",
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": usage,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
+        "usage": reply.usage,
     }
 
 
@@ -195,13 +111,12 @@ def _pieces(text: str) -> list[str]:
 async def _stream(
     request: web.Request,
     state: MockState,
-    chat: _Chat,
-    reply: tuple[str, str, Json],
+    chat: Chat,
+    reply: Reply,
     gap_s: float,
     broken: bool,
 ) -> tuple[web.StreamResponse, bool]:
     """Send the reply as SSE chunks; with `broken`, cut the connection halfway through."""
-    text, finish, usage = reply
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     head = {
@@ -217,15 +132,15 @@ async def _stream(
         return _sse({**head, "choices": [choice]})
 
     await response.write(chunk({"role": "assistant", "content": ""}))
-    pieces = _pieces(text)
+    pieces = _pieces(reply.text)
     for index, piece in enumerate(pieces):
         if (broken and index >= len(pieces) // 2) or await state.pause(gap_s):
             _cut(request)
             return response, False
         await response.write(chunk({"content": piece}))
-    await response.write(chunk({}, finish))
+    await response.write(chunk({}, reply.finish_reason))
     if chat.include_usage:
-        await response.write(_sse({**head, "choices": [], "usage": usage}))
+        await response.write(_sse({**head, "choices": [], "usage": reply.usage}))
     await response.write(b"data: [DONE]\n\n")
     return response, True
 

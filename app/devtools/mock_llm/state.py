@@ -1,20 +1,20 @@
-"""The mock LLM's state and its admin API: configuration, scripted answers, records, stats.
+"""The mock LLM's state: its configuration, scripted answers, recorded requests and stats.
 
-Tests and the benchmark steer and inspect a running mock through `/_mock/*` (see
-`admin.py` for the client); `server.py` serves the OpenAI API from this state.
+`server.py` answers the OpenAI API from it; tests and the benchmark change and read it
+through the admin API (`admin_api.py`, with `admin.py` its client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.devtools.mock_llm.cache import PromptCache
 
@@ -22,65 +22,61 @@ MAX_RECORDED = 20_000
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class MockConfig:
+# Strict: the admin API takes JSON, where `true` or `"5"` for a number is a mistake to report.
+_INPUT = ConfigDict(frozen=True, extra="forbid", strict=True)
+Amount = Annotated[float, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class MockConfig(BaseModel):
     """Latency and fault injection; set from the CLI, changeable with `PUT /_mock/config`."""
 
-    latency_ms: float = 50.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    retry_after_s: float = 1.0
-    hang_rate: float = 0.0
+    model_config = _INPUT
+
+    latency_ms: Amount = 50.0
+    jitter_ms: Amount = 0.0
+    error_rate: Rate = 0.0
+    rate_limit_rate: Rate = 0.0
+    retry_after_s: Amount = 1.0
+    hang_rate: Rate = 0.0
     require_key: str | None = None
-    request_quota_per_s: float = 0.0
+    request_quota_per_s: Amount = 0.0
     """At most this many requests in any one second (0: no quota); see app/devtools/mock_llm/quota.py."""
-    concurrency_quota: int = 0
+    concurrency_quota: Annotated[int, Field(ge=0)] = 0
     """At most this many requests in flight (0: no quota)."""
-    exhausted_models: tuple[str, ...] = ()
+    exhausted_models: tuple[str, ...] = Field((), strict=False)  # JSON sends a list
     """Models whose quota is used up: 429 `insufficient_quota`."""
 
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "require_key":
-                if value is not None and not isinstance(value, str):
-                    raise ValueError("require_key must be a string or null")
-            elif field.name == "exhausted_models":
-                if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
-                    raise ValueError("exhausted_models must be a list of model names")
-                object.__setattr__(self, field.name, tuple(value))  # a list from JSON
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{field.name} must be a number >= 0")
-            elif field.name.endswith("_rate") and value > 1:
-                raise ValueError(f"{field.name} must be between 0 and 1")
 
-
-@dataclass(frozen=True)
-class ScriptStep:
+class ScriptStep(BaseModel):
     """One scripted answer, queued with `POST /_mock/script` and consumed by one request.
 
     A step with `match` is taken by the first request whose last user message contains it;
     steps without `match` go, in order, to requests that no matching step claimed.
     """
 
-    status: int = 200
-    retry_after: float | None = None
-    latency_ms: float | None = None
+    model_config = _INPUT
+
+    status: Annotated[int, Field(ge=200, le=599)] = 200
+    retry_after: Amount | None = None
+    latency_ms: Amount | None = None
     hang: bool = False
     hold: bool = False
     break_stream: bool = False
     match: str | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.status, bool) or not isinstance(self.status, int):
-            raise ValueError("status must be an integer")
-        if not 200 <= self.status <= 599:
-            raise ValueError("status must be between 200 and 599")
+
+class Script(BaseModel):
+    """The body of `POST /_mock/script`: steps to queue."""
+
+    model_config = _INPUT
+
+    steps: list[ScriptStep]
 
 
 PLAIN = ScriptStep()
 """The step of a request that nothing scripted: a normal answer."""
+HANG, RATE_LIMITED, SERVER_ERROR = ScriptStep(hang=True), ScriptStep(status=429), ScriptStep(status=500)
 
 
 @dataclass
@@ -119,11 +115,11 @@ class MockState:
         """A fault drawn from the configured rates (one roll, so the rates add up)."""
         roll, config = self.rng.random(), self.config
         if roll < config.hang_rate:
-            return ScriptStep(hang=True)
+            return HANG
         if roll < config.hang_rate + config.rate_limit_rate:
-            return ScriptStep(status=429)
+            return RATE_LIMITED
         if roll < config.hang_rate + config.rate_limit_rate + config.error_rate:
-            return ScriptStep(status=500)
+            return SERVER_ERROR
         return PLAIN
 
     def delay_s(self, step: ScriptStep) -> float:
@@ -133,6 +129,14 @@ class MockState:
         jitter = self.config.jitter_ms
         spread = self.rng.uniform(-jitter, jitter) if jitter else 0.0
         return max(0.0, self.config.latency_ms + spread) / 1000
+
+    def reset(self) -> None:
+        """Forget script, records, stats and cached prefixes; release held requests."""
+        self.stats = MockStats(in_flight=self.stats.in_flight, max_in_flight=self.stats.in_flight)
+        self.recorded.clear()
+        self.prompt_cache = PromptCache()
+        self.script.clear()
+        self.release()
 
     def release(self) -> None:
         """Let every held request go on; later holds wait for the next release."""
@@ -149,82 +153,3 @@ class MockState:
 
 
 STATE = web.AppKey("mock_llm_state", MockState)
-
-
-async def _json_object(request: web.Request) -> Json:
-    body = await request.json()
-    if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object")
-    return body
-
-
-async def _get_config(request: web.Request) -> web.Response:
-    return web.json_response(dataclasses.asdict(request.app[STATE].config))
-
-
-async def _put_config(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        state.config = dataclasses.replace(state.config, **await _json_object(request))
-    except (TypeError, ValueError) as error:
-        return _bad_request(str(error))
-    return web.json_response(dataclasses.asdict(state.config))
-
-
-async def _post_script(request: web.Request) -> web.Response:
-    """Queue `{"steps": [step, ...]}` or a single step object after the steps already queued."""
-    state = request.app[STATE]
-    try:
-        body = await _json_object(request)
-        raw_steps = body.get("steps", [body])
-        steps = [ScriptStep(**raw) for raw in raw_steps]
-    except (TypeError, ValueError) as error:
-        return _bad_request(f"invalid script: {error}")
-    state.script.extend(steps)
-    return web.json_response({"queued": len(state.script)})
-
-
-async def _release(request: web.Request) -> web.Response:
-    request.app[STATE].release()
-    return web.json_response({"released": True})
-
-
-async def _get_requests(request: web.Request) -> web.Response:
-    return web.json_response({"requests": list(request.app[STATE].recorded)})
-
-
-async def _clear_requests(request: web.Request) -> web.Response:
-    request.app[STATE].recorded.clear()
-    return web.json_response({"cleared": True})
-
-
-async def _get_stats(request: web.Request) -> web.Response:
-    return web.json_response(dataclasses.asdict(request.app[STATE].stats))
-
-
-async def _reset(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    state.stats = MockStats(in_flight=state.stats.in_flight, max_in_flight=state.stats.in_flight)
-    state.recorded.clear()
-    state.prompt_cache = PromptCache()
-    state.script.clear()
-    state.release()
-    return web.json_response({"reset": True})
-
-
-def _bad_request(message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=400)
-
-
-def admin_routes() -> list[web.RouteDef]:
-    """The `/_mock/*` routes."""
-    return [
-        web.get("/_mock/config", _get_config),
-        web.put("/_mock/config", _put_config),
-        web.post("/_mock/script", _post_script),
-        web.post("/_mock/release", _release),
-        web.get("/_mock/requests", _get_requests),
-        web.delete("/_mock/requests", _clear_requests),
-        web.get("/_mock/stats", _get_stats),
-        web.post("/_mock/reset", _reset),
-    ]

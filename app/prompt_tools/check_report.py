@@ -1,0 +1,46 @@
+"""What `enricher prompts check` reports besides load problems: token counts and the token budget."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from app.errors import TemplateError
+from app.prompts.file_format import Sample
+from app.prompts.library import PromptLibrary, PromptTemplate
+from app.schemas import utc_now
+from app.tokens import count_chat
+
+
+def sample_tokens(
+    library: PromptLibrary, samples: Mapping[Path, Sample], model: str
+) -> dict[PromptTemplate, dict[str, int]]:
+    """Prompt tokens of each template rendered with each sample, by sample file name."""
+    now = utc_now()
+
+    def tokens(template: PromptTemplate, sample: Sample) -> int:
+        rendered = library.render(
+            template, message=sample.message, customer=sample.customer, history=sample.history, now=now
+        )
+        return count_chat(rendered.messages, model)
+
+    return {t: {path.name: tokens(t, sample) for path, sample in samples.items()} for t in library.templates}
+
+
+def over_budget(counts: Mapping[PromptTemplate, Mapping[str, int]], max_tokens: int) -> list[TemplateError]:
+    """A problem for each template and sample that renders to more than `max_tokens`."""
+    return [
+        TemplateError(
+            f"renders to {tokens} tokens with sample {sample}, over the budget of {max_tokens}",
+            f"{template.path}:1",
+        )
+        for template, by_sample in counts.items()
+        for sample, tokens in by_sample.items()
+        if tokens > max_tokens
+    ]
+
+
+def template_line(template: PromptTemplate, tokens: Mapping[str, int]) -> str:
+    """The line printed for a template: file, label, version and its token count with each sample."""
+    counts = "".join(f"; {sample}: {count} tokens" for sample, count in tokens.items())
+    return f"{template.path}: {template.label} version {template.version}{counts}"

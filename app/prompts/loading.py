@@ -1,0 +1,125 @@
+"""Loading and checking a template directory: each file parsed, checked and trial-rendered, then the set.
+
+A file loads only if it renders with every sample, also as a first-time customer without
+profile, history or metadata would send it; the set must have its catch-all templates and no
+two templates that apply to the same messages unless they are variants of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+
+from app.errors import TemplateError
+from app.prompts.diagnostics import body_problems, syntax_problem
+from app.prompts.file_format import (
+    Conditions,
+    PromptTemplate,
+    Sample,
+    describe,
+    read_prompt_file,
+    read_samples,
+)
+from app.prompts.rendering import CompiledTemplate, render_chat, sandbox
+
+TEMPLATE_GLOB = "*.j2"
+CATCH_ALL_NAME = "support_reply"
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What loading one file gave: the compiled template, or its problems and (if its front matter
+    reads) its description, so the set's checks still count it."""
+
+    entry: CompiledTemplate | None
+    template: PromptTemplate | None
+    problems: Sequence[TemplateError] = ()
+
+
+def load_directory(directory: Path) -> tuple[list[CompiledTemplate], list[TemplateError]]:
+    """The templates of `directory` that load, and every problem found, each with `file:line`."""
+    if not directory.is_dir():
+        return [], [TemplateError("not a directory", str(directory))]
+    try:
+        samples = read_samples(directory)
+    except TemplateError as error:
+        return [], [error]
+    environment = sandbox()
+    loaded = [_load_file(environment, path, samples) for path in sorted(directory.glob(TEMPLATE_GLOB))]
+    entries = [file.entry for file in loaded if file.entry is not None]
+    problems = [problem for file in loaded for problem in file.problems]
+    # A file that fails still counts for the set's checks, so its failure is reported once, as
+    # its own problem; one whose front matter cannot be read might be any template.
+    described = [file.template for file in loaded if file.template is not None]
+    complete = all(file.template is not None for file in loaded)
+    return entries, problems + _set_problems(described, directory, complete=complete)
+
+
+def _load_file(environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample]) -> _Loaded:
+    """Parse, statically check and trial-render one template file; its problems if it fails."""
+    try:
+        file = read_prompt_file(path)
+    except TemplateError as error:
+        return _Loaded(None, None, [error])
+    template = describe(file)
+    try:
+        tree = environment.parse(file.body, path.name, str(path))
+    except jinja2.TemplateSyntaxError as error:
+        problem = syntax_problem(error, environment, file.body)
+        return _Loaded(None, template, [TemplateError(problem, f"{path}:{error.lineno}")])
+    found = body_problems(tree, file.front.kind, known=set(environment.globals))
+    if found:
+        return _Loaded(None, template, [TemplateError(message, f"{path}:{line}") for line, message in found])
+    entry = CompiledTemplate.compile(environment, template, tree)
+    try:
+        for sample_path, sample in samples.items():
+            _trial_render(entry, sample, f"sample {sample_path.name}")
+            bare = f"sample {sample_path.name} with no profile, history or metadata"
+            _trial_render(entry, _bare(sample), bare)
+    except TemplateError as error:
+        return _Loaded(None, template, [error])
+    return _Loaded(entry, template)
+
+
+def _bare(sample: Sample) -> Sample:
+    """The sample as a first-time customer without profile, history or metadata sends it."""
+    message = sample.message.model_copy(update={"metadata": {}})
+    return sample.model_copy(update={"customer": {}, "history": [], "message": message})
+
+
+def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
+    try:
+        render_chat(entry, sample.message, sample.customer, sample.history, datetime.now(UTC))
+    except TemplateError as error:
+        raise TemplateError(f"{error.reason} (rendering {label})", error.location) from None
+
+
+def _set_problems(
+    templates: Sequence[PromptTemplate], directory: Path, *, complete: bool = True
+) -> list[TemplateError]:
+    """Problems of the set as a whole: required templates (only when `complete`, i.e. every file's
+    front matter was read), clashing templates."""
+    problems = []
+    catch_alls = [t for t in templates if t.conditions.specificity[0] == 0]
+    if complete and not any(t.name == CATCH_ALL_NAME and not t.is_fallback for t in catch_alls):
+        problems.append(TemplateError(f"no `{CATCH_ALL_NAME}` template without `when:`", str(directory)))
+    if complete and not any(t.is_fallback for t in catch_alls):
+        problems.append(TemplateError("no `kind: fallback` template without `when:`", str(directory)))
+    groups: dict[tuple[bool, Conditions], list[PromptTemplate]] = {}
+    for template in templates:
+        groups.setdefault((template.is_fallback, template.conditions), []).append(template)
+    for group in groups.values():
+        if len(group) > 1 and not _is_variant_set(group):
+            clash = ", ".join(t.path.name for t in group)
+            message = f"{clash} apply to the same messages: give them one `name:` and distinct `variant:`s"
+            problems.append(TemplateError(message, str(group[-1].path)))
+    return problems
+
+
+def _is_variant_set(group: Sequence[PromptTemplate]) -> bool:
+    variants = {t.variant for t in group}
+    return len({t.name for t in group}) == 1 and None not in variants and len(variants) == len(group)

@@ -1,0 +1,184 @@
+"""The support agent without a broker: each outcome becomes the right records, then an in-order ack.
+
+The topics are recorders standing in for faust's topic handles, the only thing the agent and
+its outbox touch of faust when they publish; lanes, in-order acks and the outbox are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+import pytest
+
+from agents.support_reply import SupportAgent
+from app.kafka.dlq import DeadLetters
+from app.kafka.faust_app import Topics
+from app.kafka.inflight import InFlight
+from app.kafka.lanes import Lanes
+from app.kafka.outbox import Outbox
+from app.llm.client import DeltaSink
+from app.pipeline import Failure, Outcome
+from app.schemas import CustomerMessage, PromptRef, Reply, Usage, reply_id_for
+
+TP = faust.types.TP("support.requests", 0)
+
+
+@dataclass
+class RecordingTopic:
+    """Records what is sent; with `refuse`, fails like a producer whose broker is gone."""
+
+    records: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    refuse: bool = False
+
+    async def send(self, *, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        if self.refuse:
+            raise ConnectionError("broker gone")
+        self.records.append((key, json.loads(value)))
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.set_result(None)
+        return sent
+
+    def values(self) -> list[dict[str, Any]]:
+        return [value for _, value in self.records]
+
+
+@dataclass
+class Message:
+    value: bytes | None
+    offset: int
+    key: bytes | None = b"conv"
+    headers: Sequence[tuple[str, bytes]] = ()
+    topic: str = TP.topic
+    partition: int = TP.partition
+    tp: faust.types.TP = TP
+    acked: bool = False
+
+
+@dataclass
+class Event:
+    message: Message
+    acks: list[int]
+
+    def ack(self) -> None:
+        self.acks.append(self.message.offset)
+
+
+def request(message_id: str = "m-1") -> bytes:
+    return json.dumps({"message_id": message_id, "conversation_id": "c-1", "text": "Hi"}).encode()
+
+
+def reply_to(message_id: str, status: str = "ok", text: str = "Hello!") -> Reply:
+    return Reply(
+        reply_id=reply_id_for(message_id),
+        message_id=message_id,
+        conversation_id="c-1",
+        text=text,
+        status=status,
+        model="gpt-4o-mini",
+        prompt=PromptRef(name="support_reply", version="v1"),
+        usage=Usage(),
+        latency_ms=1,
+        created_at="2026-12-01T00:00:00.000Z",
+    )
+
+
+class Rig:
+    """An agent on recording topics whose pipeline answers with the outcomes a test scripts."""
+
+    def __init__(self, *outcomes: Outcome) -> None:
+        self.outcomes = list(outcomes)
+        self.topics = {
+            name: RecordingTopic() for name in ("requests", "replies", "chunks", "dlq", "profiles")
+        }
+        self.acks: list[int] = []
+        self.crashes: list[BaseException] = []
+        self.answered: list[str] = []
+        topics = Topics(*(cast(faust.TopicT, topic) for topic in self.topics.values()))
+        dlq = self.topics["dlq"]
+
+        async def produce(key: bytes | None, value: bytes) -> None:
+            await (await dlq.send(key=key, value=value))
+
+        async def crash(error: BaseException) -> None:
+            self.crashes.append(error)
+
+        self.inflight = InFlight(Lanes(max_buffered=16, max_running=4))
+        outbox = Outbox(topics, DeadLetters(produce, redact=str))
+        self.agent = SupportAgent(self.answer, 8000, topics.requests, self.inflight, outbox, crash)
+
+    async def answer(self, message: CustomerMessage, sink: DeltaSink) -> Outcome:
+        self.answered.append(message.message_id)
+        return self.outcomes.pop(0)
+
+    async def run(self, *values: bytes | None) -> None:
+        for offset, value in enumerate(values):
+            await self.agent.dispatch(cast(faust.EventT[bytes], Event(Message(value, offset), self.acks)))
+        await self.inflight.drain(5.0)
+
+    def sent(self, topic: str) -> list[dict[str, Any]]:
+        return self.topics[topic].values()
+
+
+async def test_a_reply_is_published_with_its_closing_chunk_then_acked() -> None:
+    rig = Rig(Outcome(reply_to("m-1")))
+    await rig.run(request("m-1"))
+    assert [(key, value["text"]) for key, value in rig.topics["replies"].records] == [(b"c-1", "Hello!")]
+    assert [(chunk["done"], chunk["delta"]) for chunk in rig.sent("chunks")] == [(True, "")]
+    assert (rig.sent("dlq"), rig.acks, rig.crashes) == ([], [0], [])
+
+
+async def test_a_fallback_streams_its_text_and_leaves_a_dead_letter() -> None:
+    fallback = reply_to("m-1", status="fallback", text="We will get back to you.")
+    rig = Rig(Outcome(fallback, Failure("llm_unavailable", "no answer within 1 s")))
+    await rig.run(request("m-1"))
+    assert [reply["status"] for reply in rig.sent("replies")] == ["fallback"]
+    assert [chunk["delta"] for chunk in rig.sent("chunks")] == ["We will get back to you."]
+    assert [letter["error"]["kind"] for letter in rig.sent("dlq")] == ["llm_unavailable"]
+    assert rig.acks == [0]
+
+
+async def test_an_unforeseen_failure_is_only_dead_lettered() -> None:
+    rig = Rig(Outcome(None, Failure("internal", "RuntimeError: boom")))
+    await rig.run(request("m-1"))
+    assert (rig.sent("replies"), rig.sent("chunks")) == ([], [])
+    letter = rig.sent("dlq")[0]
+    assert (letter["error"]["kind"], letter["source"]["offset"]) == ("internal", 0)
+    assert rig.acks == [0]
+
+
+async def test_a_replayed_reply_is_published_again_without_chunks() -> None:
+    rig = Rig(Outcome(reply_to("m-1"), replayed=True))
+    await rig.run(request("m-1"))
+    assert [reply["message_id"] for reply in rig.sent("replies")] == ["m-1"]
+    assert rig.sent("chunks") == []
+    assert rig.acks == [0]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(b"{not json", "invalid_json"), (b"[1]", "invalid_message"), (None, "invalid_json")]
+)
+async def test_bad_input_is_dead_lettered_without_asking_the_pipeline(value: bytes | None, kind: str) -> None:
+    rig = Rig()
+    await rig.run(value)
+    assert [letter["error"]["kind"] for letter in rig.sent("dlq")] == [kind]
+    assert (rig.answered, rig.sent("replies"), rig.acks) == ([], [], [0])
+
+
+async def test_when_the_broker_takes_nothing_the_worker_stops_and_the_event_stays_unacked() -> None:
+    rig = Rig(Outcome(reply_to("m-1")), Outcome(reply_to("m-2")))
+    rig.topics["replies"].refuse = True
+    await rig.run(request("m-1"))
+    assert [str(error) for error in rig.crashes] == ["broker gone"]
+    assert rig.acks == []
+
+
+async def test_events_are_acked_in_offset_order() -> None:
+    rig = Rig(*(Outcome(reply_to(f"m-{n}")) for n in range(3)))
+    await rig.run(request("m-0"), b"{bad", request("m-1"), request("m-2"))
+    assert rig.acks == [0, 1, 2, 3]
+    assert rig.answered == ["m-0", "m-1", "m-2"]
