@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import SettingsError, load_settings
+
+Loaded = TypeVar("Loaded")
 
 EXIT_FAILURE = 1  # the command could not do its job
 EXIT_CONFIG = 2  # a setting, an argument or a template is wrong: nothing was tried
@@ -17,9 +20,10 @@ def fail(line: str, code: int = EXIT_FAILURE, *, command: str = "enricher") -> N
     raise SystemExit(code)
 
 
-def settings_or_exit() -> Settings:
-    """The settings from the environment, or exit 2 with the one line naming the bad variable."""
+def settings_or_exit(load: Callable[[], Loaded] = load_settings) -> Loaded:  # type: ignore[assignment]
+    """What `load` reads from the environment (the settings), or exit 2 with the one line
+    naming the bad variable that its SettingsError gives."""
     try:
-        return load_settings()
+        return load()
     except SettingsError as error:
         fail(f"configuration error: {error}", EXIT_CONFIG)

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.prompt_tools.cli import prompts_cli
-from app.settings import SettingsError
 from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -30,7 +29,7 @@ def _dev_extra_missing(error: ModuleNotFoundError) -> NoReturn:
 
 @cli.command()
 def worker() -> None:
-    """Run one worker process, configured by the environment (see CONTRACT.md)."""
+    """Run one worker process, configured by the environment (see docs/CONTRACT.md)."""
     from app.worker import run_worker
 
     run_worker(settings_or_exit())
@@ -43,11 +42,7 @@ def dev() -> None:
         from app.devtools.devstack import load_dev_settings, run_dev
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
-    try:
-        settings = load_dev_settings()
-    except SettingsError as error:
-        fail(f"configuration error: {error}", EXIT_CONFIG)
-    run_dev(settings)
+    run_dev(settings_or_exit(load_dev_settings))
 
 
 @cli.command()
@@ -62,10 +57,7 @@ def send(
         from app.devtools.sender import resolve_endpoints, run_send
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
-    try:
-        endpoints = resolve_endpoints()
-    except SettingsError as error:
-        fail(f"configuration error: {error}", EXIT_CONFIG)
+    endpoints = settings_or_exit(resolve_endpoints)
     raise typer.Exit(run_send(endpoints, text, conversation, customer, timeout))
 
 

@@ -108,7 +108,7 @@ async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSin
         usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
         reply = _reply(message, prompt, completion.text, "ok", completion.model, usage, started)
     # A reply stored by another worker meanwhile counts instead of this one.
-    reply = await context.record(reply, turns_of(message, reply))
+    reply = await context.record(reply, _turns_of(message, reply))
     return Outcome(reply, failure)
 
 
@@ -133,7 +133,7 @@ def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usa
     return usage.model_copy(update={"cost_usd": cost})
 
 
-def turns_of(message: CustomerMessage, reply: Reply) -> list[HistoryTurn]:
+def _turns_of(message: CustomerMessage, reply: Reply) -> list[HistoryTurn]:
     """The two history entries one answered message adds: the customer's and ours."""
     at = rfc3339(utc_now())
     return [

@@ -1,4 +1,4 @@
-"""The worker's configuration: every variable of CONTRACT.md, read once at the entry point."""
+"""The worker's configuration: every variable of docs/CONTRACT.md, read once at the entry point."""
 
 from __future__ import annotations
 
