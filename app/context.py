@@ -207,7 +207,8 @@ class ContextStore:
 
     async def aclose(self) -> None:
         """Close the client and its pool."""
-        await self._redis.aclose()
+        # A client given its pool leaves the pool open on close unless told otherwise.
+        await self._redis.aclose(close_connection_pool=True)
 
 
 def _reply_of(raw: str | None, message_id: str) -> Reply | None:
