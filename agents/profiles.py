@@ -13,6 +13,7 @@ from app.errors import ContextUnavailable
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 from app.observability import metrics
+from app.observability.tracing import TraceContext
 from app.schemas import SourcePosition
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,14 @@ class ProfileAgent:
 
     async def apply(self, message: faust.types.Message) -> None:
         """Write one profile record to Redis, retrying while Redis is down; bad records to the DLQ."""
-        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
         try:
             customer_id = (message.key or b"").decode("utf-8")
             fields = None if message.value is None else _profile_fields(message.value)
         except (UnicodeDecodeError, ValueError) as error:
-            await self._dead_letters.send(
-                "invalid_message", f"profile: {error}", source, message.key, message.value
-            )
+            await self._reject(message, f"profile: {error}")
             return
         if not customer_id:
-            await self._dead_letters.send(
-                "invalid_message", "profile: empty key", source, message.key, message.value
-            )
+            await self._reject(message, "profile: empty key")
             return
         # Until Redis takes it: the partition waits, since a later record may overwrite this one.
         async for attempt in AsyncRetrying(
@@ -64,6 +60,11 @@ class ProfileAgent:
                 else:
                     await self._context.put_profile(customer_id, fields)
         metrics.PROFILE_UPDATES.labels("delete" if fields is None else "put").inc()
+
+    async def _reject(self, message: faust.types.Message, detail: str) -> None:
+        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
+        trace = TraceContext.of(message.headers)
+        await self._dead_letters.send("invalid_message", detail, source, message.key, message.value, trace)
 
 
 def _note_retry(retry_state: RetryCallState) -> None:

@@ -15,7 +15,7 @@ from typing import cast
 import faust
 
 from app.errors import BadInput
-from app.kafka.inflight import InFlight
+from app.kafka.inflight import InFlight, Taken
 from app.kafka.internals import on_partitions_revoked
 from app.kafka.outbox import Outbox
 from app.kafka.publisher import ChunkPublisher
@@ -56,34 +56,28 @@ class SupportAgent:
 
     async def dispatch(self, event: faust.EventT[bytes]) -> None:
         """Validate one event and queue it on its lane; bad input goes to the DLQ at once."""
-        if not self._inflight.take(event):
+        taken = self._inflight.take(event)
+        if taken is None:
             return
-        started, message = time.monotonic(), event.message
+        message = event.message
+        bind(trace_id=taken.trace.trace_id)
         try:
             request = parse_message(message.value, self._max_input_chars, message.headers)
         except BadInput as error:
-            await self._settle(event, Outcome(None, Failure.of(error)), started)
+            await self._settle(taken, Outcome(None, Failure.of(error)))
             return
-        await self._inflight.submit(
-            request.conversation_id, functools.partial(self._run, request, event, started)
-        )
+        await self._inflight.submit(request.conversation_id, functools.partial(self._run, request, taken))
 
-    async def _run(self, request: CustomerMessage, event: faust.EventT[bytes], started: float) -> None:
-        self._inflight.start(event)
+    async def _run(self, request: CustomerMessage, taken: Taken) -> None:
+        self._inflight.start(taken.event)
         bind(message_id=request.message_id, conversation_id=request.conversation_id)
-        chunks = self._outbox.chunks_for(request)
-        await self._settle(event, await self._answer(request, chunks), started, chunks)
+        chunks = self._outbox.chunks_for(request, taken.trace)
+        await self._settle(taken, await self._answer(request, chunks), chunks)
 
-    async def _settle(
-        self,
-        event: faust.EventT[bytes],
-        outcome: Outcome,
-        started: float,
-        chunks: ChunkPublisher | None = None,
-    ) -> None:
+    async def _settle(self, taken: Taken, outcome: Outcome, chunks: ChunkPublisher | None = None) -> None:
         """Publish what `outcome` calls for, then ack; when the broker takes none of it, stop."""
         try:
-            await self._outbox.publish(event.message, outcome, chunks)
+            await self._outbox.publish(taken.event.message, outcome, taken.trace, chunks)
         except Exception as error:  # escaping would ack the event and kill the agent
             # Nothing was produced for this message, so it must not be acked, and every later
             # message of its partition waits behind it: stop, and let a restart redeliver.
@@ -92,7 +86,7 @@ class SupportAgent:
             )
             await self._crash(error)
             return
-        self._inflight.finish(event)
+        self._inflight.finish(taken.event)
         metrics.MESSAGES.labels(outcome.label).inc()
         if outcome.reply is not None:
-            metrics.REPLY_LATENCY.observe(time.monotonic() - started)
+            metrics.REPLY_LATENCY.observe(time.monotonic() - taken.started)

@@ -74,6 +74,11 @@ def reply_key(message_id: str) -> str:
     return f"reply:{message_id}"
 
 
+def published_key(message_id: str) -> str:
+    """Set once the broker has acknowledged the reply to one message: a redelivery skips it."""
+    return f"reply:{message_id}:published"
+
+
 def connect(redis_url: str, max_connections: int) -> Redis:
     """A client with bounded, blocking pool, socket timeouts and a short retry."""
     pool = BlockingConnectionPool.from_url(
@@ -94,6 +99,7 @@ class Context:
     """What Redis knows about one message."""
 
     stored_reply: Reply | None = None
+    published: bool = False
     profile: dict[str, str] = field(default_factory=dict)
     history: list[HistoryTurn] = field(default_factory=list)
 
@@ -129,20 +135,24 @@ class ContextStore:
             return default
 
     async def lookup(self, message_id: str, customer_id: str | None, conversation_id: str) -> Context:
-        """Stored reply, profile and recent history of a message, in one round trip.
+        """Stored reply (and whether it was published), profile and recent history of a
+        message, in one round trip.
 
         Anything Redis cannot give (down, missing, malformed) is left out.
         """
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(reply_key(message_id))
+        pipe.exists(published_key(message_id))
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context()
-        stored_raw, fields, items = results
+        stored_raw, published, fields, items = results
+        stored_reply = _reply_of(stored_raw, message_id)
         return Context(
-            stored_reply=_reply_of(stored_raw, message_id),
+            stored_reply=stored_reply,
+            published=stored_reply is not None and bool(published),
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
         )
@@ -174,6 +184,12 @@ class ContextStore:
         )
         earlier: str | None = await self._guarded("record", call, None)
         return _reply_of(earlier, reply.message_id) or reply
+
+    async def mark_published(self, message_id: str) -> None:
+        """Remember that the broker took the reply to `message_id`, for as long as the reply."""
+        await self._guarded(
+            "mark_published", self._redis.set(published_key(message_id), 1, ex=self._ttl_s), None
+        )
 
     async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
         """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""

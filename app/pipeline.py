@@ -43,12 +43,15 @@ class Outcome:
     reply: Reply | None
     dead_letter: Failure | None = None
     replayed: bool = False
+    published: bool = False  # a replayed reply the broker took before: nothing to publish again
 
     @property
     def label(self) -> str:
         """The outcome as `enricher_messages_total` counts it."""
         if self.reply is None:
             return "dead_lettered"
+        if self.published:
+            return "already_published"
         return "replayed" if self.replayed else self.reply.status
 
 
@@ -86,7 +89,7 @@ async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSin
     context, llm = resources.context, resources.llm
     known = await context.lookup(message.message_id, message.customer_id, message.conversation_id)
     if known.stored_reply is not None:  # stored with its turns when first answered
-        return Outcome(known.stored_reply, replayed=True)
+        return Outcome(known.stored_reply, replayed=True, published=known.published)
     customer, history, now = known.profile, known.history, utc_now()
     prompts = resources.prompts.current
     template = prompts.select(message, customer)

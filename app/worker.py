@@ -107,7 +107,7 @@ def run_worker(settings: Settings) -> None:
     running = running_jobs(settings.max_in_flight)
     inflight = InFlight(Lanes(settings.max_buffered, running, gate=resources.llm.breaker.admit))
     answer = functools.partial(pipeline.answer, resources)
-    outbox = Outbox(topics, dead_letters)
+    outbox = Outbox(topics, dead_letters, resources.context.mark_published)
     SupportAgent(answer, settings.max_input_chars, topics.requests, inflight, outbox, app.crash).attach(app)
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)

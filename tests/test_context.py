@@ -107,3 +107,18 @@ async def test_redis_down_degrades_to_no_context() -> None:
         assert not await store.ping()
     finally:
         await store.aclose()
+
+
+async def test_a_reply_is_published_once_the_broker_took_it(store: ContextStore) -> None:
+    first = reply("m-9", "an answer")
+    await store.record(first, turns("m-9", "an answer"))
+    assert not (await store.lookup("m-9", None, "c-1")).published  # recorded, not yet published
+    await store.mark_published("m-9")
+    known = await store.lookup("m-9", None, "c-1")
+    assert (known.stored_reply, known.published) == (first, True)
+
+
+async def test_a_mark_without_its_reply_means_nothing(store: ContextStore) -> None:
+    await store.mark_published("m-lost")  # the reply expired or was never stored
+    known = await store.lookup("m-lost", None, "c-1")
+    assert (known.stored_reply, known.published) == (None, False)

@@ -92,6 +92,14 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     again = await answer(resources, first)
     assert again.replayed
     assert again.reply == result.reply
+    assert not again.published  # recorded, but no broker has taken it yet
+    await resources.context.mark_published(first.message_id)
+    once_more = await answer(resources, first)
+    assert (once_more.reply, once_more.published, once_more.label) == (
+        result.reply,
+        True,
+        "already_published",
+    )
     assert len(await mock_admin.requests()) == 1
 
     second = await answer(

@@ -7,15 +7,16 @@ from collections.abc import Awaitable, Callable
 
 from app.errors import ErrorKind
 from app.observability import metrics
+from app.observability.tracing import TraceContext
 from app.schemas import DeadLetter, SourcePosition
 
 log = logging.getLogger(__name__)
 
-Produce = Callable[[bytes | None, bytes], Awaitable[None]]
+Produce = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
 
 
 class DeadLetters:
-    """Writes DLQ records through `produce(key, value)`, which must wait for the broker's ack.
+    """Writes DLQ records through `produce(key, value, headers)`, which must wait for the broker's ack.
 
     Details come from exceptions, which may quote a credential (a provider's 401 body does):
     `redact` cleans them before they are written or logged.
@@ -32,11 +33,12 @@ class DeadLetters:
         source: SourcePosition,
         key: bytes | None,
         raw: bytes | None,
+        trace: TraceContext,
     ) -> None:
-        """Record one failed input durably."""
+        """Record one failed input durably, in the input's trace."""
         detail = self._redact(detail)
         letter = DeadLetter.build(kind, detail, source, raw)
-        await self._produce(key, letter.model_dump_json().encode())
+        await self._produce(key, letter.model_dump_json().encode(), trace.headers())
         metrics.DEAD_LETTERS.labels(kind).inc()
         log.warning(
             "message dead-lettered",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import faust
 from faust.types import TP
@@ -13,8 +15,18 @@ from faust.types import TP
 from app.kafka.acks import OrderedAcks
 from app.kafka.internals import hand_back
 from app.kafka.lanes import Job, Lanes
+from app.observability.tracing import TraceContext
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """An event as it was taken: when, and in which trace its records go on."""
+
+    event: faust.EventT[bytes]
+    started: float
+    trace: TraceContext
 
 
 class InFlight:
@@ -25,14 +37,14 @@ class InFlight:
         self._acks: OrderedAcks[TP] = OrderedAcks()
         self._closing = False
 
-    def take(self, event: faust.EventT[bytes]) -> bool:
-        """Track a new event; False once draining, when it is handed back for the restart instead."""
+    def take(self, event: faust.EventT[bytes]) -> Taken | None:
+        """Track a new event; None once draining, when it is handed back for the restart instead."""
         message = event.message
         if self._closing:
             hand_back(message)
-            return False
+            return None
         self._acks.track(message.tp, message.offset, event.ack, functools.partial(hand_back, message))
-        return True
+        return Taken(event, time.monotonic(), TraceContext.of(message.headers))
 
     async def submit(self, conversation_id: str, job: Job) -> None:
         """Queue `job` on the conversation's lane; waits while the buffer is full."""

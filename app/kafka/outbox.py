@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import faust
 
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 from app.kafka.publisher import ChunkPublisher, Publisher
+from app.observability.tracing import TraceContext
 from app.pipeline import Outcome
 from app.schemas import CustomerMessage, SourcePosition
 
@@ -14,27 +17,41 @@ from app.schemas import CustomerMessage, SourcePosition
 class Outbox:
     """Publishes one message's outcome and waits for the broker to take each durable record."""
 
-    def __init__(self, topics: Topics, dead_letters: DeadLetters) -> None:
+    def __init__(
+        self, topics: Topics, dead_letters: DeadLetters, mark_published: Callable[[str], Awaitable[None]]
+    ) -> None:
         self._topics, self._dead_letters = topics, dead_letters
+        self._mark_published = mark_published
         self._publisher = Publisher()
 
-    def chunks_for(self, request: CustomerMessage) -> ChunkPublisher:
+    def chunks_for(self, request: CustomerMessage, trace: TraceContext) -> ChunkPublisher:
         """Where the reply to `request` streams while the LLM writes it."""
-        return ChunkPublisher(self._publisher, self._topics.chunks, request)
+        return ChunkPublisher(self._publisher, self._topics.chunks, request, trace)
 
     async def publish(
-        self, message: faust.types.Message, outcome: Outcome, chunks: ChunkPublisher | None = None
+        self,
+        message: faust.types.Message,
+        outcome: Outcome,
+        trace: TraceContext,
+        chunks: ChunkPublisher | None = None,
     ) -> None:
-        """The closing chunk and the reply if there is one, then the dead letter if there is one.
+        """The closing chunk and the reply if there is one and it was not published before, then
+        the dead letter if there is one, each in the input's trace.
 
         Raises what the producer raises when the broker does not take a record.
         """
         reply, failure = outcome.reply, outcome.dead_letter
-        if reply is not None:
+        if reply is not None and not outcome.published:
             if chunks is not None and not outcome.replayed:  # a replay's chunks went out the first time
                 await chunks.finish(reply.text if reply.status == "fallback" else None)
             value = reply.model_dump_json().encode()
-            await self._publisher.deliver(self._topics.replies, reply.conversation_id.encode(), value)
+            await self._publisher.deliver(
+                self._topics.replies, reply.conversation_id.encode(), value, trace.headers()
+            )
+            # After the broker's ack: a crash before this line repeats the reply, never loses it.
+            await self._mark_published(reply.message_id)
         if failure is not None:
             source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
-            await self._dead_letters.send(failure.kind, failure.detail, source, message.key, message.value)
+            await self._dead_letters.send(
+                failure.kind, failure.detail, source, message.key, message.value, trace
+            )

@@ -6,20 +6,23 @@ import time
 
 import faust
 
+from app.observability.tracing import TraceContext
 from app.schemas import CustomerMessage, ReplyChunk, reply_id_for
+
+Headers = list[tuple[str, bytes]]
 
 
 class Publisher:
-    """Sends raw bytes to faust topics."""
+    """Sends raw bytes, with headers, to faust topics."""
 
-    async def deliver(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
+    async def deliver(self, topic: faust.TopicT, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Send and wait until the broker has acknowledged the record."""
-        pending = await topic.send(key=key, value=value)
+        pending = await topic.send(key=key, value=value, headers=headers)
         await pending
 
-    async def send(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
+    async def send(self, topic: faust.TopicT, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Hand the record to the producer without waiting for the broker."""
-        await topic.send(key=key, value=value)
+        await topic.send(key=key, value=value, headers=headers)
 
 
 class ChunkPublisher:
@@ -32,9 +35,12 @@ class ChunkPublisher:
 
     FLUSH_INTERVAL_S = 0.05
 
-    def __init__(self, publisher: Publisher, topic: faust.TopicT, request: CustomerMessage) -> None:
+    def __init__(
+        self, publisher: Publisher, topic: faust.TopicT, request: CustomerMessage, trace: TraceContext
+    ) -> None:
         self._publisher = publisher
         self._topic = topic
+        self._trace = trace
         self._key = request.conversation_id.encode()
         self._request = request
         self._reply_id = reply_id_for(request.message_id)
@@ -76,4 +82,6 @@ class ChunkPublisher:
         self._void = False
         self._pending.clear()
         self._last_sent = time.monotonic()
-        await self._publisher.send(self._topic, self._key, chunk.model_dump_json().encode())
+        await self._publisher.send(
+            self._topic, self._key, chunk.model_dump_json().encode(), self._trace.headers()
+        )

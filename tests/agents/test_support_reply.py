@@ -33,12 +33,16 @@ class RecordingTopic:
     """Records what is sent; with `refuse`, fails like a producer whose broker is gone."""
 
     records: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    headers: list[dict[str, bytes]] = field(default_factory=list)
     refuse: bool = False
 
-    async def send(self, *, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+    async def send(
+        self, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
         if self.refuse:
             raise ConnectionError("broker gone")
         self.records.append((key, json.loads(value)))
+        self.headers.append(dict(headers))
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.set_result(None)
         return sent
@@ -98,26 +102,31 @@ class Rig:
         self.acks: list[int] = []
         self.crashes: list[BaseException] = []
         self.answered: list[str] = []
+        self.marked: list[str] = []
         topics = Topics(*(cast(faust.TopicT, topic) for topic in self.topics.values()))
         dlq = self.topics["dlq"]
 
-        async def produce(key: bytes | None, value: bytes) -> None:
-            await (await dlq.send(key=key, value=value))
+        async def produce(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+            await (await dlq.send(key=key, value=value, headers=headers))
 
         async def crash(error: BaseException) -> None:
             self.crashes.append(error)
 
+        async def mark_published(message_id: str) -> None:
+            self.marked.append(message_id)
+
         self.inflight = InFlight(Lanes(max_buffered=16, max_running=4))
-        outbox = Outbox(topics, DeadLetters(produce, redact=str))
+        outbox = Outbox(topics, DeadLetters(produce, redact=str), mark_published)
         self.agent = SupportAgent(self.answer, 8000, topics.requests, self.inflight, outbox, crash)
 
     async def answer(self, message: CustomerMessage, sink: DeltaSink) -> Outcome:
         self.answered.append(message.message_id)
         return self.outcomes.pop(0)
 
-    async def run(self, *values: bytes | None) -> None:
+    async def run(self, *values: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         for offset, value in enumerate(values):
-            await self.agent.dispatch(cast(faust.EventT[bytes], Event(Message(value, offset), self.acks)))
+            event = Event(Message(value, offset, headers=headers), self.acks)
+            await self.agent.dispatch(cast(faust.EventT[bytes], event))
         await self.inflight.drain(5.0)
 
     def sent(self, topic: str) -> list[dict[str, Any]]:
@@ -129,7 +138,7 @@ async def test_a_reply_is_published_with_its_closing_chunk_then_acked() -> None:
     await rig.run(request("m-1"))
     assert [(key, value["text"]) for key, value in rig.topics["replies"].records] == [(b"c-1", "Hello!")]
     assert [(chunk["done"], chunk["delta"]) for chunk in rig.sent("chunks")] == [(True, "")]
-    assert (rig.sent("dlq"), rig.acks, rig.crashes) == ([], [0], [])
+    assert (rig.sent("dlq"), rig.acks, rig.crashes, rig.marked) == ([], [0], [], ["m-1"])
 
 
 async def test_a_fallback_streams_its_text_and_leaves_a_dead_letter() -> None:
@@ -156,7 +165,14 @@ async def test_a_replayed_reply_is_published_again_without_chunks() -> None:
     await rig.run(request("m-1"))
     assert [reply["message_id"] for reply in rig.sent("replies")] == ["m-1"]
     assert rig.sent("chunks") == []
-    assert rig.acks == [0]
+    assert (rig.acks, rig.marked) == ([0], ["m-1"])
+
+
+async def test_a_reply_the_broker_took_before_is_not_published_again() -> None:
+    rig = Rig(Outcome(reply_to("m-1"), replayed=True, published=True))
+    await rig.run(request("m-1"))
+    assert (rig.sent("replies"), rig.sent("chunks"), rig.sent("dlq")) == ([], [], [])
+    assert (rig.acks, rig.marked) == ([0], [])
 
 
 @pytest.mark.parametrize(
@@ -174,7 +190,7 @@ async def test_when_the_broker_takes_nothing_the_worker_stops_and_the_event_stay
     rig.topics["replies"].refuse = True
     await rig.run(request("m-1"))
     assert [str(error) for error in rig.crashes] == ["broker gone"]
-    assert rig.acks == []
+    assert (rig.acks, rig.marked) == ([], [])
 
 
 async def test_events_are_acked_in_offset_order() -> None:
@@ -182,3 +198,29 @@ async def test_events_are_acked_in_offset_order() -> None:
     await rig.run(request("m-0"), b"{bad", request("m-1"), request("m-2"))
     assert rig.acks == [0, 1, 2, 3]
     assert rig.answered == ["m-0", "m-1", "m-2"]
+
+
+def trace_ids(topic: RecordingTopic) -> set[str]:
+    return {headers["traceparent"].decode().split("-")[1] for headers in topic.headers}
+
+
+async def test_every_record_continues_the_input_trace() -> None:
+    traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    fallback = reply_to("m-1", status="fallback", text="Later.")
+    rig = Rig(Outcome(fallback, Failure("llm_unavailable", "no answer")))
+    await rig.run(request("m-1"), headers=[("traceparent", traceparent), ("tracestate", b"v=1")])
+    produced = [rig.topics[name] for name in ("replies", "chunks", "dlq")]
+    assert [trace_ids(topic) for topic in produced] == [{"4bf92f3577b34da6a3ce929d0e0e4736"}] * 3
+    spans = [headers["traceparent"].split(b"-")[2] for topic in produced for headers in topic.headers]
+    assert len(set(spans)) == len(spans) == 3
+    assert b"00f067aa0ba902b7" not in spans
+    assert all(headers["tracestate"] == b"v=1" for topic in produced for headers in topic.headers)
+
+
+async def test_a_message_without_a_trace_starts_one_for_all_its_records() -> None:
+    rig = Rig(Outcome(reply_to("m-2")))
+    await rig.run(b"{bad", request("m-2"))
+    [started] = trace_ids(rig.topics["replies"]) | trace_ids(rig.topics["chunks"])
+    [other] = trace_ids(rig.topics["dlq"])
+    assert len(started) == len(other) == 32
+    assert started != other

@@ -115,7 +115,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
     assert (await mock_admin.stats())["max_in_flight"] >= 32
 
 
-async def test_sigkill_with_a_slow_early_message_loses_nothing_and_calls_once(
+async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_and_calls_once(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
     env = enricher_env
@@ -144,6 +144,7 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_and_calls_once(
     await worker_factory()
     replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, settle_s=2)
     assert_consistent_duplicates(replies)
+    assert len(replies) == len(inputs), "a redelivered message whose reply was published is not repeated"
     calls = calls_per_text(await mock_admin.requests())
     assert all(calls[f"fast {n}"] == 1 for n in range(20)), calls
     assert calls["slow one"] == 2

@@ -80,7 +80,10 @@ async def test_with_adaptation_off_the_limit_stays_at_the_ceiling() -> None:
     config = MockConfig(latency_ms=50, concurrency_quota=16, retry_after_s=0.05)
     async with serve(config) as url, MockAdmin(url) as admin:
         client = LLMClient(settings(url, ENRICHER_MAX_IN_FLIGHT="64", ENRICHER_LLM_ADAPTIVE="off"))
-        await answer_all(client, 400, "fixed")
+        calls = (client.complete(chat(f"fixed {n}"), CallOptions()) for n in range(400))
+        # A fixed limit over the quota may starve a call past its deadline on a busy machine:
+        # that is the failure adaptation removes, not this test's subject.
+        await asyncio.gather(*calls, return_exceptions=True)
         stats = await admin.stats()
         await client.aclose()
 
