@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.codecs
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits
+	$(BIN)/python -m bench.restarts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev

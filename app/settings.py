@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ import aiokafka.codec
 from pydantic import (
     AliasChoices,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -20,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOOPBACK_HOSTS = frozenset({"localhost"})
+SECRET_MARKERS = ("KEY", "SECRET", "URL", "PASSWORD")  # a variable so named never has its value shown
 
 
 def _env(name: str) -> AliasChoices:
@@ -52,6 +55,17 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", validation_alias=_env("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"), min_length=1)
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD"))
+    kafka_ssl_cafile: FilePath | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: FilePath | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: FilePath | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
     redis_url: SecretStr = Field(SecretStr("redis://localhost:6379/0"), validation_alias=_env("REDIS_URL"))
     openai_base_url: str = Field(OPENAI_DEFAULT_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
@@ -142,6 +156,55 @@ class Settings(BaseSettings):
             raise ValueError("ENRICHER_LLM_TIMEOUT_S: must not exceed ENRICHER_LLM_DEADLINE_S")
         return self
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        if sasl and self.kafka_sasl_username is None:
+            raise ValueError(f"KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        if sasl and not (self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        mechanism = self.kafka_sasl_mechanism if "kafka_sasl_mechanism" in self.model_fields_set else None
+        sasl_only = {
+            "KAFKA_SASL_MECHANISM": mechanism,
+            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        tls_only = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        unused = ({} if sasl else sasl_only) | ({} if tls else tls_only)
+        for variable, value in unused.items():
+            # Ignored, it would leave out the authentication or the encryption it asks for.
+            if value is not None:
+                raise ValueError(f"{variable}: set, but KAFKA_SECURITY_PROTOCOL={protocol} does not use it")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            given, missing = (
+                ("CERTFILE", "KEYFILE") if self.kafka_ssl_keyfile is None else ("KEYFILE", "CERTFILE")
+            )
+            raise ValueError(f"KAFKA_SSL_{missing}: required with KAFKA_SSL_{given}: mutual TLS needs both")
+        if tls:
+            self._check_tls_files()
+        return self
+
+    def _check_tls_files(self) -> None:
+        """Load the PEM files now, so that a bad one is a configuration error, not a failed connection."""
+        from app.kafka.security import tls_context  # security imports settings
+
+        try:
+            tls_context(self.kafka_ssl_cafile, None, None)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(f"KAFKA_SSL_CAFILE: not a PEM bundle of CA certificates: {error}") from None
+        if self.kafka_ssl_certfile is not None:
+            try:
+                tls_context(None, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except (ssl.SSLError, OSError, ValueError) as error:
+                raise ValueError(
+                    f"KAFKA_SSL_CERTFILE: not a PEM certificate matching KAFKA_SSL_KEYFILE: {error}"
+                ) from None
+
     @property
     def api_key_value(self) -> str:
         """The key to hand to the client; the loopback mock accepts any."""
@@ -166,7 +229,7 @@ def _describe(error: ValidationError) -> str:
     if not variable:
         return message
     value = first.get("input")
-    shown = "" if "SECRET" in variable or "KEY" in variable or "URL" in variable else f" (got {value!r})"
+    shown = "" if any(marker in variable for marker in SECRET_MARKERS) else f" (got {value!r})"
     if isinstance(value, dict):
         shown = ""
     return f"{variable}: {message}{shown}"

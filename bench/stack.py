@@ -157,10 +157,12 @@ class Stack:
             "broker": Proc(self.broker.process.pid),
         }
 
-    async def start_worker(self, name: str, env: dict[str, str]) -> Worker:
-        """Start a worker on `env` and wait until /readyz says ready."""
+    async def start_worker(self, name: str, env: dict[str, str], *, wait_ready: bool = True) -> Worker:
+        """Start a worker on `env` and (unless told not to) wait until /readyz says ready."""
         process = isolated_worker(f"worker-{name}", env, self.log_dir)
         worker = Worker(process.start(), Settings.model_validate(env), Proc(process.pid))
+        if not wait_ready:
+            return worker
         try:
             await process.wait_http_ok(f"{worker.web_url}/readyz", READY_TIMEOUT_S)
             # ManagedProcess execs the interpreter directly: its pid is the worker, not a wrapper.

@@ -143,6 +143,14 @@ class TopicReader:
             await asyncio.sleep(POLL_S)
         return True
 
+    async def wait_for_each(self, message_ids: set[str], timeout_s: float) -> bool:
+        """Wait until a record for each of `message_ids` has arrived; False when `timeout_s` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while not message_ids <= {message_id for (_, message_id), _ in self.decoded()}:
+            if not await self.wait_for(len(self.records) + 1, deadline - time.monotonic()):
+                return False
+        return True
+
     def decoded(self) -> list[tuple[Keyed, float]]:
         """(conversation_id, message_id) and arrival time of each record, in (partition, offset) order."""
         ordered = sorted(self.records, key=lambda record: (record.partition, record.offset))

@@ -25,6 +25,7 @@ from app.devtools.processes import ManagedProcess, free_port
 from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
+from tests.helpers.tls import Pki, make_pki
 from tests.helpers.workers import REPO, WorkerFactory
 
 _redis_databases = itertools.cycle(range(1, 16))
@@ -46,6 +47,12 @@ async def kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     log_path = tmp_path_factory.mktemp("broker") / "broker.log"
     async with EmbeddedBroker(log_path=log_path) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with server and client certificates for 127.0.0.1 (PEM files)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

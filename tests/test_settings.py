@@ -9,6 +9,7 @@ import aiokafka.codec
 import pytest
 
 from app.settings import Settings, SettingsError, load_settings
+from tests.helpers.tls import Pki
 
 MOCK_URL = "http://127.0.0.1:9/v1"
 
@@ -114,17 +115,124 @@ def test_secret_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in str(caught.value)
 
 
-def test_worker_exits_2_with_one_line(tmp_path: object) -> None:
-    env = {"PATH": "/usr/bin:/bin", "OPENAI_BASE_URL": MOCK_URL, "ENRICHER_HISTORY_TURNS": "-3"}
-    result = subprocess.run(
+def run_worker(env: dict[str, str], cwd: object) -> subprocess.CompletedProcess[str]:
+    """`enricher worker` with only `env` (and PATH), in a directory without a .env file."""
+    return subprocess.run(
         [sys.executable, "-m", "app.main", "worker"],
-        env=env,
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=str(tmp_path),
+        cwd=str(cwd),
+        check=False,
     )
+
+
+def test_worker_exits_2_with_one_line(tmp_path: object) -> None:
+    result = run_worker({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_HISTORY_TURNS": "-3"}, tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "ENRICHER_HISTORY_TURNS" in lines[0]
+
+
+PASSWORD = "pw-hunter2-never-shown"
+SASL_SSL = {
+    "OPENAI_BASE_URL": MOCK_URL,
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_USERNAME": "svc-enricher",
+    "KAFKA_SASL_PASSWORD": PASSWORD,
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SASL_USERNAME": None}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SASL_USERNAME": ""}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SASL_PASSWORD": None}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SASL_PASSWORD": ""}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_PASSWORD": None}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SASL_MECHANISM": ""}, "KAFKA_SASL_MECHANISM"),
+        ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+        ({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "KAFKA_SASL_USERNAME"),  # credentials it would not use
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SSL_CAFILE": "{ca}"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SSL_CAFILE": "{missing}"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SSL_CERTFILE": "{missing}", "KAFKA_SSL_KEYFILE": "{client_key}"}, "KAFKA_SSL_CERTFILE"),
+        ({"KAFKA_SSL_CERTFILE": "{client_cert}", "KAFKA_SSL_KEYFILE": "{missing}"}, "KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SSL_CERTFILE": "{client_cert}"}, "KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SSL_KEYFILE": "{client_key}"}, "KAFKA_SSL_CERTFILE"),
+        ({"KAFKA_SSL_CAFILE": "{client_key}"}, "KAFKA_SSL_CAFILE"),  # not a certificate
+        ({"KAFKA_SSL_CERTFILE": "{client_cert}", "KAFKA_SSL_KEYFILE": "{server_key}"}, "KAFKA_SSL_CERTFILE"),
+        ({"KAFKA_SSL_CERTFILE": "{client_cert}", "KAFKA_SSL_KEYFILE": "{encrypted}"}, "KAFKA_SSL_CERTFILE"),
+    ],
+)
+def test_bad_kafka_security_names_the_variable_and_never_the_password(
+    monkeypatch: pytest.MonkeyPatch, pki: Pki, env: dict[str, str | None], variable: str
+) -> None:
+    files = {
+        "ca": pki.ca,
+        "missing": pki.ca.parent / "no-such.pem",
+        "client_cert": pki.client_cert,
+        "client_key": pki.client_key,
+        "server_key": pki.server_key,
+        "encrypted": pki.client_key_encrypted,
+    }
+    for name, value in (SASL_SSL | env).items():
+        if value is not None:
+            monkeypatch.setenv(name, value.format(**files))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "\n" not in message
+    assert PASSWORD not in message
+
+
+def test_an_encrypted_key_is_refused_without_asking_for_its_password(
+    monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
+    for name, value in SASL_SSL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KAFKA_SSL_CERTFILE", str(pki.client_cert))
+    monkeypatch.setenv("KAFKA_SSL_KEYFILE", str(pki.client_key_encrypted))
+    with pytest.raises(SettingsError, match=r"^KAFKA_SSL_CERTFILE: .*the key is encrypted"):
+        load_settings()
+
+
+def test_kafka_security_defaults_to_plaintext(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", MOCK_URL)
+    settings = load_settings()
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
+    assert (settings.kafka_sasl_username, settings.kafka_sasl_password) == (None, None)
+    assert (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (None,) * 3
+
+
+def test_sasl_ssl_with_mutual_tls_loads_and_keeps_the_password_secret(
+    monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
+    env = SASL_SSL | {
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SSL_CAFILE": str(pki.ca),
+        "KAFKA_SSL_CERTFILE": str(pki.client_cert),
+        "KAFKA_SSL_KEYFILE": str(pki.client_key),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == PASSWORD
+    assert (settings.kafka_ssl_cafile, settings.kafka_ssl_keyfile) == (pki.ca, pki.client_key)
+    assert PASSWORD not in repr(settings)
+
+
+def test_worker_exits_2_without_showing_the_kafka_password(tmp_path: object) -> None:
+    result = run_worker({**SASL_SSL, "KAFKA_SASL_USERNAME": ""}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "enricher: configuration error: KAFKA_SASL_USERNAME: String should have at least 1 character (got '')"
+    ]
+    assert PASSWORD not in result.stdout + result.stderr

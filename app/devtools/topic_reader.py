@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.devtools.polling import NotYet, poll
+from app.kafka.security import PLAINTEXT, KafkaSecurity
 
 KAFKA_TIMEOUT_S = 15.0
 TOPIC_POLL_S = 0.2
@@ -29,6 +30,7 @@ async def consumer_from_beginning(
     bootstrap: str,
     topics: Sequence[str],
     *,
+    security: KafkaSecurity = PLAINTEXT,
     wait_s: float = 0.0,
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
 ) -> AIOKafkaConsumer:
@@ -46,6 +48,7 @@ async def consumer_from_beginning(
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            **security.client_options(),
         )
         try:
             await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faust
 
 from app.kafka import internals as kafka_transport
+from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.settings import Settings
 
@@ -45,6 +46,7 @@ def build_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap_servers),
         broker_consumer=broker_urls(settings.kafka_bootstrap_servers, kafka_transport.SCHEME),
+        broker_credentials=KafkaSecurity.from_settings(settings).broker_credentials(),
         key_serializer="raw",
         value_serializer="raw",
         processing_guarantee="at_least_once",

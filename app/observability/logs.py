@@ -53,6 +53,8 @@ def secrets_of(settings: Settings) -> list[str]:
     secrets = [settings.redis_url.get_secret_value()]
     if settings.openai_api_key is not None:
         secrets.append(settings.openai_api_key.get_secret_value())
+    if settings.kafka_sasl_password is not None:
+        secrets.append(settings.kafka_sasl_password.get_secret_value())
     return secrets
 
 
