@@ -59,6 +59,7 @@ class SupportAgent:
         taken = self._inflight.take(event)
         if taken is None:
             return
+        metrics.CONSUMED.inc()
         message = event.message
         bind(trace_id=taken.trace.trace_id)
         try:
@@ -90,3 +91,5 @@ class SupportAgent:
         metrics.MESSAGES.labels(outcome.label).inc()
         if outcome.reply is not None:
             metrics.REPLY_LATENCY.observe(time.monotonic() - taken.started)
+        if outcome.reply is not None and not outcome.published:  # the reply's broker ack just came
+            metrics.END_TO_END.observe(max(0.0, time.time() - taken.event.message.timestamp))

@@ -39,7 +39,8 @@ def worker() -> None:
 def dev() -> None:
     """Run broker, Redis, mock LLM (without OPENAI_API_KEY) and a worker here; Ctrl-C stops all."""
     try:
-        from app.devtools.devstack import load_dev_settings, run_dev
+        from app.devtools.dev_config import load_dev_settings
+        from app.devtools.devstack import run_dev
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
     run_dev(settings_or_exit(load_dev_settings))

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
     log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
+    log_format: Literal["json", "console"] = Field("json", validation_alias=_env("ENRICHER_LOG_FORMAT"))
     # zstd: on reply records in batches of 1 / 3 / 10 (bench/results/codecs.md) it keeps
     # 65 / 36 / 23% of the bytes (lz4 81 / 47 / 32%; gzip as zstd at twice its CPU) for
     # 29 / 14 / 7 us of CPU per record: a chat workload's small batches gain the most from it.

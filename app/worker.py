@@ -21,6 +21,7 @@ from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import build_app, declare_topics
 from app.kafka.inflight import InFlight
 from app.kafka.internals import Consumer, DrainingWorker
+from app.kafka.lag import LAG_INTERVAL_S, LagReport
 from app.kafka.lanes import Lanes
 from app.kafka.outbox import Outbox
 from app.kafka.publisher import Publisher
@@ -116,6 +117,13 @@ def run_worker(settings: Settings) -> None:
         return cast(Consumer, app.consumer).unreadable.reasons()
 
     attach_pages(app, Health(resources, assigned_input_partitions, unreadable_partitions))
+    lag = LagReport(cast(Consumer, app.consumer))
+
+    async def report_lag() -> None:
+        lag.update()
+
+    app.timer(LAG_INTERVAL_S)(report_lag)
+
     collect_garbage_less_often()
 
     async def drain() -> None:

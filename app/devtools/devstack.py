@@ -9,24 +9,22 @@ import os
 import signal
 import sys
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
 from app.context import ContextStore, connect, encode_profile
 from app.devtools.broker import EmbeddedBroker, create_topics
+from app.devtools.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
 from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
 from app.devtools.redis_server import EmbeddedRedis
 from app.exits import fail
 from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.schemas import rfc3339, utc_now
-from app.settings import Settings, load_settings
+from app.settings import Settings
 
-STATE_DIR = Path(".enricher-dev")
-STATE_PATH = STATE_DIR / "state.json"
 BROKER_PORT, REDIS_PORT, MOCK_LLM_PORT, WEB_PORT = 9092, 16379, 8400, 6066
 MOCK_LATENCY_MS = 300
 READY_TIMEOUT_S = 90.0
@@ -40,60 +38,6 @@ DEMO_PROFILES: dict[str, dict[str, str]] = {
 
 class DevStackError(Exception):
     """The dev stack cannot start or lost its worker; the message says why."""
-
-
-class DevState(BaseModel):
-    """What `.enricher-dev/state.json` records, so `enricher send` finds a running dev stack."""
-
-    pid: int = Field(description="the `enricher dev` process")
-    started_at: str
-    kafka_bootstrap_servers: str
-    redis_url: str
-    llm_base_url: str
-    web_port: int
-    topics: TopicNames
-    pids: dict[str, int]
-    embedded: list[str] = Field(description="what dev started itself: broker, redis, mock_llm")
-    logs_dir: str
-
-    @classmethod
-    def load(cls, path: Path = STATE_PATH) -> DevState | None:
-        """The recorded state, or None when there is none or its `enricher dev` is gone."""
-        try:
-            state = cls.model_validate_json(path.read_bytes())
-            os.kill(state.pid, 0)
-        except (OSError, ValidationError):
-            return None
-        return state
-
-    def save(self, path: Path = STATE_PATH) -> None:
-        """Write the state file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-
-
-class _MockDefaultSettings(Settings):
-    """Settings whose LLM URL defaults to loopback: with no key, the built-in mock stands in."""
-
-    openai_base_url: str = Field("http://127.0.0.1/v1", validation_alias="OPENAI_BASE_URL")
-
-
-def needs_mock(settings: Settings) -> bool:
-    """True when neither OPENAI_API_KEY nor OPENAI_BASE_URL was given: the mock LLM is the LLM."""
-    return settings.openai_api_key is None and "openai_base_url" not in settings.model_fields_set
-
-
-def load_dev_settings() -> Settings:
-    """The environment's settings, except that no OPENAI_API_KEY and no OPENAI_BASE_URL is allowed.
-
-    Then `needs_mock()` is true and the URL is a placeholder until the mock runs.
-    Raises SettingsError like `load_settings()`.
-    """
-    try:
-        probe = _MockDefaultSettings()
-    except ValidationError:
-        return load_settings()  # fails the same way, naming the variable
-    return probe if needs_mock(probe) else load_settings()
 
 
 def run_dev(settings: Settings) -> None:
@@ -209,12 +153,15 @@ async def _start_mock(stack: AsyncExitStack, pids: dict[str, int]) -> str:
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    """The variables that point the worker at what dev started (the rest it reads as usual)."""
+    """The variables that point the worker at what dev started (the rest it reads as usual);
+    its log is for people unless ENRICHER_LOG_FORMAT says otherwise."""
+    log_format = settings.log_format if "log_format" in settings.model_fields_set else "console"
     return {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url.get_secret_value(),
         "OPENAI_BASE_URL": settings.openai_base_url,
         "ENRICHER_WEB_PORT": str(settings.web_port),
+        "ENRICHER_LOG_FORMAT": log_format,
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -265,15 +212,6 @@ async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
     except TimeoutError:
         tail = worker.log_tail()
         raise DevStackError(f"the worker was not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}") from None
-
-
-def redacted_url(url: str) -> str:
-    """`url` with its password, if any, replaced by `***` (for the state file and the banner)."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def _banner(state: DevState, settings: Settings) -> str:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from app.devtools.devstack import DevState, load_dev_settings
+from app.devtools.dev_config import DevState, load_dev_settings
 from app.devtools.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topics import TopicNames

@@ -15,7 +15,8 @@ an installed version differs, so an upgrade is checked here first) and covered b
   `acked`, and only `Consumer.ack` records an offset for committing (`hand_back`);
 - the revoked partitions, which mode's signal passes positionally (`on_partitions_revoked`);
 - draining before faust stops on a signal, which faust's `Worker._stop_on_signal` does not
-  (`DrainingWorker`).
+  (`DrainingWorker`);
+- the committed offsets, which faust keeps but does not expose, for the lag (`Consumer.lag`).
 
 The transport is registered as the `kafka-fastfetch` transport through the `faust.transports` entry point in
 pyproject.toml.
@@ -138,6 +139,18 @@ class Consumer(faust_aiokafka.Consumer):
             if batch.tp in assigned:  # not revoked while the fetch waited for a rebalance
                 self.unreadable.add(batch.tp, batch.offset, batch.error)
         return records
+
+    def lag(self) -> dict[TP, int]:
+        """Records behind the committed offset, per assigned partition, by the last fetch's
+        high-water mark; a partition not fetched yet is left out, one never committed counts
+        from offset 0."""
+        lags = {}
+        for tp in self.assignment():
+            highwater = self.highwater(tp)
+            if highwater is not None and highwater >= 0:
+                committed = self._committed_offset.get(tp) or 0  # faust's record of its commits
+                lags[tp] = max(0, highwater - committed)
+        return lags
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         """faust's check that each partition is fetched, except for the paused ones: they are

@@ -1,4 +1,4 @@
-"""JSON log lines on stdout, with secrets redacted wherever they would appear."""
+"""Log lines on stdout, JSON or for people, with secrets redacted wherever they would appear."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pythonjsonlogger.json
 from app.observability.redaction import Redactor
 from app.settings import Settings
 
+STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 RENAMED = {"asctime": "ts", "levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
 
@@ -48,6 +49,26 @@ class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
         return self._redact(super().format(record))
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One line for people: time, level, logger, message, then correlation ids and extra fields."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        self._redact = redactor or Redactor(())
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {
+            name: value
+            for name, value in record.__dict__.items()
+            if name not in STANDARD_ATTRIBUTES and not name.startswith("_")
+        }
+        fields = " ".join(f"{name}={value}" for name, value in (_correlation.get() | extra).items())
+        return self._redact(f"{super().format(record)}  {fields}" if fields else super().format(record))
+
+
+FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "console": ConsoleFormatter}
+
+
 def secrets_of(settings: Settings) -> list[str]:
     """Values that must never be printed."""
     secrets = [settings.redis_url.get_secret_value()]
@@ -64,12 +85,12 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "json": {"()": JsonFormatter, "redactor": Redactor(secrets_of(settings))},
+            "lines": {"()": FORMATTERS[settings.log_format], "redactor": Redactor(secrets_of(settings))},
         },
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
-                "formatter": "json",
+                "formatter": "lines",
                 "stream": "ext://sys.stdout",
             },
         },

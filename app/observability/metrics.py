@@ -39,6 +39,17 @@ REDIS_SKIPPED = Counter(
 )
 TEMPLATE_ERRORS = Counter("enricher_template_errors_total", "Templates rejected on load or reload.")
 PROFILE_UPDATES = Counter("enricher_profile_updates_total", "Profile records applied.", ["action"])
+CONSUMER_LAG = Gauge(
+    "enricher_kafka_consumer_lag",
+    "Records of an assigned partition after the committed offset (high-water mark of the last fetch).",
+    ["topic", "partition"],
+)
+CONSUMED = Counter("enricher_records_consumed_total", "Records taken from the request topic.")
+END_TO_END = Histogram(
+    "enricher_end_to_end_seconds",
+    "From the input record's timestamp to the broker's acknowledgement of its reply.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 PARTITIONS_UNREADABLE = Gauge(
     "enricher_kafka_partitions_unreadable",
     "1 for each assigned partition paused because its next record batch cannot be decoded.",

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.broker import create_topics
-from app.devtools.devstack import DevState, load_dev_settings, needs_mock, redacted_url
+from app.devtools.dev_config import DevState, load_dev_settings, needs_mock, redacted_url
 from app.devtools.processes import ManagedProcess, ProcessDied, free_port
 from app.kafka.topics import PROFILE_PARTITIONS, TopicNames
 from app.settings import SettingsError

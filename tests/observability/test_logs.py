@@ -6,9 +6,14 @@ import asyncio
 import io
 import json
 import logging
+import re
 
-from app.observability.logs import JsonFormatter, bind
+import pytest
+from pydantic import ValidationError
+
+from app.observability.logs import ConsoleFormatter, JsonFormatter, bind, logging_config
 from app.observability.redaction import Redactor
+from app.settings import Settings
 
 
 def capture(formatter: JsonFormatter) -> tuple[logging.Logger, io.StringIO]:
@@ -51,3 +56,26 @@ async def test_correlation_ids_follow_the_task() -> None:
     logger.info("outside")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert sorted(line.get("message_id", "-") for line in lines) == ["-", "m-1", "m-2"]
+
+
+def test_console_lines_are_for_people_and_redacted_too() -> None:
+    logger, stream = capture(ConsoleFormatter(Redactor(["s3cr3t-redis-pass"])))
+    bind(message_id="m-7")
+    logger.warning("redis at redis://u:s3cr3t-redis-pass@h/0 is down", extra={"operation": "lookup"})
+    line = stream.getvalue().strip()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING test-\d+: redis at .+ is down  .+", line), line
+    assert "s3cr3t" not in line
+    assert "message_id=m-7" in line
+    assert "operation=lookup" in line
+
+
+def test_the_setting_picks_the_formatter() -> None:
+    def formatter(log_format: str) -> object:
+        settings = Settings.model_validate(
+            {"OPENAI_BASE_URL": "http://127.0.0.1/v1", "ENRICHER_LOG_FORMAT": log_format}
+        )
+        return logging_config(settings)["formatters"]["lines"]["()"]
+
+    assert (formatter("json"), formatter("console")) == (JsonFormatter, ConsoleFormatter)
+    with pytest.raises(ValidationError, match="ENRICHER_LOG_FORMAT"):
+        formatter("yaml")
