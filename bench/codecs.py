@@ -11,11 +11,12 @@ import json
 import random
 import time
 import uuid
-from pathlib import Path
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-RESULTS = Path(__file__).resolve().parent / "results" / "codecs.md"
+from bench.report import RESULTS_DIR
+
+RESULTS = RESULTS_DIR / "codecs.md"
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 BATCH_SIZES = (1, 3, 10)
 RECORDS = 3000

@@ -8,20 +8,16 @@ concurrency limit (the default) and with `ENRICHER_LLM_ADAPTIVE=off` (a fixed
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import machine
+from bench.report import machine, save, standard_load
 from bench.scenarios import Load, LoadResult, run_load
 from bench.stack import Stack
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LATENCY_MS = 200.0
 IN_FLIGHT = 64
 PARTITIONS = 8
@@ -192,22 +188,12 @@ async def run_all(
     return rows, summary(free)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     """Run the scenarios and write bench/results/limits.{json,md}."""
-    parser = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--conversations", type=int, default=200)
-    args = parser.parse_args(argv)
+    messages, conversations, log_dir = standard_load("python -m bench.limits", __doc__, "limits")
     host = machine()
-    log_dir = Path(tempfile.mkdtemp(prefix="enricher-bench-limits-"))
-    print(f"bench: logs in {log_dir}", flush=True)
-    rows, free = asyncio.run(run_all(args.messages, args.conversations, log_dir))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    document = {"machine": host, "scenarios": rows, "no_limit": free}
-    (RESULTS_DIR / "limits.json").write_text(json.dumps(document, indent=2) + "\n")
-    text = markdown(rows, free, host)
-    (RESULTS_DIR / "limits.md").write_text(text)
-    print(text)
+    rows, free = asyncio.run(run_all(messages, conversations, log_dir))
+    save("limits", {"machine": host, "scenarios": rows, "no_limit": free}, markdown(rows, free, host))
 
 
 if __name__ == "__main__":

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import os
 import platform
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.scenarios import LoadResult, Params, StallResult
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 THROUGHPUT_SHARE = 0.85
 LATENCY_HEADROOM_MS = 100.0
 CPU_S_PER_1K = 2.0
@@ -54,6 +58,26 @@ class Row:
     wanted: str
     measured: str
     passed: bool | None
+
+
+def standard_load(prog: str, description: str | None, name: str) -> tuple[int, int, Path]:
+    """A scenario bench's options: messages and conversations (the standard load, 2,000 over
+    200, by default), and a fresh directory for the logs of this run, printed."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--conversations", type=int, default=200)
+    args = parser.parse_args()
+    log_dir = Path(tempfile.mkdtemp(prefix=f"enricher-bench-{name}-"))
+    print(f"bench: logs in {log_dir}", flush=True)
+    return args.messages, args.conversations, log_dir
+
+
+def save(name: str, document: Mapping[str, Any], text: str) -> None:
+    """Write bench/results/{name}.json and {name}.md, and print the Markdown."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    (RESULTS_DIR / f"{name}.md").write_text(text)
+    print(text)
 
 
 def machine() -> dict[str, str | int | None]:

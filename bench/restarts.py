@@ -9,23 +9,19 @@ and the replies published more than once. Writes bench/results/restarts.md and .
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import json
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.checker import Verdict, check
-from bench.report import machine
+from bench.report import machine, save, standard_load
 from bench.scenarios import read_back
 from bench.stack import Stack
 from bench.traffic import Sender, TopicReader, workload
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LATENCY_MS = 200.0
 PARTITIONS = 8
 RATE_PER_S = 100.0
@@ -136,22 +132,13 @@ async def run_all(messages: int, conversations: int, log_dir: Path) -> list[Rest
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     """Run both restarts and write bench/results/restarts.{json,md}."""
-    parser = argparse.ArgumentParser(prog="python -m bench.restarts", description=__doc__)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--conversations", type=int, default=200)
-    args = parser.parse_args(argv)
+    messages, conversations, log_dir = standard_load("python -m bench.restarts", __doc__, "restarts")
     host = machine()
-    log_dir = Path(tempfile.mkdtemp(prefix="enricher-bench-restarts-"))
-    print(f"bench: logs in {log_dir}", flush=True)
-    results = asyncio.run(run_all(args.messages, args.conversations, log_dir))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(run_all(messages, conversations, log_dir))
     document = {"machine": host, "restarts": [asdict(r) | {"passed": r.passed} for r in results]}
-    (RESULTS_DIR / "restarts.json").write_text(json.dumps(document, indent=2) + "\n")
-    text = markdown(results, host)
-    (RESULTS_DIR / "restarts.md").write_text(text)
-    print(text)
+    save("restarts", document, markdown(results, host))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from bench.report import Results, machine, write
+from bench.report import RESULTS_DIR, Results, machine, write
 from bench.scenarios import Load, LoadResult, Params, run_load, run_stall
 from bench.stack import Stack
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUICK = {
     "messages": 600,
     "conversations": 60,

@@ -26,7 +26,7 @@ from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
 from tests.helpers.tls import Pki, make_pki
-from tests.helpers.workers import REPO, WorkerFactory
+from tests.helpers.workers import REPO, WorkerFactory, running_workers
 
 _redis_databases = itertools.cycle(range(1, 16))
 
@@ -139,8 +139,5 @@ def enricher_settings(enricher_env: dict[str, str]) -> Settings:
 @pytest.fixture
 def worker_factory(enricher_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerFactory]:
     """Starts workers for this test, stops them all after it; a failure report shows their logs."""
-    factory = WorkerFactory(enricher_env, tmp_path)
-    try:
+    with running_workers(enricher_env, tmp_path) as factory:
         yield factory
-    finally:
-        factory.stop_all()

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pythonjsonlogger.json
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from app.observability.redaction import Redactor
 from app.settings import Settings
 
-STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+RECORD_ATTRIBUTES = frozenset(RESERVED_ATTRS)  # what is not an extra field, for both formats
 RENAMED = {"asctime": "ts", "levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
 
@@ -60,10 +61,11 @@ class ConsoleFormatter(logging.Formatter):
         extra = {
             name: value
             for name, value in record.__dict__.items()
-            if name not in STANDARD_ATTRIBUTES and not name.startswith("_")
+            if name not in RECORD_ATTRIBUTES and not name.startswith("_")
         }
+        line = super().format(record)
         fields = " ".join(f"{name}={value}" for name, value in (_correlation.get() | extra).items())
-        return self._redact(f"{super().format(record)}  {fields}" if fields else super().format(record))
+        return self._redact(f"{line}  {fields}" if fields else line)
 
 
 FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "console": ConsoleFormatter}

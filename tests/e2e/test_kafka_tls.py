@@ -25,7 +25,7 @@ from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage
 from app.settings import Settings
 from tests.helpers.tls import Pki, TlsBroker
-from tests.helpers.workers import WorkerFactory
+from tests.helpers.workers import WorkerFactory, running_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -122,11 +122,8 @@ async def worker_env(service_env: dict[str, str], tls_broker: TlsBroker) -> dict
 @pytest.fixture
 def worker_factory(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerFactory]:
     """Workers on the TLS broker (named so that a failure report shows their logs)."""
-    factory = WorkerFactory(worker_env, tmp_path)
-    try:
+    with running_workers(worker_env, tmp_path) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 async def test_a_worker_answers_over_tls(worker_env: dict[str, str], worker_factory: WorkerFactory) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,3 +71,13 @@ class WorkerFactory:
     def log_tails(self) -> str:
         """The end of each worker's log."""
         return "\n".join(f"--- {w.process.name} log ---\n{w.process.log_tail(60)}" for w in self.workers)
+
+
+@contextmanager
+def running_workers(env: dict[str, str], log_dir: Path) -> Iterator[WorkerFactory]:
+    """A WorkerFactory on `env` whose workers are all stopped when the block ends."""
+    factory = WorkerFactory(env, log_dir)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
