@@ -1,4 +1,4 @@
-"""The `enricher` command line: worker, dev stack, sending a message, the mock LLM, prompt tools."""
+"""The `enricher` command line: worker, dev stack, sending a message, the mock LLM, prompt and DLQ tools."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import typer
 from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
+from app.operator_tools.dlq_cli import dlq_cli
 from app.prompt_tools.cli import prompts_cli
 from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")
+cli.add_typer(dlq_cli, name="dlq")
 
 
 @cli.callback()

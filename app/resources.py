@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.context import ContextStore, connect
+from app.context import ContextStore
 from app.llm.client import LLMClient
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
+from app.redis_client import connect
 from app.settings import Settings
 
 
@@ -25,7 +26,11 @@ class Resources:
     def build(cls, settings: Settings) -> Resources:
         """Create every client (connections open lazily). Raises TemplateError for bad templates."""
         prompts = PromptSource.load(settings.prompts_dir)
-        redis = connect(settings.redis_url.get_secret_value(), max_connections=settings.max_in_flight + 16)
+        redis = connect(
+            settings.redis_url.get_secret_value(),
+            max_connections=settings.max_in_flight + 16,
+            cluster=settings.redis_cluster == "on",
+        )
         context = ContextStore(redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s)
         llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
         return cls(settings=settings, context=context, llm=llm, prompts=prompts, prices=prices)

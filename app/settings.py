@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 import ssl
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,7 +24,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOOPBACK_HOSTS = frozenset({"localhost"})
-SECRET_MARKERS = ("KEY", "SECRET", "URL", "PASSWORD")  # a variable so named never has its value shown
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
+# A variable so named never has its value shown.
+SECRET_MARKERS = ("KEY", "SECRET", "URL", "PASSWORD", "HEADERS")
 
 
 def _env(name: str) -> AliasChoices:
@@ -67,13 +71,22 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: FilePath | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE"))
     kafka_ssl_keyfile: FilePath | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
     redis_url: SecretStr = Field(SecretStr("redis://localhost:6379/0"), validation_alias=_env("REDIS_URL"))
+    redis_cluster: Literal["off", "on"] = Field("off", validation_alias=_env("ENRICHER_REDIS_CLUSTER"))
     openai_base_url: str = Field(OPENAI_DEFAULT_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    # Values may carry a gateway's credentials: kept as secrets, never shown or logged.
+    llm_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        {}, validation_alias=_env("ENRICHER_LLM_HEADERS")
+    )
     model: str = Field("gpt-4o-mini", validation_alias=_env("ENRICHER_MODEL"), min_length=1)
     fallback_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=_env("ENRICHER_FALLBACK_MODELS")
     )
     app_id: str = Field("stream-enricher", validation_alias=_env("ENRICHER_APP_ID"), min_length=1)
+    group_instance_id: str | None = Field(
+        None, validation_alias=_env("ENRICHER_GROUP_INSTANCE_ID"), min_length=1, max_length=249
+    )
+    session_timeout_s: float = Field(6.0, validation_alias=_env("ENRICHER_SESSION_TIMEOUT_S"), ge=1, le=90)
     input_topic: str = Field("support.requests", validation_alias=_env("ENRICHER_INPUT_TOPIC"), min_length=1)
     reply_topic: str = Field("support.replies", validation_alias=_env("ENRICHER_REPLY_TOPIC"), min_length=1)
     stream_topic: str = Field(
@@ -82,6 +95,9 @@ class Settings(BaseSettings):
     dlq_topic: str = Field("support.requests.dlq", validation_alias=_env("ENRICHER_DLQ_TOPIC"), min_length=1)
     profile_topic: str = Field(
         "customer.profiles", validation_alias=_env("ENRICHER_PROFILE_TOPIC"), min_length=1
+    )
+    handoff_topic: str = Field(
+        "support.handoffs", validation_alias=_env("ENRICHER_HANDOFF_TOPIC"), min_length=1
     )
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
     prices_file: Path | None = Field(None, validation_alias=_env("ENRICHER_PRICES_FILE"))
@@ -126,6 +142,26 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("llm_headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not a JSON object of header names and values ({error.msg})") from None
+        return value
+
+    @field_validator("llm_headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, header in value.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if any(character in header.get_secret_value() for character in "\r\n\0"):
+                raise ValueError(f"the value of {name} has a line break or NUL in it")
+        return value
+
     @field_validator("producer_compression")
     @classmethod
     def _check_codec(cls, value: str) -> str:
@@ -155,6 +191,18 @@ class Settings(BaseSettings):
             raise ValueError("OPENAI_API_KEY: required unless OPENAI_BASE_URL is the built-in mock LLM")
         if self.llm_timeout_s > self.llm_deadline_s:
             raise ValueError("ENRICHER_LLM_TIMEOUT_S: must not exceed ENRICHER_LLM_DEADLINE_S")
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis_cluster(self) -> Settings:
+        url = urlsplit(self.redis_url.get_secret_value())
+        if self.redis_cluster == "on" and (
+            url.scheme not in ("redis", "rediss") or url.path.strip("/") not in ("", "0")
+        ):
+            # A cluster has database 0 only and no unix sockets.
+            raise ValueError(
+                "REDIS_URL: ENRICHER_REDIS_CLUSTER=on needs a redis:// or rediss:// URL of database 0"
+            )
         return self
 
     @model_validator(mode="after")
@@ -205,6 +253,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"KAFKA_SSL_CERTFILE: not a PEM certificate matching KAFKA_SSL_KEYFILE: {error}"
                 ) from None
+
+    @property
+    def llm_header_values(self) -> dict[str, str]:
+        """ENRICHER_LLM_HEADERS as the HTTP client sends them."""
+        return {name: value.get_secret_value() for name, value in self.llm_headers.items()}
 
     @property
     def api_key_value(self) -> str:

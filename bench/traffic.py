@@ -12,7 +12,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.devtools.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 from bench.checker import Keyed
 
 LINGER_MS = 5  # batches a flat-out burst, adds at most 5 ms to a paced message

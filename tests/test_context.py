@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from app.context import ContextStore, connect
+from app.context import ContextStore
+from app.redis_client import connect
 from app.schemas import HistoryTurn, PromptRef, Reply, Usage, reply_id_for
 from app.settings import Settings
 
@@ -40,7 +41,7 @@ def turns(message_id: str, text: str, conversation_id: str = "c-1") -> list[Hist
 @pytest.fixture
 async def store(service_settings: Settings) -> AsyncIterator[ContextStore]:
     context = ContextStore(
-        connect(service_settings.redis_url.get_secret_value(), max_connections=4), history_turns=4, ttl_s=60
+        connect(service_settings.redis_url.get_secret_value(), 4, cluster=False), history_turns=4, ttl_s=60
     )
     try:
         yield context
@@ -60,7 +61,7 @@ async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextSto
 
 async def test_without_history_only_the_reply_is_stored(service_settings: Settings) -> None:
     redis_url = service_settings.redis_url.get_secret_value()
-    context = ContextStore(connect(redis_url, max_connections=1), history_turns=0, ttl_s=60)
+    context = ContextStore(connect(redis_url, 1, cluster=False), history_turns=0, ttl_s=60)
     try:
         first = reply("m-1", "first answer")
         assert await context.record(first, turns("m-1", "first answer")) == first
@@ -98,7 +99,7 @@ async def test_lookup_drops_turns_and_replies_of_others(
 
 
 async def test_redis_down_degrades_to_no_context() -> None:
-    store = ContextStore(connect("redis://127.0.0.1:1/0", max_connections=2), history_turns=4, ttl_s=60)
+    store = ContextStore(connect("redis://127.0.0.1:1/0", 2, cluster=False), history_turns=4, ttl_s=60)
     try:
         known = await store.lookup("m-1", "cust-1", "c-1")
         assert (known.stored_reply, known.profile, known.history) == (None, {}, [])

@@ -40,6 +40,7 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.max_input_chars, settings.max_prompt_tokens) == (8000, 6000)
     assert (settings.history_turns, settings.history_ttl_s) == (20, 86400)
     assert (settings.web_port, settings.shutdown_grace_s) == (6066, 30)
+    assert settings.redis_cluster == "off"
 
 
 def test_producer_compression_is_zstd_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,6 +92,11 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) 
         (
             {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_PRODUCER_COMPRESSION": "brotli"},
             "ENRICHER_PRODUCER_COMPRESSION",
+        ),
+        ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_REDIS_CLUSTER": "maybe"}, "ENRICHER_REDIS_CLUSTER"),
+        (
+            {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_REDIS_CLUSTER": "on", "REDIS_URL": "redis://h:6379/2"},
+            "REDIS_URL",
         ),
     ],
 )

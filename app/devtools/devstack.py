@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
-from app.context import ContextStore, connect, encode_profile
+from app.context import ContextStore, encode_profile
 from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
 from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
@@ -22,6 +22,7 @@ from app.devtools.redis_server import EmbeddedRedis
 from app.exits import fail
 from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
+from app.redis_client import connect
 from app.schemas import rfc3339, utc_now
 from app.settings import Settings
 
@@ -172,7 +173,8 @@ async def _load_demo_profiles(settings: Settings, security: KafkaSecurity) -> No
     Writing Redis directly (any tool may) means a message sent before the worker's profile
     agent has caught up still finds its customer.
     """
-    context = ContextStore(connect(settings.redis_url.get_secret_value(), 2), history_turns=0, ttl_s=1)
+    redis = connect(settings.redis_url.get_secret_value(), 2, cluster=settings.redis_cluster == "on")
+    context = ContextStore(redis, history_turns=0, ttl_s=1)
     try:
         for customer_id, profile in DEMO_PROFILES.items():
             await context.put_profile(customer_id, encode_profile(profile))

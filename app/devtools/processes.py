@@ -14,7 +14,7 @@ from typing import IO, Self
 
 import aiohttp
 
-from app.devtools.polling import NotYet, poll
+from app.polling import NotYet, poll
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # Variables a developer's shell may hold that must not leak into a worker started for a test

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
@@ -22,10 +23,12 @@ class EmbeddedRedis:
     must not stop it before the worker has drained; `stop()` ends it with SIGTERM.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, config: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
         self._data_dir = tempfile.TemporaryDirectory(prefix="enricher-valkey-")
-        self._server = ValkeyServer(port=self.port, data_dir=Path(self._data_dir.name), persist=False)
+        self._server = ValkeyServer(
+            port=self.port, data_dir=Path(self._data_dir.name), persist=False, config=dict(config or {})
+        )
 
     @property
     def url(self) -> str:
@@ -44,6 +47,10 @@ class EmbeddedRedis:
             self._server.start(timeout=15.0)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as in a crash; its data directory stays until `stop()`."""
+        self._server.terminate()
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""

@@ -12,7 +12,6 @@ from app.kafka.topics import TopicNames
 from app.settings import Settings
 
 HEARTBEAT_INTERVAL_S = 1.0
-SESSION_TIMEOUT_S = 10.0
 COMMIT_INTERVAL_S = 0.2
 PRODUCER_LINGER_S = 0.005  # a few ms of batching: fewer produce requests for the CPU and the broker
 PRODUCER_TIMEOUT_S = 30.0  # faust's default of 20 minutes would hold a partition that long
@@ -52,8 +51,11 @@ def build_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=COMMIT_INTERVAL_S,
-        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=min(HEARTBEAT_INTERVAL_S, settings.session_timeout_s / 3),
+        broker_session_timeout=settings.session_timeout_s,
+        # Static membership: a restarted worker with the same id takes its partitions back
+        # without a rebalance; unset, a stopping worker leaves the group at once.
+        consumer_group_instance_id=settings.group_instance_id,
         broker_rebalance_timeout=settings.llm_deadline_s + 30,
         stream_buffer_maxsize=max(settings.max_buffered, 64),
         topic_partitions=settings.input_partitions,
@@ -62,6 +64,7 @@ def build_app(settings: Settings) -> faust.App:
         producer_linger=PRODUCER_LINGER_S,
         producer_compression_type=compression_type(settings),
         producer_request_timeout=PRODUCER_TIMEOUT_S,
+        TableManager=kafka_transport.TablelessManager,
         web_enabled=True,
         web_port=settings.web_port,
         web_bind="0.0.0.0",

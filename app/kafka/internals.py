@@ -16,7 +16,17 @@ an installed version differs, so an upgrade is checked here first) and covered b
 - the revoked partitions, which mode's signal passes positionally (`on_partitions_revoked`);
 - draining before faust stops on a signal, which faust's `Worker._stop_on_signal` does not
   (`DrainingWorker`);
-- the committed offsets, which faust keeps but does not expose, for the lag (`Consumer.lag`).
+- the committed offsets, which faust keeps but does not expose, for the lag (`Consumer.lag`);
+- leaving the group from generation 0: aiokafka sends LeaveGroup only from a generation
+  above 0, and Tansu numbers a group's first generation 0 (Kafka starts at 1), so a worker
+  that was never rebalanced would keep its partitions for a session timeout after it stopped
+  (`leave_from_generation_zero`);
+- three one-second waits of faust and mode on a restart, while the worker answers nothing:
+  the table manager's at start, for tables to be declared (the worker declares none:
+  `TablelessManager`); faust's wait at a stop or rebalance for messages that were handed
+  back, which count as acked but leave its set of unacked ones only after that wait
+  (`Consumer.wait_empty`); and mode's pause before it closes the event loop, with nothing
+  left to run once the worker has drained (`DrainingWorker`).
 
 The transport is registered as the `kafka-fastfetch` transport through the `faust.transports` entry point in
 pyproject.toml.
@@ -24,6 +34,7 @@ pyproject.toml.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import signal
@@ -33,7 +44,9 @@ from typing import Any
 
 import aiokafka
 import faust
+import faust.tables
 from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.consumer import group_coordinator as aiokafka_coordinator
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -42,8 +55,10 @@ from app.kafka.partition_health import UnreadablePartitions
 log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 20
+SENTINEL_S = 0.05
 SCHEME = "kafka-fastfetch"
-PINNED = ("faust-streaming", "aiokafka")  # the distributions whose internals this module touches
+# The distributions whose internals this module touches.
+PINNED = ("faust-streaming", "mode-streaming", "aiokafka")
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,26 @@ def stop_partitions_at_undecodable_batches() -> None:
     records._stops_at_undecodable_batches = True
 
 
+def leave_from_generation_zero() -> None:
+    """Make aiokafka send LeaveGroup from any generation it joined, 0 included.
+
+    aiokafka's own check is `generation > 0`; a member that never joined has generation -1.
+    Static members still send none (their partitions wait for them to come back).
+    """
+    coordinator = aiokafka_coordinator.GroupCoordinator
+    if getattr(coordinator, "_leaves_from_generation_zero", False):
+        return
+    leave = coordinator._maybe_leave_group
+
+    async def maybe_leave_group(self: Any) -> None:
+        if self.generation == 0 and self.member_id and self._group_instance_id is None:
+            self.generation = 1  # what aiokafka's check asks for; reset by the leave itself
+        await leave(self)
+
+    coordinator._maybe_leave_group = maybe_leave_group
+    coordinator._leaves_from_generation_zero = True
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Creates the worker's consumer with a short fetch wait."""
 
@@ -118,6 +153,7 @@ class Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self.unreadable = UnreadablePartitions()
         stop_partitions_at_undecodable_batches()
+        leave_from_generation_zero()
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -152,6 +188,11 @@ class Consumer(faust_aiokafka.Consumer):
                 lags[tp] = max(0, highwater - committed)
         return lags
 
+    async def wait_empty(self) -> None:
+        """faust's wait for the messages in work, which forgets the handed-back ones first."""
+        self._clean_unacked_messages()
+        await super().wait_empty()
+
     def verify_event_path(self, now: float, tp: TP) -> None:
         """faust's check that each partition is fetched, except for the paused ones: they are
         reported already, and would be logged as "no recent fetch" every few seconds."""
@@ -168,6 +209,18 @@ class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the consumer above."""
 
     Consumer = Consumer
+
+
+class TablelessManager(faust.tables.TableManager):
+    """faust's table manager, starting without its one-second wait while no table is declared."""
+
+    async def on_start(self) -> None:
+        """faust's start (set up the tables' channels, start recovery) minus the wait."""
+        if self:  # a table is declared: let faust wait for more, as it does
+            await super().on_start()
+            return
+        await self._update_channels()
+        await self.recovery.start()
 
 
 def hand_back(message: faust.types.Message) -> None:
@@ -203,3 +256,8 @@ class DrainingWorker(faust.Worker):
         await self._drain()
         await consumer.commit()
         await super()._stop_on_signal(signal)
+
+    async def _sentinel_task(self) -> None:
+        # mode sleeps a second here before it closes the loop; a drained worker has nothing
+        # left to run, and a restart waits for the process to end.
+        await asyncio.sleep(SENTINEL_S)

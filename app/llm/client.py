@@ -98,6 +98,7 @@ class LLMClient:
             base_url=settings.openai_base_url,
             max_retries=0,
             timeout=timeout,
+            default_headers=settings.llm_header_values,
             http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
         )
 

@@ -78,7 +78,7 @@ def secrets_of(settings: Settings) -> list[str]:
         secrets.append(settings.openai_api_key.get_secret_value())
     if settings.kafka_sasl_password is not None:
         secrets.append(settings.kafka_sasl_password.get_secret_value())
-    return secrets
+    return secrets + list(settings.llm_header_values.values())
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Input that cannot be used ends the command through `app.exits.fail`.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,10 +45,13 @@ def preview_message(sample: CustomerMessage, updates: Mapping[str, str]) -> Cust
 def read_profile(customer_id: str | None, redis_url: str, sample: Sample) -> dict[str, str]:
     """The customer's profile from Redis; the sample's without an id or when Redis does not answer."""
     # Imported when used, so a preview without --customer (and every other command) starts without redis.
-    from app.context import ContextStore, connect
+    from app.context import ContextStore
+    from app.redis_client import connect
 
     async def read(customer_id: str) -> dict[str, str] | None:
-        store = ContextStore(connect(redis_url, max_connections=2), history_turns=0, ttl_s=1)
+        # Like --redis-url, the cluster switch comes from the worker's environment.
+        cluster = os.environ.get("ENRICHER_REDIS_CLUSTER") == "on"
+        store = ContextStore(connect(redis_url, 2, cluster=cluster), history_turns=0, ttl_s=1)
         try:
             return await store.profile(customer_id) if await store.ping() else None
         finally:

@@ -19,8 +19,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from app.devtools.broker import create_topics
 from app.devtools.sender import Endpoints, send_and_wait
-from app.devtools.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 from app.kafka.security import PLAINTEXT, KafkaSecurity
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage
 from app.settings import Settings

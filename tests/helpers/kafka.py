@@ -1,7 +1,7 @@
 """Test helpers around the real broker: produce records, read whole topics without a consumer group.
 
 Tansu's end offsets undercount, so nothing here asks for them: topics are read from the
-beginning of every partition (app/devtools/topic_reader.py) and the records are counted.
+beginning of every partition (app/kafka/topic_reader.py) and the records are counted.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import confluent_kafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from app.devtools.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 
 Key = str | bytes | None
 Predicate = Callable[[Sequence[ConsumerRecord]], bool]

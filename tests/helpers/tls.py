@@ -4,7 +4,6 @@ terminating TLS in front of the embedded broker, which speaks PLAINTEXT only."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from typing import Self
 import pytest
 
 from app.devtools.broker import EmbeddedBroker
-from app.devtools.polling import NotYet, poll
 from app.devtools.processes import ManagedProcess, free_port
+from app.polling import NotYet, poll
+from tests.helpers.debian import debian_command
 
 KEY_PASSWORD = "pem-pass"  # of `client_key_encrypted`, which the settings must refuse, not prompt for
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -84,22 +84,7 @@ def make_pki(directory: Path) -> Pki:
 
 def stunnel_binary() -> str:
     """stunnel, installed from Debian's stunnel4 package when missing; skips where it cannot be."""
-    found = shutil.which("stunnel4") or shutil.which("stunnel")
-    if found:
-        return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("stunnel4 is not installed, and apt-get cannot install it here (needs apt as root)")
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "stunnel4"]
-    result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:  # perhaps no package lists yet
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=300)
-    found = shutil.which("stunnel4") or shutil.which("stunnel")
-    if found is None:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"stunnel4 is not installed and `apt-get install stunnel4` failed: {reason}")
-    return found
+    return debian_command("stunnel4", "stunnel4", "stunnel")
 
 
 class TlsBroker:

@@ -3,12 +3,18 @@ partitions that stop at a batch they cannot decode (aiokafka internals, pinned i
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 from typing import Any
 
 import aiokafka.codec
+import faust.tables
 import faust.transport
+import mode
 import pytest
 from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
@@ -143,3 +149,102 @@ def test_unreadable_partitions_are_left_out_reported_and_forgotten_on_revoke() -
     assert unreadable.readable({TP}) == {TP}
     assert unreadable.reasons() == {}
     assert REGISTRY.get_sample_value("enricher_kafka_partitions_unreadable", labels) is None
+
+
+def test_faust_table_manager_still_waits_a_second_then_starts_as_tableless_manager_does() -> None:
+    # TablelessManager.on_start is faust's own minus the wait: a faust that starts its table
+    # manager otherwise must be looked at again.
+    source = inspect.getsource(faust.tables.TableManager.on_start)
+    steps = [line.strip() for line in source.splitlines()[2:]]
+    assert steps == [
+        "await self.sleep(1.0)",
+        "if not self.should_stop:",
+        "await self._update_channels()",
+        "await self.recovery.start()",
+    ]
+
+
+async def test_the_worker_table_manager_starts_without_waiting_while_it_has_no_tables() -> None:
+    app = build_app(Settings.model_validate({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}))
+    manager = app.tables
+    assert isinstance(manager, kafka_transport.TablelessManager)
+    steps: list[str] = []
+
+    async def record(step: str, *args: object) -> None:
+        steps.append(step)
+
+    manager.sleep = functools.partial(record, "sleep")  # type: ignore[method-assign]
+    manager._update_channels = functools.partial(record, "channels")  # type: ignore[method-assign]
+    manager.recovery.start = functools.partial(record, "recovery")  # type: ignore[method-assign]
+    await manager.on_start()
+    assert steps == ["channels", "recovery"]
+    app.Table("a-table")  # with a table, faust's wait for more comes back
+    steps.clear()
+    await manager.on_start()
+    assert steps == ["sleep", "channels", "recovery"]
+
+
+def _app() -> faust.App:
+    return build_app(Settings.model_validate({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}))
+
+
+async def test_a_stop_does_not_wait_a_second_for_messages_that_were_handed_back() -> None:
+    consumer = _app().consumer
+    handed_back = faust.types.Message("support.requests", 0, 7, 0.0, None, [], b"k", b"v", None)
+    kafka_transport.hand_back(handed_back)
+    consumer._unacked_messages.add(handed_back)
+    steps: list[str] = []
+
+    async def record(step: str, *args: object, **kwargs: object) -> None:
+        steps.append(step)
+
+    consumer.commit = functools.partial(record, "commit")
+    consumer.commit_and_end_transactions = functools.partial(record, "commit")
+    consumer._wait_for_ack = functools.partial(record, "wait a second")
+    try:
+        await consumer.wait_empty()
+    finally:
+        consumer._thread.thread_loop.close()  # made with the consumer, for a thread never started
+    assert "wait a second" not in steps
+    assert not consumer._unacked_messages
+
+
+async def test_the_worker_closes_its_loop_without_mode_pausing_a_second_first() -> None:
+    assert "await asyncio.sleep(1.0)" in inspect.getsource(mode.Worker._sentinel_task)  # what it replaces
+    started = asyncio.get_running_loop().time()
+    # Called unbound: a Worker of its own would make (and leave open) an event loop of its own.
+    await kafka_transport.DrainingWorker._sentinel_task(None)  # type: ignore[arg-type]
+    assert asyncio.get_running_loop().time() - started < 0.5
+
+
+class _Member:
+    """What aiokafka's leave reads of its group coordinator, recording the requests it sends."""
+
+    def __init__(self, generation: int, instance_id: str | None = None) -> None:
+        self.group_id, self.member_id, self._group_instance_id = "g", "member-1", instance_id
+        self.generation = generation
+        self.sent: list[str] = []
+
+    async def _send_req(self, request: Any) -> None:
+        self.sent.append(type(request).__name__)
+
+    def reset_generation(self) -> None:
+        self.generation = -1
+
+
+@pytest.mark.parametrize(
+    ("generation", "instance_id", "leaves"),
+    [(0, None, True), (3, None, True), (-1, None, False), (0, "worker-0", False)],
+)
+async def test_a_member_leaves_from_generation_zero_too_unless_static(
+    generation: int, instance_id: str | None, leaves: bool
+) -> None:
+    # What the patch works around, in aiokafka's own source (the method itself is patched by now).
+    assert "if self.generation > 0 and self._group_instance_id is None:" in inspect.getsource(
+        inspect.getmodule(GroupCoordinator)
+    )
+    kafka_transport.leave_from_generation_zero()
+    member = _Member(generation, instance_id)
+    await GroupCoordinator._maybe_leave_group(member)
+    assert bool(member.sent) == leaves
+    assert member.generation == -1

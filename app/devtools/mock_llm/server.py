@@ -64,7 +64,12 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
         chat = parse_chat(await request.json())
     except ValueError as error:
         return error_response(400, str(error)), True
-    record = {"model": chat.model, "messages": chat.messages, "stream": chat.stream}
+    record = {
+        "model": chat.model,
+        "messages": chat.messages,
+        "stream": chat.stream,
+        "headers": {name.lower(): value for name, value in request.headers.items()},
+    }
     state.recorded.append({**record, "received_at": time.time()})
     user = [m["content"] for m in chat.messages if m["role"] == "user"]
     step = state.take_step(user[-1] if user else "") or state.random_step()
