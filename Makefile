@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits
 	$(BIN)/python -m bench.restarts
+	$(BIN)/python -m bench.signals
+	$(BIN)/python -m bench.embedded
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev

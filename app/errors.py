@@ -20,7 +20,13 @@ from __future__ import annotations
 from typing import Literal
 
 ErrorKind = Literal[
-    "invalid_json", "invalid_message", "too_large", "llm_rejected", "llm_unavailable", "internal"
+    "invalid_json",
+    "invalid_message",
+    "too_large",
+    "llm_rejected",
+    "llm_unavailable",
+    "guard_blocked",
+    "internal",
 ]
 
 

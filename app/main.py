@@ -1,4 +1,4 @@
-"""The `enricher` command line: worker, dev stack, sending a message, the mock LLM, prompt and DLQ tools."""
+"""The `enricher` command line: worker, dev stack, chat gateway, send, mock LLM, prompt and DLQ tools."""
 
 from __future__ import annotations
 
@@ -39,13 +39,25 @@ def worker() -> None:
 
 @cli.command()
 def dev() -> None:
-    """Run broker, Redis, mock LLM (without OPENAI_API_KEY) and a worker here; Ctrl-C stops all."""
+    """Run broker, Redis, mock LLM (without OPENAI_API_KEY), a worker and the chat page; Ctrl-C stops all."""
     try:
         from app.devtools.dev_config import load_dev_settings
         from app.devtools.devstack import run_dev
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
     run_dev(settings_or_exit(load_dev_settings))
+
+
+@cli.command()
+def chat(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every one)."),
+) -> None:
+    """Serve the chat page on ENRICHER_CHAT_PORT: a customer's view, replies streaming in."""
+    try:
+        from app.chat.gateway import run_chat
+    except ModuleNotFoundError as error:
+        fail(f"the chat gateway needs {error.name}: pip install 'stream-enricher[chat]' (make installs it)")
+    run_chat(settings_or_exit(), host)
 
 
 @cli.command()

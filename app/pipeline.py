@@ -1,4 +1,5 @@
-"""One message's fate: reply store → context → prompt → token budget → LLM → reply recorded. No faust here."""
+"""One message's fate: reply store → context → signals → prompt (personal data masked) → token budget
+→ LLM → answer restored → reply recorded. No faust here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
+from app.guard.output import GuardContext
 from app.llm.client import CallOptions, DeltaSink
 from app.observability import metrics
 from app.observability.redaction import Redactor
@@ -15,6 +17,9 @@ from app.prices import base_model
 from app.prompts.library import RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
+from app.signals.labels import signal_labels
+from app.signals.masking import Masked
+from app.signals.models import Signals
 from app.tokens import fits_budget
 
 log = logging.getLogger(__name__)
@@ -75,7 +80,8 @@ async def answer(resources: Resources, message: CustomerMessage, sink: DeltaSink
 
     A message answered before gets its stored reply back. When the LLM refuses the input or
     cannot answer in time, the reply is the fallback template's text with status `fallback`,
-    and a dead letter says why; when anything unforeseen fails, only a dead letter.
+    and a dead letter says why; so too when the output guard refuses the answer. When anything
+    unforeseen fails, only a dead letter.
     """
     try:
         return await _answer(message, resources, sink)
@@ -90,29 +96,94 @@ async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSin
     known = await context.lookup(message.message_id, message.customer_id, message.conversation_id)
     if known.stored_reply is not None:  # stored with its turns when first answered
         return Outcome(known.stored_reply, replayed=True, published=known.published)
-    customer, history, now = known.profile, known.history, utc_now()
+    customer, now = known.profile, utc_now()
+    signals, masked = await _read(resources, [message.text, *(turn.text for turn in known.history)])
+    found = signals.as_record() if signals is not None else None
+    masked_message, history = masked.onto(message, known.history)
+    asked = _as_asked(message, masked_message.text, signals.language if signals is not None else None)
     prompts = resources.prompts.current
-    template = prompts.select(message, customer)
+    template = prompts.select(asked, customer, found)
     prompt = fit_history(
-        lambda turns: prompts.render(template, message=message, customer=customer, history=turns, now=now),
+        lambda turns: prompts.render(
+            template, message=asked, customer=customer, history=turns, now=now, signals=found
+        ),
         history,
         resources.settings.max_prompt_tokens,
         llm.model,
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     failure = None
+    restoring = RestoringSink(sink, masked) if sink is not None else None
     try:
-        completion = await llm.complete(prompt.messages, options, sink)
+        completion = await llm.complete(prompt.messages, options, restoring)
+        if restoring is not None:
+            await restoring.flush()
     except (LLMRejected, LLMUnavailable) as error:
-        fallback = prompts.render_fallback(message=message, customer=customer, now=now)
-        reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
         failure = Failure.of(error)
     else:
         usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
-        reply = _reply(message, prompt, completion.text, "ok", completion.model, usage, started)
+        text = masked.restore(completion.text)
+        # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
+        guarded = GuardContext.for_message(prompt.messages, message, customer, known.history)
+        verdict = resources.guard.check(text, guarded)
+        if verdict.blocked:
+            failure = Failure("guard_blocked", verdict.detail)
+        else:
+            reply = _reply(message, prompt, text, "ok", completion.model, usage, started)
+    if failure is not None:
+        fallback = prompts.render_fallback(message=message, customer=customer, now=now)
+        reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
+    reply = reply.model_copy(update={"signals": found})
     # A reply stored by another worker meanwhile counts instead of this one.
     reply = await context.record(reply, _turns_of(message, reply))
     return Outcome(reply, failure)
+
+
+async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None, Masked]:
+    """What the embedded models find in the message (`texts[0]`), counted, and the texts as they
+    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer."""
+    as_written = Masked(tuple(texts), {}, ())
+    if resources.signals is None:
+        return None, as_written
+    models = await resources.signals.get()
+    signals = models.detect(texts[0])
+    for signal, value in signal_labels(signals):
+        metrics.SIGNALS.labels(signal, value).inc()
+    return signals, models.mask(texts) if resources.settings.pii_masking == "on" else as_written
+
+
+def _as_asked(message: CustomerMessage, text: str, language: str | None) -> CustomerMessage:
+    """The message as the prompt shows it: its text masked and, when it names no locale, the
+    language detected in it as its locale (for choosing a template of that locale)."""
+    update: dict[str, str] = {"text": text}
+    if "locale" not in message.model_fields_set and language is not None:
+        update["locale"] = language
+    return message.model_copy(update=update)
+
+
+class RestoringSink:
+    """A DeltaSink that puts the personal data back into the streamed answer before it is sent."""
+
+    def __init__(self, sink: DeltaSink, masked: Masked) -> None:
+        self._sink, self._masked = sink, masked
+        self._restorer = masked.restorer()
+
+    async def send(self, delta: str) -> None:
+        """Send what can be restored now; a placeholder cut between two deltas waits for the next."""
+        restored = self._restorer.feed(delta)
+        if restored:
+            await self._sink.send(restored)
+
+    def restart(self) -> None:
+        """The attempt failed: start over, forgetting what was held back."""
+        self._restorer = self._masked.restorer()
+        self._sink.restart()
+
+    async def flush(self) -> None:
+        """Send what is still held back, once the answer is complete."""
+        rest = self._restorer.flush()
+        if rest:
+            await self._sink.send(rest)
 
 
 def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usage:

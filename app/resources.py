@@ -1,15 +1,17 @@
-"""The clients a worker opens once (Redis, LLM, prompt templates), passed down as one bundle."""
+"""The clients a worker opens once (Redis, LLM, templates, embedded models), passed down as one bundle."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from app.context import ContextStore
+from app.guard.output import OutputGuard
 from app.llm.client import LLMClient
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
 from app.redis_client import connect
 from app.settings import Settings
+from app.signals.background import BackgroundModels
 
 
 @dataclass(frozen=True)
@@ -21,10 +23,13 @@ class Resources:
     llm: LLMClient
     prompts: PromptSource
     prices: PriceTable
+    signals: BackgroundModels | None
+    """None with ENRICHER_SIGNALS=off."""
+    guard: OutputGuard
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
-        """Create every client (connections open lazily). Raises TemplateError for bad templates."""
+        """Create every client (connections open lazily); TemplateError for bad templates or intents."""
         prompts = PromptSource.load(settings.prompts_dir)
         redis = connect(
             settings.redis_url.get_secret_value(),
@@ -33,7 +38,17 @@ class Resources:
         )
         context = ContextStore(redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s)
         llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
-        return cls(settings=settings, context=context, llm=llm, prompts=prompts, prices=prices)
+        # A broken intents.yaml: TemplateError.
+        signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None
+        return cls(
+            settings=settings,
+            context=context,
+            llm=llm,
+            prompts=prompts,
+            prices=prices,
+            signals=signals,
+            guard=OutputGuard(),
+        )
 
     async def aclose(self) -> None:
         """Close the LLM and Redis connection pools."""

@@ -131,6 +131,8 @@ class Reply(BaseModel):
     usage: Usage
     latency_ms: int
     created_at: str
+    signals: dict[str, Any] | None = None
+    """What the embedded models found in the customer's text (app/signals), when they ran."""
 
 
 class ReplyChunk(BaseModel):

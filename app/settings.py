@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -116,6 +115,12 @@ class Settings(BaseSettings):
     history_turns: int = Field(20, validation_alias=_env("ENRICHER_HISTORY_TURNS"), ge=0)
     history_ttl_s: int = Field(86400, validation_alias=_env("ENRICHER_HISTORY_TTL_S"), ge=1)
     web_port: int = Field(6066, validation_alias=_env("ENRICHER_WEB_PORT"), ge=1, le=65535)
+    # The models embedded in the worker (app/signals); off: no signals, no masking, no models loaded.
+    signals: Literal["on", "off"] = Field("on", validation_alias=_env("ENRICHER_SIGNALS"))
+    # Personal data in the customer's text and history becomes placeholders before the prompt
+    # leaves for the LLM, and the originals are put back into the reply (promise 7).
+    pii_masking: Literal["on", "off"] = Field("on", validation_alias=_env("ENRICHER_PII_MASKING"))
+    chat_port: int = Field(8080, validation_alias=_env("ENRICHER_CHAT_PORT"), ge=1, le=65535)
     shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
     log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
@@ -207,52 +212,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_kafka_security(self) -> Settings:
-        protocol = self.kafka_security_protocol
-        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
-        if sasl and self.kafka_sasl_username is None:
-            raise ValueError(f"KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL={protocol}")
-        if sasl and not (self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()):
-            raise ValueError(f"KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL={protocol}")
-        mechanism = self.kafka_sasl_mechanism if "kafka_sasl_mechanism" in self.model_fields_set else None
-        sasl_only = {
-            "KAFKA_SASL_MECHANISM": mechanism,
-            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
-            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
-        }
-        tls_only = {
-            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
-            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
-            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
-        }
-        unused = ({} if sasl else sasl_only) | ({} if tls else tls_only)
-        for variable, value in unused.items():
-            # Ignored, it would leave out the authentication or the encryption it asks for.
-            if value is not None:
-                raise ValueError(f"{variable}: set, but KAFKA_SECURITY_PROTOCOL={protocol} does not use it")
-        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
-            given, missing = (
-                ("CERTFILE", "KEYFILE") if self.kafka_ssl_keyfile is None else ("KEYFILE", "CERTFILE")
-            )
-            raise ValueError(f"KAFKA_SSL_{missing}: required with KAFKA_SSL_{given}: mutual TLS needs both")
-        if tls:
-            self._check_tls_files()
+        from app.kafka.security_settings import check_kafka_security  # it imports settings
+
+        check_kafka_security(self)
         return self
-
-    def _check_tls_files(self) -> None:
-        """Load the PEM files now, so that a bad one is a configuration error, not a failed connection."""
-        from app.kafka.security import tls_context  # security imports settings
-
-        try:
-            tls_context(self.kafka_ssl_cafile, None, None)
-        except (ssl.SSLError, OSError) as error:
-            raise ValueError(f"KAFKA_SSL_CAFILE: not a PEM bundle of CA certificates: {error}") from None
-        if self.kafka_ssl_certfile is not None:
-            try:
-                tls_context(None, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
-            except (ssl.SSLError, OSError, ValueError) as error:
-                raise ValueError(
-                    f"KAFKA_SSL_CERTFILE: not a PEM certificate matching KAFKA_SSL_KEYFILE: {error}"
-                ) from None
 
     @property
     def llm_header_values(self) -> dict[str, str]:

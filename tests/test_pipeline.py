@@ -10,12 +10,14 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from app.devtools.mock_llm.admin import MockAdmin
-from app.pipeline import Failure, answer, fit_history
+from app.pipeline import Failure, RestoringSink, _as_asked, answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
+from app.signals.masking import mask
 from app.tokens import count_chat
+from tests.helpers.sinks import Collected
 from tests.helpers.workers import PROMPTS
 
 MODEL = "gpt-4o-mini"
@@ -127,10 +129,17 @@ async def test_answer_without_redis_still_replies(service_settings: Settings, mo
     assert result.reply.text.startswith("Hi there,")
 
 
-async def test_key_shaped_text_never_leaves_in_a_reply(resources: Resources, mock_admin: MockAdmin) -> None:
+async def test_an_answer_with_key_shaped_text_is_replaced_by_the_fallback(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
     result = await answer(resources, message("my key is sk-proj-abcdefghijklmnop, help"))
+    assert result.reply is not None
     assert "sk-proj" not in result.reply.text
-    assert "[redacted]" in result.reply.text
+    assert result.reply.status == "fallback"
+    assert result.dead_letter is not None
+    assert result.dead_letter.kind == "guard_blocked"
+    assert result.dead_letter.detail.startswith("secret: ")
+    assert "sk-proj" not in result.dead_letter.detail
 
 
 def counter(name: str, labels: dict[str, str]) -> float:
@@ -209,3 +218,27 @@ async def test_anything_unforeseen_is_an_internal_dead_letter(
     outcome = await answer(resources, message("hello"))
     assert outcome.reply is None
     assert outcome.dead_letter == Failure("internal", "RuntimeError: disk on fire")
+
+
+def test_the_detected_language_is_the_locale_only_of_a_message_that_names_none() -> None:
+    unnamed = CustomerMessage(message_id="m", conversation_id="c", text="Wo ist meine Bestellung?")
+    named = CustomerMessage(message_id="m", conversation_id="c", text="Wo ist…", locale="de-AT")
+    assert _as_asked(unnamed, "masked", "de").locale == "de"
+    assert _as_asked(unnamed, "masked", None).locale == "en"
+    assert _as_asked(named, "masked", "en").locale == "de-AT"
+    assert _as_asked(named, "masked", "en").text == "masked"
+
+
+async def test_the_stream_gets_the_personal_data_back_even_when_a_placeholder_is_cut_in_two() -> None:
+    masked = mask(["Write to ada@example.org please"])
+    assert masked.texts[0] == "Write to [EMAIL_1] please"
+    sent = Collected()
+    sink = RestoringSink(sent, masked)
+    await sink.send("We wrote to [EMA")
+    await sink.send("IL_1] to")
+    sink.restart()
+    assert (sent.deltas, sent.restarts) == ([], 1)
+    for delta in ("We wrote to [EMA", "IL_1", "] today [EM"):
+        await sink.send(delta)
+    await sink.flush()
+    assert "".join(sent.deltas) == "We wrote to ada@example.org today [EM"

@@ -1,4 +1,4 @@
-"""`enricher dev`: broker, Redis, mock LLM and one worker on this machine, until Ctrl-C stops them."""
+"""`enricher dev`: broker, Redis, mock LLM, one worker and the chat gateway here, until Ctrl-C stops them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from app.context import ContextStore, encode_profile
 from app.devtools.broker import EmbeddedBroker, create_topics
+from app.devtools.chat_gateway import start_chat
 from app.devtools.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
 from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
 from app.devtools.redis_server import EmbeddedRedis
@@ -121,6 +122,10 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     stack.callback(worker.stop, settings.shutdown_grace_s + 5.0)
     pids["worker"] = worker.start().pid
     await _wait_ready(worker, settings.web_port)
+    try:
+        chat_url, pids["chat"] = await start_chat(stack, settings, os.environ | _worker_env(settings))
+    except (ProcessDied, TimeoutError) as error:
+        raise DevStackError(f"the chat gateway did not start:\n{error}") from None
 
     state = DevState(
         pid=os.getpid(),
@@ -136,7 +141,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     )
     state.save()
     stack.callback(STATE_PATH.unlink, missing_ok=True)
-    print(_banner(state, settings), flush=True)
+    print(_banner(state, settings, chat_url), flush=True)
     return worker
 
 
@@ -216,7 +221,7 @@ async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
         raise DevStackError(f"the worker was not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}") from None
 
 
-def _banner(state: DevState, settings: Settings) -> str:
+def _banner(state: DevState, settings: Settings, chat_url: str) -> str:
     def origin(name: str, embedded: str) -> str:
         return f"({embedded})" if name in state.embedded else "(as configured)"
 
@@ -230,6 +235,7 @@ enricher dev is running; Ctrl-C stops all of it.
   llm      {state.llm_base_url} {origin("mock_llm", "built-in mock")}, \
 model {settings.model}
   worker   pid {state.pids["worker"]}, {web}/readyz  {web}/metrics
+  chat     {chat_url}  (the chat page: pick a demo customer and write)
   topics   {topics.input} -> {topics.reply} (chunks {topics.stream}, \
 dead letters {topics.dlq}, profiles {topics.profile})
   logs     {state.logs_dir}/

@@ -15,7 +15,8 @@ LLM_PROBE_TTL_S = 10.0
 
 
 class Health:
-    """Decides readiness: partitions assigned, broker, Redis and the LLM reachable."""
+    """Decides readiness: partitions assigned, broker, Redis and the LLM reachable, the embedded
+    models loaded."""
 
     def __init__(
         self,
@@ -49,6 +50,9 @@ class Health:
             found["redis"] = "not reachable"
         if (llm := await self._llm_problem()) is not None:
             found["llm"] = llm
+        signals = self._resources.signals
+        if signals is not None and (problem := signals.problem()) is not None:
+            found["signals"] = problem
         return found
 
 

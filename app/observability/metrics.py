@@ -10,6 +10,11 @@ MESSAGES = Counter(
     ["outcome"],
 )
 DEAD_LETTERS = Counter("enricher_dead_letters_total", "DLQ records by kind.", ["kind"])
+SIGNALS = Counter(
+    "enricher_signals_total",
+    "What the embedded models found in messages: language, sentiment (tone), intent, pii kinds.",
+    ["signal", "value"],
+)
 LLM_CALLS = Counter("enricher_llm_calls_total", "LLM attempts by model and outcome.", ["model", "outcome"])
 LLM_LATENCY = Histogram(
     "enricher_llm_latency_seconds",

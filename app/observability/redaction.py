@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 REDACTED = "[redacted]"
-SECRET_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+(?=@)"),
-    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9_\-.]{8,}"),
-)
+# Named so that a report (the output guard's dead letter) can say what it found without the value.
+SECRET_SHAPES: Mapping[str, re.Pattern[str]] = {
+    "an API key (sk-...)": re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    "a password in a URL": re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+(?=@)"),
+    "a bearer token": re.compile(r"(?i)(?<=bearer )[A-Za-z0-9_\-.]{8,}"),
+}
+SECRET_PATTERNS = tuple(SECRET_SHAPES.values())
 
 
 class Redactor:

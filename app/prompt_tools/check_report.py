@@ -1,7 +1,8 @@
-"""What `enricher prompts check` reports besides load problems: token counts and the token budget."""
+"""What `enricher prompts check` reports besides load problems: token counts, the budget, the intents."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from app.errors import TemplateError
 from app.prompts.file_format import Sample
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import utc_now
+from app.signals.intent import check_intents
 from app.tokens import count_chat
 
 
@@ -44,3 +46,17 @@ def template_line(template: PromptTemplate, tokens: Mapping[str, int]) -> str:
     """The line printed for a template: file, label, version and its token count with each sample."""
     counts = "".join(f"; {sample}: {count} tokens" for sample, count in tokens.items())
     return f"{template.path}: {template.label} version {template.version}{counts}"
+
+
+def intents_report(path: Path) -> tuple[list[str], list[TemplateError]]:
+    """The lines to print about the intents file (a summary, then each overlap as a warning), and its
+    problems, to report with the templates'. A directory without the file has nothing to check."""
+    if not path.exists():
+        return [], []
+    intents, problems, overlaps = check_intents(path)
+    # A version as the templates have, so an editor sees which file the worker will load.
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    summary = (
+        f"{path}: intents version {version}; {len(intents.names)} intents, {len(intents.examples)} examples"
+    )
+    return [summary, *(f"{overlap.location}: warning: {overlap.reason}" for overlap in overlaps)], problems

@@ -10,7 +10,7 @@ import typer
 
 from app.errors import TemplateError
 from app.exits import fail, settings_or_exit
-from app.prompt_tools.check_report import over_budget, sample_tokens, template_line
+from app.prompt_tools.check_report import intents_report, over_budget, sample_tokens, template_line
 from app.prompt_tools.preview import (
     note_other_choice,
     preview_message,
@@ -25,6 +25,7 @@ from app.prompts.file_format import read_samples
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import utc_now
 from app.settings import Settings
+from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 prompts_cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Check and preview the prompt templates."
@@ -49,7 +50,7 @@ def check(
     ] = DEFAULTS["max_prompt_tokens"],
     model: Model = DEFAULTS["model"],
 ) -> None:
-    """Load every template, print its version and token counts, report each problem as file:line.
+    """Load every template and the intents file, print versions and counts, report each problem as file:line.
 
     Exits 1 when any template is broken or renders over the token budget with a sample.
     """
@@ -62,7 +63,10 @@ def check(
             problems.append(error)
     for template in templates:
         print(template_line(template, counts.get(template, {})))
-    problems += over_budget(counts, max_tokens)
+    intent_lines, intent_problems = intents_report(directory / INTENTS_FILE)
+    for line in intent_lines:
+        print(line)
+    problems += over_budget(counts, max_tokens) + intent_problems
     for problem in problems:
         print(problem)
     verdict = f"{len(problems)} problem(s)" if problems else "no problems"

@@ -22,6 +22,8 @@ Variables (plain data only; a missing optional message field is ""):
     metadata   the message's metadata object                           every part
     now        the current time, RFC 3339                              every part
     history    [{role: "customer" | "agent", text, at}], oldest first  the user part only
+    signals    what the embedded models found in the text: language,  every part
+               sentiment, intent, pii (the kinds of personal data)
 
 Samples, `prompts/samples/*.yaml` (or `.json`), hold a `customer`, a `history` and a `message`;
 every template is rendered with each of them when it is loaded.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,7 +44,10 @@ from app.schemas import CustomerMessage, HistoryTurn
 from app.validation import one_line, where
 
 FENCE = "---"
-VARIABLES = frozenset({"customer", "history", "message", "metadata", "now"})
+VARIABLES = frozenset({"customer", "history", "message", "metadata", "now", "signals"})
+# What a template is trial-rendered with when a sample names no signals: an English message of no
+# known intent, neutral, without personal data.
+SAMPLE_SIGNALS = {"language": "en", "sentiment": 0.0, "intent": "unknown", "pii": []}
 BLOCKS = {"reply": ("system", "user"), "fallback": ("reply",)}
 SYSTEM_SIDE_BLOCKS = frozenset({"system", "reply"})
 SAMPLE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -73,8 +78,10 @@ class Conditions(BaseModel):
     channel: Annotated[str, Field(min_length=1)] | None = None
     locale: Annotated[str, Field(min_length=1)] | None = None
     tier: Annotated[str, Field(min_length=1)] | None = None
+    intent: Annotated[str, Field(min_length=1)] | None = None  # an intent of intents.yaml
+    language: Annotated[str, Field(min_length=1)] | None = None  # the language detected in the text
 
-    @field_validator("channel", "locale", "tier")
+    @field_validator("channel", "locale", "tier", "intent", "language")
     @classmethod
     def _normalised(cls, value: str | None) -> str | None:
         return None if value is None else normalise(value)
@@ -84,10 +91,12 @@ class Conditions(BaseModel):
         return all(facts.get(key) == value for key, value in self.model_dump().items() if value is not None)
 
     @property
-    def specificity(self) -> tuple[int, bool, bool, bool]:
-        """Sort key: more conditions win; on a tie tier beats locale beats channel."""
-        tier, locale, channel = (v is not None for v in (self.tier, self.locale, self.channel))
-        return (tier + locale + channel, tier, locale, channel)
+    def specificity(self) -> tuple[int, bool, bool, bool, bool, bool]:
+        """Sort key: more conditions win; on a tie tier beats intent beats locale beats language
+        beats channel."""
+        named = (self.tier, self.intent, self.locale, self.language, self.channel)
+        tier, intent, locale, language, channel = (value is not None for value in named)
+        return (sum((tier, intent, locale, language, channel)), tier, intent, locale, language, channel)
 
 
 class ModelSettings(BaseModel):
@@ -154,6 +163,7 @@ class Sample(BaseModel):
     customer: dict[str, str] = Field(default_factory=dict)
     history: list[HistoryTurn] = Field(default_factory=list)
     message: CustomerMessage
+    signals: dict[str, Any] = Field(default_factory=lambda: dict(SAMPLE_SIGNALS))
 
 
 def read_text(path: Path) -> str:

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.errors import TemplateError
 from app.prompts.file_format import PromptTemplate, locale_chain, normalise
@@ -42,15 +43,18 @@ class PromptLibrary:
         entries, problems = load_directory(directory)
         return [entry.template for entry in entries], problems
 
-    def select(self, message: CustomerMessage, customer: Mapping[str, str]) -> PromptTemplate:
+    def select(
+        self, message: CustomerMessage, customer: Mapping[str, str], signals: Mapping[str, Any] | None = None
+    ) -> PromptTemplate:
         """The most specific reply template for this message and customer.
 
         Templates naming the message's locale are tried first (`de-AT`, then `de`), then
         English ones (`locale: en` or no locale). Among matches the one with most conditions
         wins; its variants are chosen by a hash of the conversation id, so a conversation
-        always gets the same variant.
+        always gets the same variant. `signals` (a reply's `signals` record) adds the facts
+        `intent` and `language` for the conditions of that name.
         """
-        return _choose([t for t in self.templates if not t.is_fallback], message, customer)
+        return _choose([t for t in self.templates if not t.is_fallback], message, customer, signals or {})
 
     def render(
         self,
@@ -60,25 +64,30 @@ class PromptLibrary:
         customer: Mapping[str, str],
         history: Sequence[HistoryTurn],
         now: datetime,
+        signals: Mapping[str, Any] | None = None,
     ) -> RenderedPrompt:
         """Render `template` into chat messages; a TemplateError (with file:line) if it fails."""
         entry = self._entries.get(template)
         if entry is None:
             raise TemplateError(f"template {template.name!r} is not part of this library")
-        return render_chat(entry, message, customer, history, now)
+        return render_chat(entry, message, customer, history, now, signals or {})
 
     def render_fallback(
         self, *, message: CustomerMessage, customer: Mapping[str, str], now: datetime
     ) -> RenderedPrompt:
         """The fallback reply for this message; send `.text` (its one `assistant` message)."""
-        template = _choose([t for t in self.templates if t.is_fallback], message, customer)
+        template = _choose([t for t in self.templates if t.is_fallback], message, customer, {})
         return self.render(template, message=message, customer=customer, history=(), now=now)
 
 
 def _choose(
-    candidates: Sequence[PromptTemplate], message: CustomerMessage, customer: Mapping[str, str]
+    candidates: Sequence[PromptTemplate],
+    message: CustomerMessage,
+    customer: Mapping[str, str],
+    signals: Mapping[str, Any],
 ) -> PromptTemplate:
     facts = {"channel": normalise(message.channel), "tier": normalise(customer.get("tier", ""))}
+    facts |= {name: normalise(str(signals[name])) for name in ("intent", "language") if signals.get(name)}
     for locale in locale_chain(message.locale):
         matching = [
             t

@@ -93,7 +93,7 @@ def _bare(sample: Sample) -> Sample:
 
 def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
     try:
-        render_chat(entry, sample.message, sample.customer, sample.history, datetime.now(UTC))
+        render_chat(entry, sample.message, sample.customer, sample.history, datetime.now(UTC), sample.signals)
     except TemplateError as error:
         raise TemplateError(f"{error.reason} (rendering {label})", error.location) from None
 

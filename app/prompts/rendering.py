@@ -91,9 +91,10 @@ def render_chat(
     customer: Mapping[str, str],
     history: Sequence[HistoryTurn],
     now: datetime,
+    signals: Mapping[str, Any] | None = None,
 ) -> RenderedPrompt:
     """Render `entry` for this message; a TemplateError (with file:line) if it fails or is too big or slow."""
-    system_side, user_side = template_variables(message, customer, history, now)
+    system_side, user_side = template_variables(message, customer, history, now, signals)
     if entry.template.is_fallback:
         reply = _render_block(entry, "reply", system_side)
         return RenderedPrompt(entry.template, [ChatMessage(role="assistant", content=reply)])
@@ -111,8 +112,10 @@ def template_variables(
     customer: Mapping[str, str],
     history: Sequence[HistoryTurn],
     now: datetime,
+    signals: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The variables of the system side (system part, fallback reply) and of the user part."""
+    """The variables of the system side (system part, fallback reply) and of the user part;
+    `signals` is what the embedded models found ({} when they did not run)."""
     metadata = json.loads(json.dumps(message.metadata, default=str))
     fields = {
         "message_id": message.message_id,
@@ -124,7 +127,13 @@ def template_variables(
         "metadata": metadata,
     }
     profile = {str(key): str(value) for key, value in customer.items()}
-    system_side = {"customer": profile, "message": fields, "metadata": metadata, "now": rfc3339(now)}
+    system_side = {
+        "customer": profile,
+        "message": fields,
+        "metadata": metadata,
+        "now": rfc3339(now),
+        "signals": dict(signals or {}),
+    }
     turns = [{"role": t.role, "text": _neutralise(t.text), "at": t.at} for t in history]
     user_side = {
         **system_side,

@@ -22,6 +22,7 @@ from app.llm.errors import retry_after_s, translate
 from app.llm.retry import WaitRetryAfter
 from app.settings import Settings
 from app.tokens import ChatMessage, count_chat, count_text
+from tests.helpers.sinks import Collected
 
 MODEL = "gpt-4o-mini"
 FALLBACK = "gpt-4o"
@@ -172,21 +173,6 @@ async def test_the_retry_loop_sleeps_what_the_server_asked() -> None:
 
     assert await retrying(flaky) == "answer"
     assert sleeps == [2.5, 4.0]
-
-
-class Collected:
-    """A DeltaSink that keeps the pieces of the current attempt and counts restarts."""
-
-    def __init__(self) -> None:
-        self.deltas: list[str] = []
-        self.restarts = 0
-
-    async def send(self, delta: str) -> None:
-        self.deltas.append(delta)
-
-    def restart(self) -> None:
-        self.deltas.clear()
-        self.restarts += 1
 
 
 @pytest.fixture

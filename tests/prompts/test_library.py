@@ -131,6 +131,40 @@ def test_locale_falls_back_to_english(prompts: Path) -> None:
     assert chosen("en", BOB) == "support_reply.j2"
 
 
+def test_signals_choose_by_intent_and_language_and_reach_the_template(prompts: Path) -> None:
+    refund_user = (
+        "{% block user %}{{ signals.intent }} {{ signals.sentiment }} {{ message.text }}{% endblock %}"
+    )
+    write(prompts, "refund.j2", GOOD_SYSTEM + refund_user, extra="when: {intent: refund}\n")
+    write(prompts, "german.j2", GOOD_SYSTEM + GOOD_USER, extra="when: {language: de}\n")
+    write(prompts, "gold_refund.j2", GOOD_SYSTEM + GOOD_USER, extra="when: {tier: gold, intent: refund}\n")
+    library = PromptLibrary.load(prompts)
+    refund = {"language": "en", "sentiment": -0.4, "intent": "refund", "pii": []}
+
+    def chosen(customer: dict[str, str], signals: dict[str, object] | None) -> str:
+        return library.select(message(), customer, signals).path.name
+
+    assert chosen(BOB, refund) == "refund.j2"
+    assert chosen(ADA, refund) == "gold_refund.j2"
+    assert chosen(BOB, {**refund, "intent": "Refund"}) == "refund.j2"  # normalised like the rest
+    assert chosen(BOB, {**refund, "intent": "cancel", "language": "de"}) == "german.j2"
+    assert chosen(BOB, None) == "support_reply.j2"
+    template = library.select(message(), BOB, refund)
+    rendered = library.render(template, message=message(), customer=BOB, history=[], now=NOW, signals=refund)
+    assert rendered.messages[-1]["content"].startswith("refund -0.4 ")
+
+
+def test_a_template_may_not_use_an_unknown_signal_without_a_guard(prompts: Path) -> None:
+    write(
+        prompts,
+        "odd.j2",
+        GOOD_SYSTEM + "{% block user %}{{ signals.mood }}{% endblock %}",
+        extra="when: {channel: x}\n",
+    )
+    _, problems = PromptLibrary.check(prompts)
+    assert [Path(p.location.split(":")[0]).name for p in problems] == ["odd.j2"]
+
+
 def test_variants_are_sticky_and_follow_the_weights(prompts: Path) -> None:
     (prompts / "support_reply_gold.j2").unlink()
     for variant, weight in (("short", 3), ("long", 1)):

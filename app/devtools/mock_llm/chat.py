@@ -94,10 +94,15 @@ def _parse_message(raw: object) -> ChatMessage:
     return {"role": raw["role"], "content": content if isinstance(content, str) else ""}
 
 
-def reply_to(chat: Chat, cache: PromptCache) -> Reply:
-    """The reply to `chat`, cut to its `max_tokens`, with usage and the cached part of the prompt."""
+def reply_to(chat: Chat, cache: PromptCache, scripted: str | None = None) -> Reply:
+    """The reply to `chat` (or the `scripted` text, `{system}` standing for the system part), cut to
+    its `max_tokens`, with usage and the cached part of the prompt."""
     encoding = encoding_for(chat.model)
-    text = compose_reply(chat.messages)
+    if scripted is None:
+        text = compose_reply(chat.messages)
+    else:
+        system = "\n".join(m["content"] for m in chat.messages if m["role"] == "system")
+        text = scripted.replace("{system}", system)
     tokens = encoding.encode(text, disallowed_special=())
     finish = "stop"
     if chat.max_tokens is not None and len(tokens) > chat.max_tokens:

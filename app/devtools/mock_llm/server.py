@@ -86,7 +86,7 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
     if step.break_stream and not chat.stream:
         _cut(request)
         return web.Response(), False
-    reply = reply_to(chat, state.prompt_cache)
+    reply = reply_to(chat, state.prompt_cache, step.text)
     if not chat.stream:
         return web.json_response(_completion(chat, reply)), True
     gap_s = delay / 2 / CHUNKS_PER_REPLY

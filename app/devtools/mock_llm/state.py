@@ -64,6 +64,9 @@ class ScriptStep(BaseModel):
     hold: bool = False
     break_stream: bool = False
     match: str | None = None
+    text: str | None = None
+    """The answer's text instead of the composed one; `{system}` in it is the prompt's system part
+    (an answer that leaks its instructions)."""
 
 
 class Script(BaseModel):

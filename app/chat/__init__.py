@@ -1,0 +1,1 @@
+"""`enricher chat`: the gateway between browsers and the topics, and its chat page (the `chat` extra)."""

@@ -1,0 +1,150 @@
+"""Routing the feed's events to browsers: each conversation's subscribers, and its recent events
+kept for a browser that reconnects with `Last-Event-ID`.
+
+Only conversations this gateway serves (a message was posted, or a browser listens) are kept:
+the topics carry every conversation's replies, and a gateway keeps none of the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventKind = Literal["chunk", "reply", "handoff"]
+REPLAY_EVENTS = 512  # a few replies' chunks: what a tab may miss while it reconnects
+MAX_CONVERSATIONS = 10_000
+QUEUE_EVENTS = 1024
+
+
+@dataclass(frozen=True)
+class Event:
+    """One record for one conversation, numbered in the order the gateway read it."""
+
+    seq: int
+    kind: EventKind
+    data: str
+    """The record's JSON, on one line."""
+    boot: str
+
+    @property
+    def id(self) -> str:
+        """The SSE event id: this gateway process's boot id and the event's number."""
+        return f"{self.boot}.{self.seq}"
+
+
+class Subscription:
+    """One browser's view of one conversation: the events it missed, then live ones until it
+    goes or the gateway stops. A browser too slow to take its events is dropped; it reconnects
+    and catches up from the replay buffer."""
+
+    def __init__(self, conversation_id: str, backlog: list[Event], size: int) -> None:
+        self.conversation_id = conversation_id
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(max(size, len(backlog) + 1))
+        for event in backlog:
+            self._queue.put_nowait(event)
+
+    def offer(self, event: Event | None) -> None:
+        """Queue `event` (None: the end); a full queue ends the subscription instead."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def events(self, wait_s: float) -> AsyncIterator[Event | None]:
+        """Events as they come; None after `wait_s` without one (time for a keep-alive)."""
+        while True:
+            try:
+                event = await asyncio.wait_for(self._queue.get(), wait_s)
+            except TimeoutError:
+                yield None
+                continue
+            if event is None:
+                return
+            yield event
+
+
+@dataclass
+class _Conversation:
+    recent: deque[Event] = field(default_factory=lambda: deque(maxlen=REPLAY_EVENTS))
+    subscribers: set[Subscription] = field(default_factory=set)
+
+
+class ConversationHub:
+    """Events by conversation, to every subscriber of that conversation and no other."""
+
+    def __init__(self, max_conversations: int = MAX_CONVERSATIONS, queue_events: int = QUEUE_EVENTS) -> None:
+        self.boot = secrets.token_hex(4)
+        self._max_conversations = max_conversations
+        self._queue_events = queue_events
+        self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
+        self._seq = 0
+
+    def watch(self, conversation_id: str) -> None:
+        """Keep this conversation's events from now on (the least recently used idle one goes)."""
+        if conversation_id in self._conversations:
+            self._conversations.move_to_end(conversation_id)
+            return
+        self._conversations[conversation_id] = _Conversation()
+        if len(self._conversations) > self._max_conversations:
+            idle = next(
+                (
+                    key
+                    for key, c in self._conversations.items()
+                    if not c.subscribers and key != conversation_id
+                ),
+                None,
+            )
+            if idle is not None:
+                del self._conversations[idle]
+
+    def publish(self, conversation_id: str, kind: EventKind, data: str) -> None:
+        """Hand one record to the conversation's subscribers; dropped for one not watched."""
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None:
+            return
+        self._seq += 1
+        event = Event(self._seq, kind, data, self.boot)
+        conversation.recent.append(event)
+        for subscription in conversation.subscribers:
+            subscription.offer(event)
+
+    def subscribe(self, conversation_id: str, last_event_id: str | None) -> Subscription:
+        """A subscription starting after `last_event_id`.
+
+        Without one (a new page) nothing is replayed. An id of this process replays what came
+        after it; one of another process (the gateway restarted) replays all that is kept,
+        since the browser has seen none of it.
+        """
+        self.watch(conversation_id)
+        conversation = self._conversations[conversation_id]
+        backlog: list[Event] = []
+        if last_event_id:
+            boot, _, seq = last_event_id.partition(".")
+            after = int(seq) if boot == self.boot and seq.isdigit() else 0
+            backlog = [event for event in conversation.recent if event.seq > after]
+        subscription = Subscription(conversation_id, backlog, self._queue_events)
+        conversation.subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to `subscription`."""
+        conversation = self._conversations.get(subscription.conversation_id)
+        if conversation is not None:
+            conversation.subscribers.discard(subscription)
+
+    def close(self) -> None:
+        """End every subscription: the gateway is stopping."""
+        for conversation in self._conversations.values():
+            for subscription in conversation.subscribers:
+                subscription.offer(None)
+
+    @property
+    def subscribers(self) -> int:
+        """Browsers listening now."""
+        return sum(len(c.subscribers) for c in self._conversations.values())

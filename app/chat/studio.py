@@ -1,0 +1,177 @@
+"""The template studio's page and endpoints: the templates and their problems, a template rendered
+for a message, and a draft tried on recent traffic next to the current template.
+
+Nothing here writes a template: editing stays in `prompts/` and its review. Templates are loaded
+from disk on every request (in a thread), so the studio shows the files as they are now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.chat.api import MAX_BODY_BYTES, _error
+from app.chat.store import ChatStore, StoreUnavailable
+from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
+from app.chat.studio_draft import DraftRefused, load_draft
+from app.chat.studio_recent import recent_messages
+from app.chat.studio_trial import Side, compare
+from app.errors import TemplateError
+from app.kafka.topic_reader import TopicMissing
+from app.llm.client import LLMClient
+from app.prices import PriceTable
+from app.settings import Settings
+from app.validation import one_line
+
+STATIC = Path(__file__).with_name("static")
+MAX_TRY_MESSAGES = 10  # each costs two LLM calls
+MAX_DRAFT_CHARS = 100_000
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class RenderRequest(BaseModel):
+    """`POST /api/studio/render`: a template file, what the customer writes, and who writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str
+    text: Annotated[str, Field(min_length=1)]
+    customer_id: str | None = None
+
+
+class TryRequest(BaseModel):
+    """`POST /api/studio/try`: a template file, the draft of its whole text, how many messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str
+    draft: Annotated[str, Field(min_length=1, max_length=MAX_DRAFT_CHARS)]
+    n: Annotated[int, Field(ge=1, le=MAX_TRY_MESSAGES)]
+
+
+class StudioApi:
+    """The studio's routes; `start` opens its LLM client in the gateway's lifespan, `stop` closes it."""
+
+    def __init__(self, settings: Settings, store: ChatStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._prices = PriceTable.load(settings.prices_file)
+        self._llm: LLMClient | None = None
+
+    async def start(self) -> None:
+        """Open the LLM client (its HTTP pool belongs to the running event loop)."""
+        self._llm = LLMClient(self._settings)
+
+    async def stop(self) -> None:
+        """Close the LLM client."""
+        if self._llm is not None:
+            await self._llm.aclose()
+
+    def routes(self) -> list[BaseRoute]:
+        """The page at `/studio` and its endpoints under `/api/studio`."""
+        return [
+            Route("/studio", self.page),
+            Route("/api/studio/templates", self.templates),
+            Route("/api/studio/render", self.render, methods=["POST"]),
+            Route("/api/studio/try", self.try_draft, methods=["POST"]),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        """`GET /studio`: the studio page."""
+        return FileResponse(STATIC / "studio.html")
+
+    async def _catalog(self) -> Catalog:
+        settings = self._settings
+        return await asyncio.to_thread(
+            Catalog.load, settings.prompts_dir, settings.model, settings.max_prompt_tokens
+        )
+
+    async def _profiles(self) -> dict[str, dict[str, str]]:
+        """The profiles the chat page lists, by customer id, as the worker reads them."""
+        customers = await self._store.customers()
+        return {c["customer_id"]: {k: v for k, v in c.items() if k != "customer_id"} for c in customers}
+
+    async def templates(self, request: Request) -> Response:
+        """`GET /api/studio/templates`: every template that loads and every problem, as `check` has them."""
+        return JSONResponse((await self._catalog()).summary())
+
+    async def render(self, request: Request) -> Response:
+        """`POST /api/studio/render`: the chat messages the template makes for the message and
+        customer (the first sample's history), with their token counts."""
+        body = await _body(request, RenderRequest)
+        if isinstance(body, Response):
+            return body
+        catalog = await self._catalog()
+        template = catalog.file(body.template)
+        if template is None:
+            return _error(404, "no_template", f"no template file {body.template!r} loads")
+        try:
+            profiles = await self._profiles() if body.customer_id else {}
+        except StoreUnavailable as error:
+            return _error(503, "redis_unavailable", str(error))
+        customer = profiles.get(body.customer_id or "", {})
+        sample = next(iter(catalog.samples.values()))
+        try:
+            message = message_for(sample, template, body.text, body.customer_id)
+        except ValidationError as error:
+            return _error(422, "invalid_message", one_line(error, first_only=True))
+        try:
+            rendered = render_for(catalog.library, template, message, customer, sample.history)
+        except TemplateError as error:
+            return _error(422, "render_failed", str(error))
+        shown = rendered_json(rendered, self._settings.model)
+        chosen = None if template.is_fallback else worker_choice(catalog.library, message, customer)
+        return JSONResponse(
+            shown | {"file": template.path.name, "worker_choice": chosen, "customer": customer}
+        )
+
+    async def try_draft(self, request: Request) -> Response:
+        """`POST /api/studio/try`: the newest `n` input messages answered with the current file and
+        with the draft; 422 with every problem, `file:line`, when the draft does not load."""
+        body = await _body(request, TryRequest)
+        if isinstance(body, Response):
+            return body
+        assert self._llm is not None, "StudioApi.start() first"
+        settings = self._settings
+        catalog = await self._catalog()
+        current = catalog.file(body.template)
+        if current is None:
+            return _error(404, "no_template", f"no template file {body.template!r} loads")
+        if current.is_fallback:
+            return _error(422, "fallback", "a fallback goes out without the LLM: render it instead")
+        try:
+            draft = await asyncio.to_thread(load_draft, settings.prompts_dir, body.template, body.draft)
+        except DraftRefused as refused:
+            problems = [vars(problem) for problem in refused.problems]
+            return JSONResponse(
+                {"error": {"kind": "draft_refused", "detail": str(refused), "problems": problems}},
+                status_code=422,
+            )
+        try:
+            messages = await recent_messages(settings, body.n)
+            profiles = await self._profiles()
+        except (KafkaError, TimeoutError, TopicMissing) as error:
+            return _error(503, "broker_unavailable", f"could not read {settings.input_topic}: {error!r}")
+        except StoreUnavailable as error:
+            return _error(503, "redis_unavailable", str(error))
+        sides = (Side(catalog.library, current), Side(draft.library, draft.template, draft.relocated))
+        results = await compare(self._llm, self._prices, sides, messages, profiles)
+        return JSONResponse({"file": body.template, "results": results, "llm_calls": 2 * len(messages)})
+
+
+async def _body(request: Request, model: type[Body]) -> Body | Response:
+    """The request's JSON as `model`, or the 413/422 response refusing it."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        return _error(422, "invalid_request", one_line(error, first_only=True))

@@ -1,0 +1,1 @@
+"""The output guard: what an LLM answer must not say before it is published (`output.py`)."""

@@ -1,0 +1,116 @@
+"""Placeholders for personal data: what leaves for the remote LLM, and the originals put back after.
+
+`mask(texts)` masks a conversation's texts together (the message and its history turns), so a
+value has one placeholder in all of them: `[EMAIL_1]` in the history and in the message is the
+same address, and the LLM can refer to it. `Masked.restore` puts the originals back into the
+answer; a placeholder the LLM made up stays as it is, since there is nothing to put back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from app.schemas import CustomerMessage, HistoryTurn
+from app.signals import pii
+from app.signals.pii import PiiKind
+
+PLACEHOLDER = re.compile(r"\[(EMAIL|IBAN|CARD|PHONE)_(\d+)\]")
+# The longest tail of a stream chunk that may still become a placeholder: held back until the
+# next chunk says, so a placeholder split across chunks is restored whole.
+PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,5}(?:_\d*)?)?$")
+
+
+@dataclass(frozen=True)
+class Masked:
+    """Texts with their personal data replaced, and what each placeholder stands for."""
+
+    texts: tuple[str, ...]
+    originals: Mapping[str, str]
+    kinds: tuple[PiiKind, ...]
+
+    def restore(self, text: str) -> str:
+        """`text` with each known placeholder replaced by the original it stands for."""
+        return PLACEHOLDER.sub(lambda match: self.originals.get(match.group(), match.group()), text)
+
+    def onto(
+        self, message: CustomerMessage, history: Sequence[HistoryTurn]
+    ) -> tuple[CustomerMessage, list[HistoryTurn]]:
+        """The message and its history with these texts, masked as `mask([message.text, *turns])`
+        masked them."""
+        turns = zip(history, self.texts[1:], strict=True)
+        return (
+            message.model_copy(update={"text": self.texts[0]}),
+            [turn.model_copy(update={"text": text}) for turn, text in turns],
+        )
+
+    def restorer(self) -> StreamRestorer:
+        """A restorer for an answer that arrives in chunks."""
+        return StreamRestorer(self)
+
+
+class StreamRestorer:
+    """Restores a streamed answer chunk by chunk, holding back a placeholder cut in two."""
+
+    def __init__(self, masked: Masked) -> None:
+        self._masked = masked
+        self._held = ""
+
+    def feed(self, chunk: str) -> str:
+        """The restored text that can be shown now; a possible placeholder's start waits."""
+        text = self._held + chunk
+        partial = PARTIAL_PLACEHOLDER.search(text)
+        cut = partial.start() if partial else len(text)
+        self._held = text[cut:]
+        return self._masked.restore(text[:cut])
+
+    def flush(self) -> str:
+        """What is still held back, at the end of the stream."""
+        held, self._held = self._held, ""
+        return self._masked.restore(held)
+
+
+def mask(texts: Sequence[str]) -> Masked:
+    """Replace the personal data in `texts` with placeholders, one per distinct value.
+
+    Values are told apart by what they are, not how they are written (`Ada@Example.com` and
+    `ada@example.com` are one address; a card with or without spaces one card); the original is
+    the first way it was written. Numbers already used by placeholder-like text the customer typed
+    are skipped, so restoring never replaces something the customer wrote.
+    """
+    taken = {match.group() for text in texts for match in PLACEHOLDER.finditer(text)}
+    by_value: dict[tuple[PiiKind, str], str] = {}
+    originals: dict[str, str] = {}
+    found: list[pii.Span] = []
+    masked = []
+    for text in texts:
+        pieces = []
+        position = 0
+        spans = pii.find(text)
+        found += spans
+        for span in spans:
+            key = (span.kind, _identity(span))
+            if key not in by_value:
+                by_value[key] = _next_placeholder(span.kind, taken)
+                originals[by_value[key]] = span.value
+            pieces += [text[position : span.start], by_value[key]]
+            position = span.end
+        masked.append("".join([*pieces, text[position:]]))
+    return Masked(texts=tuple(masked), originals=originals, kinds=pii.kinds(found))
+
+
+def _identity(span: pii.Span) -> str:
+    """What makes two spans the same value: an address regardless of case, a number its digits."""
+    if span.kind == "email":
+        return span.value.lower()
+    return "".join(char for char in span.value.upper() if char.isalnum())
+
+
+def _next_placeholder(kind: PiiKind, taken: set[str]) -> str:
+    number = 1
+    while f"[{kind.upper()}_{number}]" in taken:
+        number += 1
+    placeholder = f"[{kind.upper()}_{number}]"
+    taken.add(placeholder)
+    return placeholder

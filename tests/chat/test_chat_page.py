@@ -1,0 +1,117 @@
+"""The chat page in a real browser (Debian's chromium, driven by Playwright) against a real stack:
+broker, Redis, the mock LLM, a worker and the gateway.
+
+With `ENRICHER_SCREENSHOTS=docs/images` the desktop screenshot is also `docs/images/chat.png`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from app.devtools.mock_llm.admin import MockAdmin
+from tests.chat.browser import keep_screenshot, put_profiles
+from tests.chat.conftest import Gateway
+from tests.helpers.workers import WorkerFactory
+
+# The mock streams a reply in 6 pieces over half its latency: 2.4 s makes chunks 200 ms apart,
+# more than the worker's 50 ms batching, so the page gets several.
+STREAMING_LATENCY_MS = 2400
+REPLY_TIMEOUT_MS = 30_000
+# Every state the reply bubbles go through, as the page shows them.
+RECORD_STATES = """() => {
+  window.seen = [];
+  const record = () => document.querySelectorAll(".agent").forEach((node) =>
+    window.seen.push([node.dataset.state, node.querySelector(".text")?.textContent ?? ""]));
+  new MutationObserver(record).observe(document.getElementById("log"),
+    {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+@pytest.fixture
+async def stack(
+    gateway: Gateway, worker_factory: WorkerFactory, mock_admin: MockAdmin, chat_env: dict[str, str]
+) -> Gateway:
+    """The gateway in front of a ready worker, demo profiles in Redis, replies streaming slowly."""
+    await put_profiles(chat_env["REDIS_URL"])
+    await mock_admin.config(latency_ms=STREAMING_LATENCY_MS)
+    await worker_factory()
+    return gateway
+
+
+async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1000, "height": 720})
+    await page.goto(gateway.url)
+    await page.wait_for_selector(f"#customer option[value='{customer_id}']", state="attached")
+    await page.select_option("#customer", customer_id)  # a new conversation for this customer
+    await page.wait_for_selector("#status[data-state='online']")
+    return page
+
+
+async def _final_replies(page: Page, count: int) -> list[str]:
+    await page.wait_for_function(
+        f"document.querySelectorAll('.agent[data-state=\"final\"]').length >= {count}",
+        timeout=REPLY_TIMEOUT_MS,
+    )
+    return await page.locator(".agent[data-state='final'] .text").all_inner_texts()
+
+
+async def test_a_reply_streams_in_and_settles_with_its_details(
+    stack: Gateway, browser: Browser, tmp_path: Path
+) -> None:
+    page = await _open(browser, stack, "cust-1")
+    await page.evaluate(RECORD_STATES)
+    composer = page.get_by_role("textbox", name="Message")
+    await composer.press_sequentially("Where is")
+    await composer.press("Shift+Enter")  # a new line, not sent
+    await composer.press_sequentially("my order?")
+    assert await composer.input_value() == "Where is\nmy order?"
+    await composer.press("Enter")
+
+    [final] = await _final_replies(page, 1)
+    assert final.startswith("Hi Ada Lovelace,"), final
+    assert await composer.input_value() == ""
+    assert await page.locator(".customer .text").all_inner_texts() == ["Where is\nmy order?"]
+    seen: list[list[str]] = await page.evaluate("window.seen")
+    streamed = {text for state, text in seen if state == "streaming"}
+    partial = [text for text in streamed if text and text != final]
+    assert partial, f"no text was shown before the reply settled: {seen}"
+    assert all(final.startswith(text) for text in streamed), seen
+    detail = await page.locator(".agent[data-state='final'] .detail").inner_text()
+    for part in ("gpt-4o-mini", "support_reply", " ms", "tokens", "$"):
+        assert part in detail, detail
+    assert await page.locator(".agent .badge").count() == 0  # neither fallback nor handoff
+
+    await page.screenshot(path=tmp_path / "chat-desktop.png")
+    keep_screenshot(tmp_path / "chat-desktop.png", "chat.png")
+    await page.set_viewport_size({"width": 320, "height": 640})
+    await page.screenshot(path=tmp_path / "chat-320.png", full_page=True)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 320  # nothing cut off at the side
+
+
+async def test_the_page_reconnects_after_the_gateway_restarts(
+    stack: Gateway, browser: Browser, tmp_path: Path
+) -> None:
+    page = await _open(browser, stack, "cust-2")
+    composer = page.get_by_role("textbox", name="Message")
+    await composer.fill("Is anyone there?")
+    await composer.press("Enter")
+    await page.wait_for_selector(".customer .note:text('sent')")
+
+    stack.stop()  # while the reply is still being made
+    await page.wait_for_selector("#status[data-state='offline']")
+    await page.screenshot(path=tmp_path / "offline.png")
+    await stack.start()
+    await page.wait_for_selector("#status[data-state='online']", timeout=15_000)
+
+    # The reply made while the page was offline shows, and the new stream carries the next one.
+    [first] = await _final_replies(page, 1)
+    assert first.startswith("Hi Grace Hopper,"), first
+    await composer.fill("Still there?")
+    await composer.press("Enter")
+    replies = await _final_replies(page, 2)
+    assert [reply.startswith("Hi Grace Hopper,") for reply in replies] == [True, True], replies
+    assert "Still there?" in replies[1]
+    await page.screenshot(path=tmp_path / "reconnected.png")

@@ -1,0 +1,246 @@
+"""`enricher chat` on the real broker and Redis: messages in over HTTP, replies out over SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from app.observability.tracing import TraceContext
+from app.schemas import PromptRef, Reply, ReplyChunk, Usage, parse_message, reply_id_for
+from app.settings import Settings
+from tests.chat.conftest import Gateway
+from tests.chat.sse_client import SseClient, SseEvent
+from tests.helpers.kafka import at_least, produce_many, read_topic
+from tests.helpers.workers import REPO
+
+
+def _reply(conversation_id: str, message_id: str, text: str, **extra: Any) -> bytes:
+    reply = Reply(
+        reply_id=reply_id_for(message_id),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        text=text,
+        status="ok",
+        model="gpt-4o-mini",
+        prompt=PromptRef(name="support_reply", version="0123456789ab"),
+        usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
+        latency_ms=12,
+        created_at="2026-01-01T00:00:00.000Z",
+    )
+    return json.dumps(reply.model_dump() | extra).encode()
+
+
+def _chunk(conversation_id: str, message_id: str, seq: int, delta: str, done: bool = False) -> bytes:
+    chunk = ReplyChunk(
+        reply_id=reply_id_for(message_id),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        seq=seq,
+        delta=delta,
+        done=done,
+    )
+    return chunk.model_dump_json().encode()
+
+
+def _events_url(gateway: Gateway, conversation_id: str) -> str:
+    return f"{gateway.url}api/conversations/{conversation_id}/events"
+
+
+def _kinds(events: list[SseEvent]) -> dict[str, list[str]]:
+    """Each kind's texts in the order they came: the topics are read side by side, so only the
+    order within one topic (and conversation) is given."""
+    texts: dict[str, list[str]] = {}
+    for event in events:
+        texts.setdefault(event.kind, []).append(event.data.get("delta") or event.data.get("text", ""))
+    return texts
+
+
+async def test_a_posted_message_is_on_the_input_topic_as_the_worker_reads_it(
+    gateway: Gateway, chat_env: dict[str, str], kafka: str
+) -> None:
+    settings = Settings.model_validate(chat_env)
+    body = {"conversation_id": "c-post", "customer_id": "cust-1", "text": "Where is my order?"}
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        response = await client.post("/api/messages", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+
+    [record] = await read_topic(kafka, settings.input_topic, until=at_least(1), settle_s=0.5)
+    assert record.key == b"c-post"
+    message = parse_message(record.value, settings.max_input_chars, record.headers)  # as the worker does
+    assert (message.message_id, message.conversation_id) == (accepted["message_id"], "c-post")
+    assert (message.customer_id, message.text, message.channel) == ("cust-1", "Where is my order?", "chat")
+    assert message.sent_at is not None
+    trace = TraceContext.of(record.headers)
+    assert trace.parent_id is not None, f"no valid traceparent in {record.headers}"
+    assert trace.trace_id == accepted["trace_id"]
+
+
+async def test_a_refused_message_gets_the_reason_and_nothing_is_produced(
+    gateway: Gateway, chat_env: dict[str, str], kafka: str
+) -> None:
+    settings = Settings.model_validate(chat_env)
+    too_long = "x" * (settings.max_input_chars + 1)
+    refused = [
+        ({"conversation_id": "c-bad", "text": too_long}, "too_large"),
+        ({"conversation_id": "c-bad", "text": 5}, "invalid_message"),
+        ({"conversation_id": "", "text": "hello"}, "invalid_message"),
+        ({"text": "hello"}, "invalid_message"),
+        (["not", "an", "object"], "invalid_message"),
+    ]
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for body, kind in refused:
+            response = await client.post("/api/messages", json=body)
+            assert response.status_code == 422, body
+            assert response.json()["error"]["kind"] == kind, response.text
+            assert response.json()["error"]["detail"]
+        not_json = await client.post(
+            "/api/messages", content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert (not_json.status_code, not_json.json()["error"]["kind"]) == (422, "invalid_json")
+        accepted = await client.post("/api/messages", json={"conversation_id": "c-good", "text": "fine"})
+        assert accepted.status_code == 202
+
+    # Read up to the accepted message: what was refused would be before it, were it there.
+    records = await read_topic(kafka, settings.input_topic, until=at_least(1), settle_s=1.0)
+    assert [record.key for record in records] == [b"c-good"]
+
+
+async def test_each_conversation_sees_its_own_chunks_and_replies_only(
+    gateway: Gateway, chat_env: dict[str, str], kafka: str
+) -> None:
+    settings = Settings.model_validate(chat_env)
+    ours, theirs = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+    async with (
+        SseClient(_events_url(gateway, ours)) as tab,
+        SseClient(_events_url(gateway, ours)) as second_tab,
+        SseClient(_events_url(gateway, theirs)) as other,
+    ):
+        assert tab.retry_ms is not None, "the stream does not tell the browser when to reconnect"
+        await produce_many(
+            kafka,
+            settings.stream_topic,
+            [
+                (ours, _chunk(ours, "m-1", 0, "Hi ")),
+                (theirs, _chunk(theirs, "m-2", 0, "Hello ")),
+                (ours, _chunk(ours, "m-1", 1, "there", done=True)),
+            ],
+        )
+        await produce_many(
+            kafka,
+            settings.reply_topic,
+            [(theirs, _reply(theirs, "m-2", "Hello you")), (ours, _reply(ours, "m-1", "Hi there"))],
+        )
+        await produce_many(
+            kafka,
+            settings.handoff_topic,
+            [(ours, json.dumps({"conversation_id": ours, "message_id": "m-3", "text": "human?"}).encode())],
+        )
+        expected = {"chunk": ["Hi ", "there"], "reply": ["Hi there"], "handoff": ["human?"]}
+        for listener in (tab, second_tab):
+            events = await listener.wait_for(lambda events: len(events) >= 4)
+            assert _kinds(events) == expected
+        other_events = await other.wait_for(lambda events: len(events) >= 2)
+        assert _kinds(other_events) == {"chunk": ["Hello "], "reply": ["Hello you"]}
+    assert all(event.data["conversation_id"] == ours for event in tab.events)
+    assert all(event.data["conversation_id"] == theirs for event in other.events)
+
+
+async def test_a_reconnecting_browser_gets_what_it_missed(
+    gateway: Gateway, chat_env: dict[str, str], kafka: str
+) -> None:
+    settings = Settings.model_validate(chat_env)
+    conversation = f"c-{uuid.uuid4().hex[:8]}"
+    url = _events_url(gateway, conversation)
+    # Another tab stays on throughout: once it has all three events, so has the gateway.
+    async with SseClient(url) as witness:
+        async with SseClient(url) as tab:
+            await produce_many(
+                kafka, settings.stream_topic, [(conversation, _chunk(conversation, "m-1", 0, "one "))]
+            )
+            [seen] = await tab.wait_for(lambda events: len(events) >= 1)
+        # The tab is gone for a while: two more records come meanwhile.
+        await produce_many(
+            kafka, settings.stream_topic, [(conversation, _chunk(conversation, "m-1", 1, "two", True))]
+        )
+        await produce_many(
+            kafka, settings.reply_topic, [(conversation, _reply(conversation, "m-1", "one two"))]
+        )
+        await witness.wait_for(lambda events: len(events) >= 3)
+        async with SseClient(url, last_event_id=seen.id) as back:
+            events = await back.wait_for(lambda events: len(events) >= 2)
+            assert _kinds(events) == {"chunk": ["two"], "reply": ["one two"]}
+        async with SseClient(url) as fresh_page:  # no Last-Event-ID: from now on only
+            await asyncio.sleep(0.5)
+        assert fresh_page.events == []
+
+
+async def test_a_stored_reply_is_served_for_its_conversation_only(
+    gateway: Gateway, chat_env: dict[str, str]
+) -> None:
+    async with aioredis.from_url(chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
+        await redis.set("reply:m-stored", _reply("c-stored", "m-stored", "kept for you"))
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        found = await client.get("/api/conversations/c-stored/replies/m-stored")
+        other = await client.get("/api/conversations/c-other/replies/m-stored")
+        missing = await client.get("/api/conversations/c-stored/replies/m-none")
+    assert (found.status_code, found.json()["text"]) == (200, "kept for you")
+    assert (other.status_code, missing.status_code) == (404, 404)
+
+
+async def test_customers_come_from_the_profiles_and_health_shows_the_broker(
+    gateway: Gateway, chat_env: dict[str, str]
+) -> None:
+    async with aioredis.from_url(chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
+        await redis.hset("customer:cust-2", mapping={"name": "Grace Hopper", "tier": "silver"})
+        await redis.hset("customer:cust-1", mapping={"name": "Ada Lovelace", "tier": "gold"})
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        customers = (await client.get("/api/customers")).json()["customers"]
+        health = (await client.get("/healthz")).json()
+        page = await client.get("/")
+        script = await client.get("/static/chat.js")
+    assert [(c["customer_id"], c["name"]) for c in customers] == [
+        ("cust-1", "Ada Lovelace"),
+        ("cust-2", "Grace Hopper"),
+    ]
+    assert health["broker"]["connected"] is True
+    assert page.status_code == 200
+    assert "/static/chat.js" in page.text
+    assert script.status_code == 200
+    assert "EventSource" in script.text
+
+
+def test_without_the_chat_extra_the_command_names_the_missing_module() -> None:
+    # A None in sys.modules makes `import starlette` fail as if it were not installed.
+    code = "import sys; sys.modules['starlette'] = None; from app.main import cli; cli(['chat'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert "starlette" in result.stderr
+    assert "stream-enricher[chat]" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "web"])
+def test_a_bad_chat_port_is_a_configuration_error(port: str) -> None:
+    code = "from app.main import cli; cli(['chat'])"
+    env = {"PATH": "/usr/bin:/bin", "ENRICHER_CHAT_PORT": port}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "ENRICHER_CHAT_PORT" in result.stderr

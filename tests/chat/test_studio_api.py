@@ -1,0 +1,154 @@
+"""The template studio's endpoints on a real gateway: the broker, Redis and the mock LLM over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.devtools.mock_llm.admin import MockAdmin
+from tests.chat import studio_drafts as drafts
+from tests.chat.browser import put_profiles
+from tests.chat.conftest import Gateway
+from tests.helpers.workers import PROMPTS
+
+TIMEOUT_S = 30.0
+
+
+def _client(gateway: Gateway) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=gateway.url, timeout=TIMEOUT_S)
+
+
+async def post_messages(client: httpx.AsyncClient, texts: list[str]) -> None:
+    """Send each text as cust-1 through the gateway, each in a conversation of its own (so they
+    spread over the input topic's partitions)."""
+    for number, text in enumerate(texts):
+        body = {"conversation_id": f"c-studio-{number}", "customer_id": "cust-1", "text": text}
+        assert (await client.post("/api/messages", json=body)).status_code == 202
+
+
+async def test_the_templates_are_listed_with_conditions_and_token_counts(gateway: Gateway) -> None:
+    async with _client(gateway) as client:
+        listing = (await client.get("/api/studio/templates")).json()
+    files = {t["file"]: t for t in listing["templates"]}
+    assert {"support_reply.j2", "support_reply_gold.j2", "fallback.j2"} <= set(files)
+    gold = files["support_reply_gold.j2"]
+    assert (gold["conditions"]["tier"], gold["kind"]) == ("gold", "reply")
+    assert files["fallback.j2"]["kind"] == "fallback"
+    assert gold["tokens"]["returning_customer.yaml"] > 50
+    assert gold["source"] == (PROMPTS / "support_reply_gold.j2").read_text(encoding="utf-8")
+    assert listing["problems"] == []
+
+
+async def test_a_broken_file_is_listed_as_a_problem_with_its_line(
+    chat_env: dict[str, str], tmp_path: Path
+) -> None:
+    directory = tmp_path / "prompts"
+    shutil.copytree(PROMPTS, directory)
+    (directory / "broken.j2").write_text(
+        "---\nname: broken\ndescription: x\nwen: {}\n---\n{% block reply %}{% endblock %}\n"
+    )
+    gateway = Gateway(chat_env | {"ENRICHER_PROMPTS_DIR": str(directory)}, tmp_path / "chat.log")
+    await gateway.start()
+    try:
+        async with _client(gateway) as client:
+            listing = (await client.get("/api/studio/templates")).json()
+    finally:
+        gateway.stop()
+    [problem] = listing["problems"]
+    assert (problem["file"], problem["line"]) == ("broken.j2", 4), problem
+    assert problem["location"] == f"{directory / 'broken.j2'}:4"
+    assert "`wen` is not a known field" in problem["reason"]
+    assert "support_reply.j2" in {t["file"] for t in listing["templates"]}  # the others still load
+
+
+async def test_render_shows_the_messages_for_the_customer_with_token_counts(
+    gateway: Gateway, chat_env: dict[str, str]
+) -> None:
+    await put_profiles(chat_env["REDIS_URL"])
+    text = "Where is my parcel? Mail me at ada@example.org"
+    body = {"template": "support_reply.j2", "text": text, "customer_id": "cust-1"}
+    async with _client(gateway) as client:
+        response = await client.post("/api/studio/render", json=body)
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    roles = [m["role"] for m in shown["messages"]]
+    assert (roles[0], roles[-1]) == ("system", "user"), roles
+    assert "- name: Ada Lovelace" in shown["messages"][0]["content"]
+    asked = "<customer_message>\nWhere is my parcel? Mail me at [EMAIL_1]\n</customer_message>"
+    assert asked in shown["messages"][-1]["content"]
+    assert "ada@example.org" not in response.text
+    assert all(m["tokens"] > 0 for m in shown["messages"])
+    assert shown["prompt_tokens"] > sum(
+        m["tokens"] for m in shown["messages"]
+    )  # plus the per-message framing
+    assert shown["worker_choice"] == "support_reply_gold.j2"  # Ada is gold
+    assert shown["masked"] is True
+
+
+async def test_a_draft_is_tried_on_the_newest_messages_next_to_the_current_template(
+    gateway: Gateway, chat_env: dict[str, str], mock_admin: MockAdmin
+) -> None:
+    await put_profiles(chat_env["REDIS_URL"])
+    texts = ["Too old to be tried", "Where is my order?", "Can I get a refund?", "My card was declined"]
+    async with _client(gateway) as client:
+        await post_messages(client, texts)
+        body = {"template": drafts.FILE, "draft": drafts.DRAFT, "n": 3}
+        response = await client.post("/api/studio/try", json=body)
+    assert response.status_code == 200, response.text
+    tried = response.json()
+    results: list[dict[str, Any]] = tried["results"]
+    assert [r["text"] for r in results] == texts[1:]
+    for result in results:
+        current, draft = result["current"], result["draft"]
+        assert current["text"].startswith("Hi Ada Lovelace,"), current
+        assert draft["text"].startswith(f"Hi {drafts.PERSONA},"), draft
+        assert result["text"] in current["text"]  # the mock quotes the message it answers
+        assert result["text"] in draft["text"]
+        assert draft["version"] != current["version"]
+        for side in (current, draft):
+            assert min(side["prompt_tokens"], side["completion_tokens"]) > 0, side
+            assert side["cost_usd"] > 0  # the mock answers as gpt-4o-mini, which has a price
+        assert draft["prompt_tokens"] > current["prompt_tokens"]  # the draft's extra line
+    assert tried["llm_calls"] == 6
+    assert len(await mock_admin.requests()) == 6
+    assert (PROMPTS / drafts.FILE).read_text(encoding="utf-8") == drafts.CURRENT  # nothing written
+
+
+@pytest.mark.parametrize("n", [0, 11])
+async def test_a_number_of_messages_out_of_range_is_refused(gateway: Gateway, n: int) -> None:
+    async with _client(gateway) as client:
+        body = {"template": drafts.FILE, "draft": drafts.DRAFT, "n": n}
+        response = await client.post("/api/studio/try", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["detail"].startswith("n: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        (
+            drafts.UNCLOSED_IF,
+            drafts.UNCLOSED_IF_LINE,
+            f"the {{% if %}} on line {drafts.IF_LINE} is not closed",
+        ),
+        (drafts.MISSPELT_FIELD, drafts.MISSPELT_FIELD_LINE, "`wen` is not a known field"),
+    ],
+)
+async def test_a_draft_that_does_not_load_is_refused_with_its_line(
+    gateway: Gateway, mock_admin: MockAdmin, text: str, line: int, reason: str
+) -> None:
+    async with _client(gateway) as client:
+        response = await client.post("/api/studio/try", json={"template": drafts.FILE, "draft": text, "n": 1})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["kind"] == "draft_refused"
+    [problem] = error["problems"]
+    assert problem["file"] == drafts.FILE, problem
+    assert reason in problem["reason"], problem
+    assert problem["line"] == line, problem
+    assert "enricher-draft-" not in error["detail"]  # named as the directory's file, not the scratch copy
+    assert await mock_admin.requests() == []

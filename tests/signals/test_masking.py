@@ -1,0 +1,66 @@
+"""Placeholders: one per value across a conversation's texts, and the originals put back."""
+
+from __future__ import annotations
+
+from app.signals.masking import mask
+
+HISTORY = "My address is Ada@Example.com and my card 4111 1111 1111 1111."
+MESSAGE = "Still nothing at ada@example.com; card 4111111111111111, call +44 20 7946 0958."
+
+
+def test_a_value_has_one_placeholder_across_texts_however_it_is_written() -> None:
+    masked = mask([HISTORY, MESSAGE])
+
+    assert masked.texts == (
+        "My address is [EMAIL_1] and my card [CARD_1].",
+        "Still nothing at [EMAIL_1]; card [CARD_1], call [PHONE_1].",
+    )
+    assert masked.kinds == ("email", "card", "phone")
+    assert masked.originals == {
+        "[EMAIL_1]": "Ada@Example.com",
+        "[CARD_1]": "4111 1111 1111 1111",
+        "[PHONE_1]": "+44 20 7946 0958",
+    }
+
+
+def test_different_values_get_different_numbers() -> None:
+    masked = mask(["a@example.com or b@example.com", "b@example.com"])
+
+    assert masked.texts == ("[EMAIL_1] or [EMAIL_2]", "[EMAIL_2]")
+
+
+def test_restore_puts_the_originals_back_and_leaves_invented_placeholders() -> None:
+    masked = mask([MESSAGE])
+
+    answer = "We will write to [EMAIL_1] and call [PHONE_1], not [PHONE_2] or [IBAN_1]."
+
+    assert masked.restore(answer) == (
+        "We will write to ada@example.com and call +44 20 7946 0958, not [PHONE_2] or [IBAN_1]."
+    )
+
+
+def test_placeholders_the_customer_typed_are_not_reused() -> None:
+    masked = mask(["I typed [EMAIL_1] literally; mine is ada@example.com"])
+
+    assert masked.texts == ("I typed [EMAIL_1] literally; mine is [EMAIL_2]",)
+    assert masked.restore("[EMAIL_1] / [EMAIL_2]") == "[EMAIL_1] / ada@example.com"
+
+
+def test_text_without_personal_data_is_unchanged() -> None:
+    masked = mask(["Where is order A-1042?"])
+
+    assert masked.texts == ("Where is order A-1042?",)
+    assert masked.kinds == ()
+    assert masked.restore("Order A-1042 ships today.") == "Order A-1042 ships today."
+
+
+def test_a_stream_restores_placeholders_cut_across_chunks() -> None:
+    masked = mask([MESSAGE])
+    restorer = masked.restorer()
+
+    chunks = ["We wrote to [EM", "AIL_", "1] and [", "will call [PHONE_1]", " soon [x] ["]
+    shown = [restorer.feed(chunk) for chunk in chunks]
+
+    assert shown == ["We wrote to ", "", "ada@example.com and ", "[will call +44 20 7946 0958", " soon [x] "]
+    assert restorer.flush() == "["
+    assert "".join(shown) + "[" == masked.restore("".join(chunks))
