@@ -6,6 +6,7 @@ With `ENRICHER_SCREENSHOTS=docs/images` the desktop screenshot is also `docs/ima
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from playwright.async_api import Browser, Page
 from app.devtools.mock_llm.admin import MockAdmin
 from tests.chat.browser import keep_screenshot, put_profiles
 from tests.chat.conftest import Gateway
+from tests.helpers.kafka import produce
 from tests.helpers.workers import WorkerFactory
 
 # The mock streams a reply in 6 pieces over half its latency: 2.4 s makes chunks 200 ms apart,
@@ -115,3 +117,55 @@ async def test_the_page_reconnects_after_the_gateway_restarts(
     assert [reply.startswith("Hi Grace Hopper,") for reply in replies] == [True, True], replies
     assert "Still there?" in replies[1]
     await page.screenshot(path=tmp_path / "reconnected.png")
+
+
+def _reply_record(conversation_id: str, message_ids: list[str], status: str) -> bytes:
+    """A reply as the contract shapes it, answering `message_ids` (the last is its own)."""
+    document = {
+        "reply_id": f"r-{message_ids[-1]}",
+        "message_id": message_ids[-1],
+        "conversation_id": conversation_id,
+        "customer_id": "cust-2",
+        "text": "A colleague will take over this conversation.",
+        "status": status,
+        "model": "gpt-4o-mini",
+        "prompt": {"name": "handoff", "version": "0123456789ab", "variant": None},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": None},
+        "latency_ms": 12,
+        "created_at": "2026-12-02T08:00:00.000Z",
+        "answers": message_ids,
+    }
+    return json.dumps(document).encode()
+
+
+async def test_fallback_handoff_and_coalesced_replies_are_marked(
+    gateway: Gateway, browser: Browser, chat_env: dict[str, str], kafka: str, mock_admin: MockAdmin
+) -> None:
+    # No worker: the test writes the replies a worker would, in the contract's shape.
+    await put_profiles(chat_env["REDIS_URL"])
+    page = await _open(browser, gateway, "cust-2")
+    composer = page.get_by_role("textbox", name="Message")
+    sent = []
+    for text in ("I want a person", "A real one, please"):
+        async with page.expect_response("**/api/messages") as posted:
+            await composer.fill(text)
+            await composer.press("Enter")
+        sent.append(await (await posted.value).json())
+    conversation_id, ids = sent[0]["conversation_id"], [answer["message_id"] for answer in sent]
+    reply_topic = chat_env["ENRICHER_REPLY_TOPIC"]
+    await produce(kafka, reply_topic, conversation_id, _reply_record(conversation_id, ids, "handoff"))
+
+    [final] = await _final_replies(page, 1)
+    assert final == "A colleague will take over this conversation."
+    assert await page.locator(".agent .badge").all_text_contents() == ["Handed to a human"]
+    assert await page.locator(".agent .answers").inner_text() == "Answers your 2 messages together"
+    notes = await page.locator(".customer .note").all_inner_texts()
+    assert notes == ["answered together (1/2)", "answered together (2/2)"]
+
+    async with page.expect_response("**/api/messages") as posted:
+        await composer.fill("Hello?")
+        await composer.press("Enter")
+    third = (await (await posted.value).json())["message_id"]
+    await produce(kafka, reply_topic, conversation_id, _reply_record(conversation_id, [third], "fallback"))
+    await _final_replies(page, 2)
+    assert await page.locator(".agent .badge").all_text_contents() == ["Handed to a human", "Fallback reply"]
