@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     handoff_topic: str = Field(
         "support.handoffs", validation_alias=_env("ENRICHER_HANDOFF_TOPIC"), min_length=1
     )
+    control_topic: str = Field(
+        "support.control", validation_alias=_env("ENRICHER_CONTROL_TOPIC"), min_length=1
+    )
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
     prices_file: Path | None = Field(None, validation_alias=_env("ENRICHER_PRICES_FILE"))
     max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
@@ -120,6 +123,9 @@ class Settings(BaseSettings):
     # Personal data in the customer's text and history becomes placeholders before the prompt
     # leaves for the LLM, and the originals are put back into the reply (promise 7).
     pii_masking: Literal["on", "off"] = Field("on", validation_alias=_env("ENRICHER_PII_MASKING"))
+    # queued: the messages of a conversation that queued behind its reply being made are
+    # answered together by the next reply; off: one reply per message.
+    coalesce: Literal["queued", "off"] = Field("queued", validation_alias=_env("ENRICHER_COALESCE"))
     chat_port: int = Field(8080, validation_alias=_env("ENRICHER_CHAT_PORT"), ge=1, le=65535)
     shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
