@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -85,10 +85,12 @@ def published_key(message_id: str) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """What Redis knows about one message."""
+    """What Redis knows about the messages of one conversation answered together."""
 
-    stored_reply: Reply | None = None
-    published: bool = False
+    stored: dict[str, Reply] = field(default_factory=dict)
+    """The stored reply of each message answered before, by message id."""
+    published: frozenset[str] = frozenset()
+    """The messages whose stored reply the broker took before."""
     profile: dict[str, str] = field(default_factory=dict)
     history: list[HistoryTurn] = field(default_factory=list)
 
@@ -127,25 +129,36 @@ class ContextStore:
             )
             return default
 
-    async def lookup(self, message_id: str, customer_id: str | None, conversation_id: str) -> Context:
-        """Stored reply (and whether it was published), profile and recent history of a
-        message, in one round trip (one per node on a cluster, in parallel).
+    async def lookup(
+        self, message_ids: Sequence[str], customer_id: str | None, conversation_id: str
+    ) -> Context:
+        """Stored replies (and whether each was published) of messages of one conversation, and
+        the profile and recent history, in one round trip (one per node on a cluster, in parallel).
 
         Anything Redis cannot give (down, missing, malformed) is left out.
         """
         pipe = self._redis.pipeline(transaction=False)
-        pipe.get(reply_key(message_id))
-        pipe.exists(published_key(message_id))
+        for message_id in message_ids:
+            pipe.get(reply_key(message_id))
+            pipe.exists(published_key(message_id))
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context()
-        stored_raw, published, fields, items = results
-        stored_reply = _reply_of(stored_raw, message_id)
+        *replies, fields, items = results
+        stored, published = {}, set()
+        for message_id, stored_raw, was_published in zip(
+            message_ids, replies[::2], replies[1::2], strict=True
+        ):
+            reply = _reply_of(stored_raw, message_id)
+            if reply is not None:
+                stored[message_id] = reply
+                if was_published:
+                    published.add(message_id)
         return Context(
-            stored_reply=stored_reply,
-            published=stored_reply is not None and bool(published),
+            stored=stored,
+            published=frozenset(published),
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
         )
@@ -160,8 +173,8 @@ class ContextStore:
         return fields
 
     async def record(self, reply: Reply, turns: list[HistoryTurn]) -> Reply:
-        """Add the reply's turns to the history (once per message), then store the reply unless
-        one is stored already.
+        """Add the reply's turns to the history (once per reply), then store the reply for each
+        message it answers, unless one is stored already.
 
         Returns the reply that counts: this one, or the one stored before it.
         """
@@ -179,17 +192,21 @@ class ContextStore:
                 ],
             )
             await self._guarded("record", append, None)
-        store = self._store_reply(
-            keys=[reply_key(reply.message_id)], args=[reply.model_dump_json(), self._ttl_s]
-        )
+        value = reply.model_dump_json()
+        # The reply's own message last: once its key is there, so are the others'.
+        for message_id in reply.answers[:-1]:
+            store = self._store_reply(keys=[reply_key(message_id)], args=[value, self._ttl_s])
+            await self._guarded("record", store, None)
+        store = self._store_reply(keys=[reply_key(reply.message_id)], args=[value, self._ttl_s])
         earlier: str | None = await self._guarded("record", store, None)
         return _reply_of(earlier, reply.message_id) or reply
 
-    async def mark_published(self, message_id: str) -> None:
-        """Remember that the broker took the reply to `message_id`, for as long as the reply."""
-        await self._guarded(
-            "mark_published", self._redis.set(published_key(message_id), 1, ex=self._ttl_s), None
-        )
+    async def mark_published(self, message_ids: Sequence[str]) -> None:
+        """Remember that the broker took the reply to these messages, for as long as the reply."""
+        pipe = self._redis.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.set(published_key(message_id), 1, ex=self._ttl_s)
+        await self._guarded("mark_published", pipe.execute(), None)
 
     async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
         """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""
@@ -227,13 +244,14 @@ class ContextStore:
 
 
 def _reply_of(raw: str | None, message_id: str) -> Reply | None:
+    """The stored reply, if it answers `message_id` (alone, or with others queued before it)."""
     if raw is None:
         return None
     try:
         reply = Reply.model_validate_json(raw)
     except ValidationError:
         return None
-    return reply if reply.message_id == message_id else None
+    return reply if message_id in reply.answers else None
 
 
 def _turns_of(items: list[str], conversation_id: str) -> list[HistoryTurn]:

@@ -6,17 +6,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from app.context import Context
 from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
 from app.guard.output import GuardContext
 from app.llm.client import CallOptions, DeltaSink
 from app.observability import metrics
-from app.observability.redaction import Redactor
-from app.prices import base_model
 from app.prompts.library import RenderedPrompt
+from app.reply_records import priced, reply_record, turns_of
 from app.resources import Resources
-from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
+from app.restoring_sink import RestoringSink
+from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, utc_now
 from app.signals.labels import signal_labels
 from app.signals.masking import Masked
 from app.signals.models import Signals
@@ -24,8 +25,8 @@ from app.tokens import fits_budget
 
 log = logging.getLogger(__name__)
 
-# An LLM can be talked into repeating key-shaped text; it never leaves in a reply.
-KEY_SHAPED = Redactor(())
+SinkFor = Callable[[CustomerMessage], DeltaSink]
+"""Where the reply to a message streams while the LLM writes it."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,15 @@ class Outcome:
     dead_letter: Failure | None = None
     replayed: bool = False
     published: bool = False  # a replayed reply the broker took before: nothing to publish again
+    covered: bool = False  # answered by the reply a later message of its batch publishes
 
     @property
     def label(self) -> str:
         """The outcome as `enricher_messages_total` counts it."""
         if self.reply is None:
             return "dead_lettered"
+        if self.covered:
+            return "coalesced"
         if self.published:
             return "already_published"
         return "replayed" if self.replayed else self.reply.status
@@ -75,32 +79,63 @@ def fit_history(
         start += 1
 
 
-async def answer(resources: Resources, message: CustomerMessage, sink: DeltaSink | None = None) -> Outcome:
-    """Decide the fate of one customer message, recording its reply and turns; never raises.
+async def answer(
+    resources: Resources, messages: Sequence[CustomerMessage], sink_for: SinkFor | None = None
+) -> list[Outcome]:
+    """Decide the fate of messages of one conversation, in input order, recording their reply
+    and turns; one outcome per message; never raises.
 
-    A message answered before gets its stored reply back. When the LLM refuses the input or
-    cannot answer in time, the reply is the fallback template's text with status `fallback`,
-    and a dead letter says why; so too when the output guard refuses the answer. When anything
-    unforeseen fails, only a dead letter.
+    A message answered before gets its stored reply back; the others are answered together, by
+    one reply that lists them in `answers` and streams to `sink_for(the last of them)`. When the
+    LLM refuses the input or cannot answer in time, the reply is the fallback template's text
+    with status `fallback`, and a dead letter says why; so too when the output guard refuses the
+    answer. When anything unforeseen fails, only a dead letter. A reply is published once: by
+    the last message that carries it, the earlier ones are `covered`.
     """
     try:
-        return await _answer(message, resources, sink)
+        outcomes = await _answer(messages, resources, sink_for)
     except Exception as error:  # one decision point: anything unforeseen is dead-lettered
         log.exception("answering failed")
-        return Outcome(None, Failure("internal", f"{type(error).__name__}: {error}"))
+        failure = Failure("internal", f"{type(error).__name__}: {error}")
+        return [Outcome(None, failure) for _ in messages]
+    last_at = {o.reply.reply_id: at for at, o in enumerate(outcomes) if o.reply is not None}
+    return [
+        replace(o, covered=True) if o.reply is not None and last_at[o.reply.reply_id] != at else o
+        for at, o in enumerate(outcomes)
+    ]
 
 
-async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSink | None) -> Outcome:
+async def _answer(
+    messages: Sequence[CustomerMessage], resources: Resources, sink_for: SinkFor | None
+) -> list[Outcome]:
+    last = messages[-1]
+    ids = [message.message_id for message in messages]
+    known = await resources.context.lookup(ids, last.customer_id, last.conversation_id)
+    # Stored with its turns when first answered.
+    fresh = list({m.message_id: m for m in messages if m.message_id not in known.stored}.values())
+    answered = await _reply_to(fresh, known, resources, sink_for) if fresh else None
+    outcomes = []
+    for message in messages:
+        stored = known.stored.get(message.message_id)
+        if stored is not None:
+            outcomes.append(Outcome(stored, replayed=True, published=message.message_id in known.published))
+        elif answered is not None:  # always, for a message that is not stored
+            outcomes.append(answered)
+    return outcomes
+
+
+async def _reply_to(
+    fresh: Sequence[CustomerMessage], known: Context, resources: Resources, sink_for: SinkFor | None
+) -> Outcome:
+    """One reply to the messages not answered before, as if they were one message."""
     started = time.monotonic()
-    context, llm = resources.context, resources.llm
-    known = await context.lookup(message.message_id, message.customer_id, message.conversation_id)
-    if known.stored_reply is not None:  # stored with its turns when first answered
-        return Outcome(known.stored_reply, replayed=True, published=known.published)
+    llm = resources.llm
+    message = together(fresh)
     customer, now = known.profile, utc_now()
     signals, masked = await _read(resources, [message.text, *(turn.text for turn in known.history)])
     found = signals.as_record() if signals is not None else None
     masked_message, history = masked.onto(message, known.history)
-    asked = _as_asked(message, masked_message.text, signals.language if signals is not None else None)
+    asked = _as_asked(masked_message, signals.language if signals is not None else None)
     prompts = resources.prompts.current
     template = prompts.select(asked, customer, found)
     prompt = fit_history(
@@ -113,7 +148,7 @@ async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSin
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     failure = None
-    restoring = RestoringSink(sink, masked) if sink is not None else None
+    restoring = RestoringSink(sink_for(message), masked) if sink_for is not None else None
     try:
         completion = await llm.complete(prompt.messages, options, restoring)
         if restoring is not None:
@@ -129,14 +164,21 @@ async def _answer(message: CustomerMessage, resources: Resources, sink: DeltaSin
         if verdict.blocked:
             failure = Failure("guard_blocked", verdict.detail)
         else:
-            reply = _reply(message, prompt, text, "ok", completion.model, usage, started)
+            reply = reply_record(fresh, prompt, text, "ok", completion.model, usage, started, found)
     if failure is not None:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
-        reply = _reply(message, fallback, fallback.text, "fallback", llm.model, Usage(), started)
-    reply = reply.model_copy(update={"signals": found})
+        reply = reply_record(fresh, fallback, fallback.text, "fallback", llm.model, Usage(), started, found)
     # A reply stored by another worker meanwhile counts instead of this one.
-    reply = await context.record(reply, _turns_of(message, reply))
+    reply = await resources.context.record(reply, turns_of(fresh, reply))
     return Outcome(reply, failure)
+
+
+def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
+    """Messages a customer sent one after another, as the one message the prompt shows: the
+    last of them, with all their texts one per line."""
+    if len(messages) == 1:
+        return messages[0]
+    return messages[-1].model_copy(update={"text": "\n".join(m.text for m in messages)})
 
 
 async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None, Masked]:
@@ -152,103 +194,9 @@ async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None,
     return signals, models.mask(texts) if resources.settings.pii_masking == "on" else as_written
 
 
-def _as_asked(message: CustomerMessage, text: str, language: str | None) -> CustomerMessage:
-    """The message as the prompt shows it: its text masked and, when it names no locale, the
-    language detected in it as its locale (for choosing a template of that locale)."""
-    update: dict[str, str] = {"text": text}
-    if "locale" not in message.model_fields_set and language is not None:
-        update["locale"] = language
-    return message.model_copy(update=update)
-
-
-class RestoringSink:
-    """A DeltaSink that puts the personal data back into the streamed answer before it is sent."""
-
-    def __init__(self, sink: DeltaSink, masked: Masked) -> None:
-        self._sink, self._masked = sink, masked
-        self._restorer = masked.restorer()
-
-    async def send(self, delta: str) -> None:
-        """Send what can be restored now; a placeholder cut between two deltas waits for the next."""
-        restored = self._restorer.feed(delta)
-        if restored:
-            await self._sink.send(restored)
-
-    def restart(self) -> None:
-        """The attempt failed: start over, forgetting what was held back."""
-        self._restorer = self._masked.restorer()
-        self._sink.restart()
-
-    async def flush(self) -> None:
-        """Send what is still held back, once the answer is complete."""
-        rest = self._restorer.flush()
-        if rest:
-            await self._sink.send(rest)
-
-
-def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usage:
-    """`usage` with its cost, counted in the token and cost metrics by model and template.
-
-    Labels stay bounded: a model the worker was not configured with counts as `other`, and
-    templates are the prompt set's own names.
-    """
-    cost = resources.prices.cost_usd(model, usage)
-    configured = (resources.settings.model, *resources.settings.fallback_models)
-    base = base_model(model)
-    label = base if base in configured else "other"
-    for kind, tokens in (
-        ("prompt", usage.prompt_tokens),
-        ("cached", usage.cached_tokens),
-        ("completion", usage.completion_tokens),
-    ):
-        metrics.LLM_TOKENS.labels(label, template, kind).inc(tokens)
-    if cost is not None:
-        metrics.LLM_COST.labels(label, template).inc(cost)
-    return usage.model_copy(update={"cost_usd": cost})
-
-
-def _turns_of(message: CustomerMessage, reply: Reply) -> list[HistoryTurn]:
-    """The two history entries one answered message adds: the customer's and ours."""
-    at = rfc3339(utc_now())
-    return [
-        HistoryTurn(
-            role="customer",
-            text=message.text,
-            message_id=message.message_id,
-            at=rfc3339(message.sent_at) if message.sent_at else at,
-            conversation_id=message.conversation_id,
-        ),
-        HistoryTurn(
-            role="agent",
-            text=reply.text,
-            message_id=message.message_id,
-            at=reply.created_at,
-            conversation_id=message.conversation_id,
-        ),
-    ]
-
-
-def _reply(
-    message: CustomerMessage,
-    prompt: RenderedPrompt,
-    text: str,
-    status: str,
-    model: str,
-    usage: Usage,
-    started: float,
-) -> Reply:
-    return Reply.model_validate(
-        {
-            "reply_id": reply_id_for(message.message_id),
-            "message_id": message.message_id,
-            "conversation_id": message.conversation_id,
-            "customer_id": message.customer_id,
-            "text": KEY_SHAPED(text),
-            "status": status,
-            "model": model,
-            "prompt": prompt.ref,
-            "usage": usage,
-            "latency_ms": round((time.monotonic() - started) * 1000),
-            "created_at": rfc3339(utc_now()),
-        }
-    )
+def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage:
+    """The message as the prompt shows it: when it names no locale, with the language detected
+    in it as its locale (for choosing a template of that locale)."""
+    if "locale" in message.model_fields_set or language is None:
+        return message
+    return message.model_copy(update={"locale": language})

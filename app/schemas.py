@@ -125,7 +125,7 @@ class Reply(BaseModel):
     conversation_id: str
     customer_id: str | None = None
     text: str
-    status: Literal["ok", "fallback"]
+    status: Literal["ok", "fallback", "handoff"]
     model: str
     prompt: PromptRef
     usage: Usage
@@ -133,6 +133,16 @@ class Reply(BaseModel):
     created_at: str
     signals: dict[str, Any] | None = None
     """What the embedded models found in the customer's text (app/signals), when they ran."""
+    answers: list[str] = Field(default_factory=list)
+    """The messages this reply answers, in input order, `message_id` last; more than one when
+    messages that queued behind a reply were answered together (ENRICHER_COALESCE)."""
+
+    @model_validator(mode="after")
+    def _answers_its_message(self) -> Reply:
+        # A reply stored before `answers` existed answers its own message.
+        if not self.answers:
+            self.answers = [self.message_id]
+        return self
 
 
 class ReplyChunk(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-from typing import cast
+from typing import Any, cast
 
 import faust
 import mode.loop
@@ -13,7 +13,7 @@ from faust.types import AppT
 from mode import Service
 
 from agents.profiles import ProfileAgent
-from agents.support_reply import SupportAgent
+from agents.support_reply import LaneLimits, SupportAgent
 from app import pipeline
 from app.errors import TemplateError
 from app.exits import EXIT_CONFIG, fail
@@ -22,7 +22,6 @@ from app.kafka.faust_app import build_app, declare_topics
 from app.kafka.inflight import InFlight
 from app.kafka.internals import Consumer, DrainingWorker
 from app.kafka.lag import LAG_INTERVAL_S, LagReport
-from app.kafka.lanes import Lanes
 from app.kafka.outbox import Outbox
 from app.kafka.publisher import Publisher
 from app.observability.health import Health, attach_pages
@@ -34,6 +33,10 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 10_000
+
+# Messages answered by one reply at most, when they queued behind a reply being made: a
+# customer's burst is a few lines; a longer backlog is answered in several replies.
+MAX_ANSWERED_TOGETHER = 10
 
 
 class Runtime(Service):
@@ -53,7 +56,7 @@ class Runtime(Service):
 class RebalanceSensor(faust.Sensor):
     """Hands back the events not started yet when a rebalance starts, before faust waits for them."""
 
-    def __init__(self, inflight: InFlight) -> None:
+    def __init__(self, inflight: InFlight[Any]) -> None:
         super().__init__()
         self._inflight = inflight
 
@@ -105,11 +108,17 @@ def run_worker(settings: Settings) -> None:
     dead_letters = DeadLetters(
         functools.partial(publisher.deliver, topics.dead_letters), Redactor(secrets_of(settings))
     )
-    running = running_jobs(settings.max_in_flight)
-    inflight = InFlight(Lanes(settings.max_buffered, running, gate=resources.llm.breaker.admit))
+    limits = LaneLimits(
+        settings.max_buffered,
+        running_jobs(settings.max_in_flight),
+        gate=resources.llm.breaker.admit,
+        max_batch=MAX_ANSWERED_TOGETHER if settings.coalesce == "queued" else 1,
+    )
     answer = functools.partial(pipeline.answer, resources)
     outbox = Outbox(topics, dead_letters, resources.context.mark_published)
-    SupportAgent(answer, settings.max_input_chars, topics.requests, inflight, outbox, app.crash).attach(app)
+    agent = SupportAgent(answer, settings.max_input_chars, topics.requests, outbox, app.crash, limits)
+    agent.attach(app)
+    inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
 

@@ -54,8 +54,8 @@ async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextSto
     assert await store.record(first, turns("m-1", "first answer")) == first
     second = reply("m-1", "another answer")
     assert await store.record(second, turns("m-1", "another answer")) == first
-    known = await store.lookup("m-1", None, "c-1")
-    assert known.stored_reply == first
+    known = await store.lookup(["m-1"], None, "c-1")
+    assert known.stored == {"m-1": first}
     assert [turn.text for turn in known.history] == ["question", "first answer"]
 
 
@@ -76,7 +76,7 @@ async def test_without_history_only_the_reply_is_stored(service_settings: Settin
 async def test_history_is_trimmed_and_expires(store: ContextStore, service_settings: Settings) -> None:
     for n in range(5):
         await store.record(reply(f"m-{n}", f"answer {n}"), turns(f"m-{n}", f"answer {n}"))
-    known = await store.lookup("m-new", None, "c-1")
+    known = await store.lookup(["m-new"], None, "c-1")
     assert [turn.text for turn in known.history] == ["question", "answer 3", "question", "answer 4"]
     async with aioredis.from_url(service_settings.redis_url.get_secret_value()) as redis:
         assert 0 < await redis.ttl("conversation:c-1:history") <= 60
@@ -92,17 +92,17 @@ async def test_lookup_drops_turns_and_replies_of_others(
         )
         await redis.set("reply:m-5", reply("m-6", "not yours").model_dump_json())
         await redis.hset("customer:cust-1", mapping={"name": "Ada"})
-    known = await store.lookup("m-5", "cust-1", "c-1")
+    known = await store.lookup(["m-5"], "cust-1", "c-1")
     assert known.history == []
-    assert known.stored_reply is None
+    assert known.stored == {}
     assert known.profile == {"name": "Ada"}
 
 
 async def test_redis_down_degrades_to_no_context() -> None:
     store = ContextStore(connect("redis://127.0.0.1:1/0", 2, cluster=False), history_turns=4, ttl_s=60)
     try:
-        known = await store.lookup("m-1", "cust-1", "c-1")
-        assert (known.stored_reply, known.profile, known.history) == (None, {}, [])
+        known = await store.lookup(["m-1"], "cust-1", "c-1")
+        assert (known.stored, known.profile, known.history) == ({}, {}, [])
         answer = reply("m-1", "still answered")
         assert await store.record(answer, turns("m-1", "still answered")) == answer
         assert not await store.ping()
@@ -113,13 +113,13 @@ async def test_redis_down_degrades_to_no_context() -> None:
 async def test_a_reply_is_published_once_the_broker_took_it(store: ContextStore) -> None:
     first = reply("m-9", "an answer")
     await store.record(first, turns("m-9", "an answer"))
-    assert not (await store.lookup("m-9", None, "c-1")).published  # recorded, not yet published
-    await store.mark_published("m-9")
-    known = await store.lookup("m-9", None, "c-1")
-    assert (known.stored_reply, known.published) == (first, True)
+    assert not (await store.lookup(["m-9"], None, "c-1")).published  # recorded, not yet published
+    await store.mark_published(["m-9"])
+    known = await store.lookup(["m-9"], None, "c-1")
+    assert (known.stored, known.published) == ({"m-9": first}, {"m-9"})
 
 
 async def test_a_mark_without_its_reply_means_nothing(store: ContextStore) -> None:
-    await store.mark_published("m-lost")  # the reply expired or was never stored
-    known = await store.lookup("m-lost", None, "c-1")
-    assert (known.stored_reply, known.published) == (None, False)
+    await store.mark_published(["m-lost"])  # the reply expired or was never stored
+    known = await store.lookup(["m-lost"], None, "c-1")
+    assert (known.stored, known.published) == ({}, frozenset())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -10,9 +11,10 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from app.devtools.mock_llm.admin import MockAdmin
-from app.pipeline import Failure, RestoringSink, _as_asked, answer, fit_history
+from app.pipeline import Failure, Outcome, _as_asked, answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.resources import Resources
+from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
 from app.signals.masking import mask
@@ -72,6 +74,11 @@ def test_fit_history_sends_the_message_even_when_nothing_else_fits() -> None:
     assert len(prompt.messages) == 2
 
 
+async def answer_one(resources: Resources, request: CustomerMessage) -> Outcome:
+    [outcome] = await answer(resources, [request])
+    return outcome
+
+
 @pytest.fixture
 async def resources(service_settings: Settings) -> AsyncIterator[Resources]:
     bundle = Resources.build(service_settings)
@@ -87,16 +94,16 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
         await redis.hset("customer:cust-7", mapping={"name": "Ada", "tier": "silver"})
     first = message("First question", customer_id="cust-7")
-    result = await answer(resources, first)
+    result = await answer_one(resources, first)
     assert result.reply.text.startswith("Hi Ada,")
     assert not result.replayed
 
-    again = await answer(resources, first)
+    again = await answer_one(resources, first)
     assert again.replayed
     assert again.reply == result.reply
     assert not again.published  # recorded, but no broker has taken it yet
-    await resources.context.mark_published(first.message_id)
-    once_more = await answer(resources, first)
+    await resources.context.mark_published([first.message_id])
+    once_more = await answer_one(resources, first)
     assert (once_more.reply, once_more.published, once_more.label) == (
         result.reply,
         True,
@@ -104,7 +111,7 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     )
     assert len(await mock_admin.requests()) == 1
 
-    second = await answer(
+    second = await answer_one(
         resources,
         CustomerMessage(message_id="m-2", conversation_id="c-1", text="Second one", customer_id="cust-7"),
     )
@@ -121,7 +128,7 @@ async def test_answer_without_redis_still_replies(service_settings: Settings, mo
     )
     bundle = Resources.build(settings)
     try:
-        result = await answer(bundle, message(customer_id="cust-7"))
+        result = await answer_one(bundle, message(customer_id="cust-7"))
     finally:
         await bundle.aclose()
     assert isinstance(result.reply, Reply)
@@ -132,7 +139,7 @@ async def test_answer_without_redis_still_replies(service_settings: Settings, mo
 async def test_an_answer_with_key_shaped_text_is_replaced_by_the_fallback(
     resources: Resources, mock_admin: MockAdmin
 ) -> None:
-    result = await answer(resources, message("my key is sk-proj-abcdefghijklmnop, help"))
+    result = await answer_one(resources, message("my key is sk-proj-abcdefghijklmnop, help"))
     assert result.reply is not None
     assert "sk-proj" not in result.reply.text
     assert result.reply.status == "fallback"
@@ -156,7 +163,9 @@ async def test_replies_carry_cached_tokens_and_cost_and_the_metrics_add_up(
 
     replies = [
         (
-            await answer(resources, CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi"))
+            await answer_one(
+                resources, CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi")
+            )
         ).reply
         for n in range(3)
     ]
@@ -180,7 +189,7 @@ async def test_a_refused_input_gets_the_fallback_and_a_dead_letter(
     resources: Resources, mock_admin: MockAdmin
 ) -> None:
     await mock_admin.script({"status": 400})
-    outcome = await answer(resources, message("refused"))
+    outcome = await answer_one(resources, message("refused"))
     assert outcome.reply is not None
     assert (outcome.reply.status, outcome.reply.prompt.name) == ("fallback", "fallback")
     assert outcome.dead_letter is not None
@@ -196,8 +205,8 @@ async def test_no_answer_in_time_is_a_recorded_fallback_and_a_dead_letter(
     await mock_admin.config(hang_rate=1.0)  # put back after the test
     try:
         request = message("anyone there?")
-        outcome = await answer(bundle, request)
-        replay = await answer(bundle, request)
+        outcome = await answer_one(bundle, request)
+        replay = await answer_one(bundle, request)
     finally:
         await bundle.aclose()
     assert outcome.reply is not None
@@ -215,18 +224,18 @@ async def test_anything_unforeseen_is_an_internal_dead_letter(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(resources.llm, "complete", broken)
-    outcome = await answer(resources, message("hello"))
-    assert outcome.reply is None
-    assert outcome.dead_letter == Failure("internal", "RuntimeError: disk on fire")
+    outcomes = await answer(resources, [message("hello"), message("again")])
+    assert [(o.reply, o.dead_letter) for o in outcomes] == [
+        (None, Failure("internal", "RuntimeError: disk on fire"))
+    ] * 2
 
 
 def test_the_detected_language_is_the_locale_only_of_a_message_that_names_none() -> None:
     unnamed = CustomerMessage(message_id="m", conversation_id="c", text="Wo ist meine Bestellung?")
     named = CustomerMessage(message_id="m", conversation_id="c", text="Wo ist…", locale="de-AT")
-    assert _as_asked(unnamed, "masked", "de").locale == "de"
-    assert _as_asked(unnamed, "masked", None).locale == "en"
-    assert _as_asked(named, "masked", "en").locale == "de-AT"
-    assert _as_asked(named, "masked", "en").text == "masked"
+    assert _as_asked(unnamed, "de").locale == "de"
+    assert _as_asked(unnamed, None).locale == "en"
+    assert _as_asked(named, "en").locale == "de-AT"
 
 
 async def test_the_stream_gets_the_personal_data_back_even_when_a_placeholder_is_cut_in_two() -> None:
@@ -242,3 +251,42 @@ async def test_the_stream_gets_the_personal_data_back_even_when_a_placeholder_is
         await sink.send(delta)
     await sink.flush()
     assert "".join(sent.deltas) == "We wrote to ada@example.org today [EM"
+
+
+async def test_messages_answered_together_share_one_reply_one_call_and_the_store(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
+    burst = [
+        CustomerMessage(message_id=f"b-{n}", conversation_id="c-burst", text=text)
+        for n, text in enumerate(("Hi", "my order 1234 is late", "and the box was open"))
+    ]
+    outcomes = await answer(resources, burst)
+    [request] = await mock_admin.requests()
+    prompt = json.dumps(request)
+    assert all(m.text in prompt for m in burst)
+    reply = outcomes[-1].reply
+    assert reply is not None
+    assert (reply.message_id, reply.answers) == ("b-2", ["b-0", "b-1", "b-2"])
+    assert [(o.reply, o.covered, o.label) for o in outcomes] == [
+        (reply, True, "coalesced"),
+        (reply, True, "coalesced"),
+        (reply, False, "ok"),
+    ]
+    async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
+        history = await redis.lrange("conversation:c-burst:history", 0, -1)
+    assert [(turn["role"], turn["message_id"]) for turn in map(json.loads, history)] == [
+        ("customer", "b-0"),
+        ("customer", "b-1"),
+        ("customer", "b-2"),
+        ("agent", "b-2"),
+    ]
+
+    # A redelivery of any of them, alone or with others, is answered from the store, published once.
+    [alone] = await answer(resources, [burst[0]])
+    assert (alone.reply, alone.replayed, alone.covered) == (reply, True, False)
+    again = await answer(resources, [*burst[1:], burst[2].model_copy(update={"message_id": "b-3"})])
+    assert [(o.replayed, o.covered) for o in again] == [(True, True), (True, False), (False, False)]
+    assert again[0].reply == again[1].reply == reply
+    assert again[2].reply is not None
+    assert again[2].reply.answers == ["b-3"]
+    assert len(await mock_admin.requests()) == 2

@@ -8,13 +8,14 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic
 
 import faust
 from faust.types import TP
 
 from app.kafka.acks import OrderedAcks
 from app.kafka.internals import hand_back
-from app.kafka.lanes import Job, Lanes
+from app.kafka.lanes import Item, Lanes
 from app.observability.tracing import TraceContext
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,10 @@ class Taken:
     trace: TraceContext
 
 
-class InFlight:
+class InFlight(Generic[Item]):
     """Tracks each event from `take` to `finish`, so a committed offset never passes an unfinished one."""
 
-    def __init__(self, lanes: Lanes) -> None:
+    def __init__(self, lanes: Lanes[Item]) -> None:
         self._lanes = lanes
         self._acks: OrderedAcks[TP] = OrderedAcks()
         self._closing = False
@@ -46,9 +47,9 @@ class InFlight:
         self._acks.track(message.tp, message.offset, event.ack, functools.partial(hand_back, message))
         return Taken(event, time.monotonic(), TraceContext.of(message.headers))
 
-    async def submit(self, conversation_id: str, job: Job) -> None:
-        """Queue `job` on the conversation's lane; waits while the buffer is full."""
-        await self._lanes.submit(conversation_id, job)
+    async def submit(self, conversation_id: str, item: Item) -> None:
+        """Queue `item` on the conversation's lane; waits while the buffer is full."""
+        await self._lanes.submit(conversation_id, item)
 
     def start(self, event: faust.EventT[bytes]) -> None:
         """The event's work began: it is no longer handed back at a rebalance."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 
@@ -18,7 +18,10 @@ class Outbox:
     """Publishes one message's outcome and waits for the broker to take each durable record."""
 
     def __init__(
-        self, topics: Topics, dead_letters: DeadLetters, mark_published: Callable[[str], Awaitable[None]]
+        self,
+        topics: Topics,
+        dead_letters: DeadLetters,
+        mark_published: Callable[[Sequence[str]], Awaitable[None]],
     ) -> None:
         self._topics, self._dead_letters = topics, dead_letters
         self._mark_published = mark_published
@@ -35,13 +38,14 @@ class Outbox:
         trace: TraceContext,
         chunks: ChunkPublisher | None = None,
     ) -> None:
-        """The closing chunk and the reply if there is one and it was not published before, then
-        the dead letter if there is one, each in the input's trace.
+        """The closing chunk and the reply if there is one, it was not published before and no
+        later message of its batch publishes it; then the dead letter if there is one, each in
+        the input's trace.
 
         Raises what the producer raises when the broker does not take a record.
         """
         reply, failure = outcome.reply, outcome.dead_letter
-        if reply is not None and not outcome.published:
+        if reply is not None and not (outcome.published or outcome.covered):
             if chunks is not None and not outcome.replayed:  # a replay's chunks went out the first time
                 await chunks.finish(reply.text if reply.status == "fallback" else None)
             value = reply.model_dump_json().encode()
@@ -49,7 +53,7 @@ class Outbox:
                 self._topics.replies, reply.conversation_id.encode(), value, trace.headers()
             )
             # After the broker's ack: a crash before this line repeats the reply, never loses it.
-            await self._mark_published(reply.message_id)
+            await self._mark_published(reply.answers)
         if failure is not None:
             source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
             await self._dead_letters.send(

@@ -15,14 +15,11 @@ from typing import Any, cast
 import faust
 import pytest
 
-from agents.support_reply import SupportAgent
+from agents.support_reply import LaneLimits, SupportAgent
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
-from app.kafka.inflight import InFlight
-from app.kafka.lanes import Lanes
 from app.kafka.outbox import Outbox
-from app.llm.client import DeltaSink
-from app.pipeline import Failure, Outcome
+from app.pipeline import Failure, Outcome, SinkFor
 from app.schemas import CustomerMessage, PromptRef, Reply, Usage, reply_id_for
 
 TP = faust.types.TP("support.requests", 0)
@@ -61,6 +58,7 @@ class Message:
     partition: int = TP.partition
     tp: faust.types.TP = TP
     acked: bool = False
+    timestamp: float = 0.0
 
 
 @dataclass
@@ -72,11 +70,11 @@ class Event:
         self.acks.append(self.message.offset)
 
 
-def request(message_id: str = "m-1") -> bytes:
-    return json.dumps({"message_id": message_id, "conversation_id": "c-1", "text": "Hi"}).encode()
+def request(message_id: str = "m-1", text: str = "Hi") -> bytes:
+    return json.dumps({"message_id": message_id, "conversation_id": "c-1", "text": text}).encode()
 
 
-def reply_to(message_id: str, status: str = "ok", text: str = "Hello!") -> Reply:
+def reply_to(message_id: str, status: str = "ok", text: str = "Hello!", answers: Sequence[str] = ()) -> Reply:
     return Reply(
         reply_id=reply_id_for(message_id),
         message_id=message_id,
@@ -88,14 +86,16 @@ def reply_to(message_id: str, status: str = "ok", text: str = "Hello!") -> Reply
         usage=Usage(),
         latency_ms=1,
         created_at="2026-12-01T00:00:00.000Z",
+        answers=[*answers],
     )
 
 
 class Rig:
     """An agent on recording topics whose pipeline answers with the outcomes a test scripts."""
 
-    def __init__(self, *outcomes: Outcome) -> None:
+    def __init__(self, *outcomes: Outcome, max_batch: int = 1, max_input_chars: int = 8000) -> None:
         self.outcomes = list(outcomes)
+        self.batches: list[list[str]] = []
         self.topics = {
             name: RecordingTopic() for name in ("requests", "replies", "chunks", "dlq", "profiles")
         }
@@ -112,16 +112,19 @@ class Rig:
         async def crash(error: BaseException) -> None:
             self.crashes.append(error)
 
-        async def mark_published(message_id: str) -> None:
-            self.marked.append(message_id)
+        async def mark_published(message_ids: Sequence[str]) -> None:
+            self.marked.extend(message_ids)
 
-        self.inflight = InFlight(Lanes(max_buffered=16, max_running=4))
         outbox = Outbox(topics, DeadLetters(produce, redact=str), mark_published)
-        self.agent = SupportAgent(self.answer, 8000, topics.requests, self.inflight, outbox, crash)
+        limits = LaneLimits(max_buffered=16, max_running=4, max_batch=max_batch)
+        self.agent = SupportAgent(self.answer, max_input_chars, topics.requests, outbox, crash, limits)
+        self.inflight = self.agent.inflight
 
-    async def answer(self, message: CustomerMessage, sink: DeltaSink) -> Outcome:
-        self.answered.append(message.message_id)
-        return self.outcomes.pop(0)
+    async def answer(self, messages: Sequence[CustomerMessage], sink_for: SinkFor) -> list[Outcome]:
+        self.batches.append([message.message_id for message in messages])
+        self.answered.extend(message.message_id for message in messages)
+        sink_for(messages[-1])
+        return [self.outcomes.pop(0) for _ in messages]
 
     async def run(self, *values: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         for offset, value in enumerate(values):
@@ -224,3 +227,30 @@ async def test_a_message_without_a_trace_starts_one_for_all_its_records() -> Non
     [other] = trace_ids(rig.topics["dlq"])
     assert len(started) == len(other) == 32
     assert started != other
+
+
+async def test_messages_answered_together_get_one_reply_and_are_acked_after_it() -> None:
+    together = reply_to("m-2", answers=["m-0", "m-1", "m-2"])
+    covered = Outcome(together, covered=True)
+    rig = Rig(covered, covered, Outcome(together), max_batch=10)
+    await rig.run(request("m-0"), request("m-1"), request("m-2"))
+    assert rig.batches == [["m-0", "m-1", "m-2"]]
+    assert [(r["message_id"], r["answers"]) for r in rig.sent("replies")] == [("m-2", ["m-0", "m-1", "m-2"])]
+    assert [(c["message_id"], c["done"]) for c in rig.sent("chunks")] == [("m-2", True)]
+    assert (rig.acks, rig.marked, rig.crashes) == ([0, 1, 2], ["m-0", "m-1", "m-2"], [])
+
+
+async def test_a_batch_is_split_where_the_texts_together_outgrow_one_message() -> None:
+    rig = Rig(*(Outcome(reply_to(f"m-{n}")) for n in range(4)), max_batch=10, max_input_chars=20)
+    await rig.run(*(request(f"m-{n}", text="x" * 9) for n in range(4)))
+    assert rig.batches == [["m-0", "m-1"], ["m-2", "m-3"]]  # 9 + 1 + 9 fits 20; a third would not
+    assert rig.acks == [0, 1, 2, 3]
+
+
+async def test_when_a_batch_s_reply_is_refused_none_of_its_events_is_acked() -> None:
+    together = reply_to("m-1", answers=["m-0", "m-1"])
+    rig = Rig(Outcome(together, covered=True), Outcome(together), max_batch=10)
+    rig.topics["replies"].refuse = True
+    await rig.run(request("m-0"), request("m-1"))
+    assert [str(error) for error in rig.crashes] == ["broker gone"]
+    assert rig.acks == []

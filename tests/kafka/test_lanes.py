@@ -1,16 +1,28 @@
-"""Keyed lanes: order per key, concurrency across keys, bounded buffer."""
+"""Keyed lanes: order per key, concurrency across keys, bounded buffer, batches of what queued."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from app.kafka.lanes import Lanes
+from app.kafka.lanes import Gate, Lanes
+
+Job = Callable[[], Awaitable[None]]
+
+
+def job_lanes(max_buffered: int, max_running: int, gate: Gate | None = None) -> Lanes[Job]:
+    """Lanes whose items are jobs, each batch (of one) run as it comes."""
+
+    async def run(batch: Sequence[Job]) -> None:
+        for job in batch:
+            await job()
+
+    return Lanes(run, max_buffered, max_running, gate)
 
 
 async def test_order_per_key_and_concurrency_across_keys() -> None:
-    lanes = Lanes(max_buffered=1000, max_running=1000)
+    lanes = job_lanes(max_buffered=1000, max_running=1000)
     done: dict[str, list[int]] = {}
     running = 0
     peak = 0
@@ -36,7 +48,7 @@ async def test_order_per_key_and_concurrency_across_keys() -> None:
 
 
 async def test_submit_waits_when_buffer_is_full() -> None:
-    lanes = Lanes(max_buffered=3, max_running=3)
+    lanes = job_lanes(max_buffered=3, max_running=3)
     release = asyncio.Event()
 
     async def blocked() -> None:
@@ -55,7 +67,7 @@ async def test_submit_waits_when_buffer_is_full() -> None:
 
 
 async def test_a_failing_job_does_not_stop_its_lane() -> None:
-    lanes = Lanes(max_buffered=10, max_running=10)
+    lanes = job_lanes(max_buffered=10, max_running=10)
     seen: list[str] = []
 
     async def boom() -> None:
@@ -72,7 +84,7 @@ async def test_a_failing_job_does_not_stop_its_lane() -> None:
 
 
 async def test_wait_idle_times_out_and_close_cancels() -> None:
-    lanes = Lanes(max_buffered=10, max_running=10)
+    lanes = job_lanes(max_buffered=10, max_running=10)
     await lanes.submit("k", lambda: asyncio.sleep(60))
     assert not await lanes.wait_idle(0.05)
     await lanes.close()
@@ -80,7 +92,7 @@ async def test_wait_idle_times_out_and_close_cancels() -> None:
 
 
 async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
-    lanes = Lanes(max_buffered=10, max_running=10)
+    lanes = job_lanes(max_buffered=10, max_running=10)
     finished: list[str] = []
 
     def job(name: str) -> object:
@@ -99,7 +111,7 @@ async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
 
 
 async def test_stop_hands_back_what_outlives_the_grace() -> None:
-    lanes = Lanes(max_buffered=10, max_running=10)
+    lanes = job_lanes(max_buffered=10, max_running=10)
     await lanes.submit("k", lambda: asyncio.sleep(60))
     await lanes.submit("k", lambda: asyncio.sleep(60))
     await asyncio.sleep(0)
@@ -108,7 +120,7 @@ async def test_stop_hands_back_what_outlives_the_grace() -> None:
 
 
 async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
-    lanes = Lanes(max_buffered=4, max_running=4)
+    lanes = job_lanes(max_buffered=4, max_running=4)
     release = asyncio.Event()
     finished: list[str] = []
 
@@ -132,7 +144,7 @@ async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
 
 
 async def test_no_more_than_max_running_jobs_run_at_once() -> None:
-    lanes = Lanes(max_buffered=100, max_running=3)
+    lanes = job_lanes(max_buffered=100, max_running=3)
     running = 0
     peak = 0
 
@@ -152,7 +164,7 @@ async def test_no_more_than_max_running_jobs_run_at_once() -> None:
 
 async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> None:
     gate_open = asyncio.Event()
-    lanes = Lanes(max_buffered=10, max_running=10, gate=gate_open.wait)
+    lanes = job_lanes(max_buffered=10, max_running=10, gate=gate_open.wait)
     ran: list[str] = []
 
     def job(name: str) -> Callable[[], Awaitable[None]]:
@@ -173,3 +185,38 @@ async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> Non
     assert await lanes.wait_idle(1)
     assert ran == ["b2"]
     await lanes.close()
+
+
+async def test_what_queued_behind_a_running_batch_runs_as_one_batch_of_at_most_max_batch() -> None:
+    release = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def run(batch: Sequence[str]) -> None:
+        batches.append([*batch])
+        await release.wait()
+
+    lanes: Lanes[str] = Lanes(run, max_buffered=100, max_running=10, max_batch=3)
+    await lanes.submit("a", "a1")
+    await asyncio.sleep(0)  # a1 starts alone
+    for item in ("a2", "a3", "a4", "a5", "b1"):
+        await lanes.submit(item[0], item)
+    release.set()
+    assert await lanes.wait_idle(1)
+    assert batches == [["a1"], ["b1"], ["a2", "a3", "a4"], ["a5"]]
+    assert lanes.buffered == 0
+    await lanes.close()
+
+
+async def test_a_running_batch_is_handed_back_whole_and_drop_queued_spares_it() -> None:
+    async def run(batch: Sequence[str]) -> None:
+        await asyncio.sleep(60)
+
+    lanes: Lanes[str] = Lanes(run, max_buffered=100, max_running=10, max_batch=5)
+    await lanes.submit("a", "a1")
+    await asyncio.sleep(0)
+    await lanes.submit("a", "a2")
+    await lanes.submit("a", "a3")
+    assert lanes.drop_queued() == 2  # a1 runs on
+    await lanes.submit("a", "a4")
+    assert await lanes.stop(grace_s=0.05) == 2  # a1 running, a4 queued
+    assert lanes.buffered == 0
