@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.restarts
 	$(BIN)/python -m bench.signals
 	$(BIN)/python -m bench.embedded
+	$(BIN)/python -m bench.coalesce
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev

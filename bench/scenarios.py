@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.checker import Latency, Verdict, check, latency
 from bench.stack import Stack, Worker, cpu_snapshot
-from bench.traffic import Sender, TopicReader, workload
+from bench.traffic import Outgoing, Sender, TopicReader, bursts, workload
 
 SETTLE_S = 2.0  # after the last expected reply, to catch late duplicates
 READ_BACK_TIMEOUT_S = 60.0
@@ -56,6 +56,15 @@ class Load:
     """Worker settings on top of the scenario's own."""
     mock: dict[str, Any] = field(default_factory=dict)
     """Mock LLM config for this scenario (quotas, faults), put back after it."""
+    burst: int = 0
+    """With a burst size: `conversations` conversations at a time each send `burst` messages,
+    turn by turn, then new ones do (`traffic.bursts`); without, `traffic.workload`."""
+
+    def plan(self) -> list[Outgoing]:
+        """What this load sends, in order."""
+        if self.burst:
+            return bursts(self.name, self.messages, self.conversations, self.burst)
+        return workload(self.name, self.messages, self.conversations)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class LoadResult:
     """Chat requests the mock received, refused ones included."""
     mock_refused: int = 0
     """Of those, answered 429 by a quota."""
+    replies: int = 0
+    """Records on the reply topic (fewer than messages when replies answer several)."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +131,14 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
             Sender(stack.bootstrap, settings.input_topic) as sender,
         ):
             before = cpu_snapshot(stack.processes(worker))
-            await sender.send(workload(load.name, load.messages, load.conversations), load.rate_per_s)
+            await sender.send(load.plan(), load.rate_per_s)
             complete = await replies.wait_for(load.messages, timeout_s)
             after = cpu_snapshot(stack.processes(worker))
             await asyncio.sleep(SETTLE_S)
             peak_rss_mb = worker.proc.peak_rss_mb()
             mock_stats = await stack.mock.stats()
             reply_records = replies.decoded()
+            reply_count = len(replies.records)
     finally:
         await worker.stop()
         await stack.mock.config(**baseline_config)
@@ -151,6 +163,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
         mock_max_in_flight=mock_stats["max_in_flight"],
         mock_calls=mock_stats["requests"] + mock_stats["refused"],
         mock_refused=mock_stats["refused"],
+        replies=reply_count,
     )
 
 

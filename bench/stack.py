@@ -145,6 +145,9 @@ class Stack:
             "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
             "ENRICHER_INPUT_PARTITIONS": str(partitions),
             "ENRICHER_WEB_PORT": str(free_port()),
+            # One reply per message, as the figures of the other benches were measured;
+            # bench.coalesce compares this with answering queued messages together.
+            "ENRICHER_COALESCE": "off",
         } | {key: str(value) for key, value in overrides.items()}
         await create_topics(self.bootstrap, topics.partitions(partitions))
         return env

@@ -50,6 +50,20 @@ def workload(prefix: str, messages: int, conversations: int) -> list[Outgoing]:
     return plan
 
 
+def bursts(prefix: str, messages: int, at_once: int, burst: int) -> list[Outgoing]:
+    """`messages` messages in bursts of `burst` per conversation, `at_once` conversations at a time.
+
+    Each wave of `at_once` conversations sends its bursts turn by turn, interleaved, like customers
+    who each type a few lines quickly; then the next wave of new conversations does the same.
+    """
+    wave = at_once * burst
+    return [
+        outgoing
+        for start in range(0, messages, wave)
+        for outgoing in workload(f"{prefix}-w{start // wave}", min(wave, messages - start), at_once)
+    ]
+
+
 class Sender:
     """One aiokafka producer (acks=all, linger, batching); records when each message was handed to it."""
 
@@ -106,6 +120,8 @@ class TopicReader:
         self._topic = topic
         self._consumer: AIOKafkaConsumer | None = None
         self.records: list[Received] = []
+        self.covered = 0
+        """Messages the records so far answer: one each, or a reply's `answers`."""
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -130,12 +146,14 @@ class TopicReader:
             now = time.monotonic()
             for batch in batches.values():
                 self.records.extend(Received(r.partition, r.offset, r.value, now) for r in batch)
+                self.covered += sum(len(_answers(json.loads(r.value))) for r in batch)
 
     async def wait_for(self, count: int, timeout_s: float) -> bool:
-        """Wait until `count` records have arrived; False when `timeout_s` passed first."""
+        """Wait until records covering `count` messages have arrived (a reply covers each message
+        it answers); False when `timeout_s` passed first."""
         # Hand-written, not tenacity: a time-out is an answer (False) here, not an error.
         deadline = time.monotonic() + timeout_s
-        while len(self.records) < count:
+        while self.covered < count:
             if self._task is not None and self._task.done():
                 self._task.result()  # the reader failed: raise its error
             if time.monotonic() > deadline:
@@ -147,15 +165,25 @@ class TopicReader:
         """Wait until a record for each of `message_ids` has arrived; False when `timeout_s` passed first."""
         deadline = time.monotonic() + timeout_s
         while not message_ids <= {message_id for (_, message_id), _ in self.decoded()}:
-            if not await self.wait_for(len(self.records) + 1, deadline - time.monotonic()):
+            if not await self.wait_for(self.covered + 1, deadline - time.monotonic()):
                 return False
         return True
 
     def decoded(self) -> list[tuple[Keyed, float]]:
-        """(conversation_id, message_id) and arrival time of each record, in (partition, offset) order."""
+        """(conversation_id, message_id) and arrival time of each message a record answers (its
+        own, or each of a reply's `answers` in order), in (partition, offset) order."""
         ordered = sorted(self.records, key=lambda record: (record.partition, record.offset))
         result = []
         for record in ordered:
             document = json.loads(record.value)
-            result.append(((str(document["conversation_id"]), str(document["message_id"])), record.at))
+            conversation_id = str(document["conversation_id"])
+            result.extend(((conversation_id, message_id), record.at) for message_id in _answers(document))
         return result
+
+
+def _answers(document: dict[str, object]) -> list[str]:
+    """The messages a record stands for: a reply's `answers`, or its own message."""
+    answers = document.get("answers")
+    if isinstance(answers, list) and answers:
+        return [str(answer) for answer in answers]
+    return [str(document["message_id"])]
