@@ -12,7 +12,7 @@ import pytest
 from app.devtools.mock_llm.admin import MockAdmin
 from app.kafka.faust_app import build_app
 from app.settings import Settings
-from tests.e2e.test_delivery import metric, replies_to_all, request, wait_for_exit
+from tests.e2e.test_delivery import answered, metric, replies_to_all, request, wait_for_exit
 from tests.helpers.kafka import produce_many
 from tests.helpers.workers import WorkerFactory
 
@@ -75,4 +75,4 @@ async def test_a_crashed_static_member_restarted_as_itself_answers_what_it_left(
 
     await worker_factory(env)
     replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60)
-    assert {reply["message_id"] for reply in replies} == {f"c{c}-{t}" for t in range(3) for c in range(16)}
+    assert set(answered(replies)) == {f"c{c}-{t}" for t in range(3) for c in range(16)}

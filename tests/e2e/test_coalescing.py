@@ -1,0 +1,106 @@
+"""Bursts answered once (ENRICHER_COALESCE): messages that queued behind a reply being made are
+answered together by the next reply, which lists them in `answers`, also across a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from app.devtools.mock_llm.admin import MockAdmin
+from tests.e2e.test_support_flow import request, user_texts
+from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.workers import WorkerFactory
+
+pytestmark = pytest.mark.e2e
+
+BURST = [
+    request("m-1", "c-burst", "first line: my order is late"),
+    request("m-2", "c-burst", "second line: it is order 1234"),
+    request("m-3", "c-burst", "third line: please hurry"),
+]
+
+
+async def wait_until(check: Any, timeout_s: float = 30.0) -> None:
+    """Poll the async predicate `check` until it holds."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def send_while_the_first_is_answered(kafka: str, topic: str, mock_admin: MockAdmin) -> None:
+    """Send the first line, and the other two once the LLM holds the first one's call."""
+    await produce_many(kafka, topic, BURST[:1])
+
+    async def first_call_held() -> bool:
+        return len(await mock_admin.requests()) == 1
+
+    await wait_until(first_call_held)
+    await produce_many(kafka, topic, BURST[1:])
+    await asyncio.sleep(1.5)  # consumed and queued behind the held call
+
+
+def covered(replies: list[dict[str, Any]]) -> Counter[str]:
+    """How many times each message is answered by a distinct reply."""
+    distinct = {reply["reply_id"]: reply for reply in replies}
+    return Counter(message_id for reply in distinct.values() for message_id in reply["answers"])
+
+
+async def test_lines_sent_while_the_first_is_answered_get_one_reply_together(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    await mock_admin.script({"match": "first line", "hold": True})
+    await worker_factory()
+    await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin)
+    await mock_admin.release()
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=1))
+
+    assert [(r["message_id"], r["answers"]) for r in replies] == [("m-1", ["m-1"]), ("m-3", ["m-2", "m-3"])]
+    calls = await mock_admin.requests()
+    assert len(calls) == 2
+    asked = user_texts(calls[1])[-1]
+    assert "second line" in asked
+    assert "third line" in asked
+    assert "first line" in str(calls[1]["messages"])  # the first line and its answer are history now
+
+
+async def test_after_a_sigkill_the_redelivered_burst_gets_the_same_replies(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    await mock_admin.script({"match": "first line", "hold": True}, {"match": "second line", "hold": True})
+    first = await worker_factory()
+    await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin)
+    await mock_admin.release()  # the first reply goes out; the one for the other two is held
+
+    async def together_held() -> bool:
+        return len(await mock_admin.requests()) == 2
+
+    await wait_until(together_held)
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(1))
+    first.kill()
+    await mock_admin.release()
+
+    await worker_factory()
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=2))
+    assert [(r["message_id"], r["answers"]) for r in replies] == [("m-1", ["m-1"]), ("m-3", ["m-2", "m-3"])]
+    assert covered(replies) == {"m-1": 1, "m-2": 1, "m-3": 1}
+    assert len(await mock_admin.requests()) == 3  # the held call again, not the published first
+
+
+async def test_with_coalescing_off_each_line_gets_its_own_reply(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    await mock_admin.script({"match": "first line", "hold": True})
+    await worker_factory({"ENRICHER_COALESCE": "off"})
+    await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin)
+    await mock_admin.release()
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), settle_s=1))
+    assert [(r["message_id"], r["answers"]) for r in replies] == [(f"m-{n}", [f"m-{n}"]) for n in (1, 2, 3)]
+    assert len(await mock_admin.requests()) == 3
