@@ -133,6 +133,8 @@ class Reply(BaseModel):
     created_at: str
     signals: dict[str, Any] | None = None
     """What the embedded models found in the customer's text (app/signals), when they ran."""
+    handoff: dict[str, str] | None = None
+    """With status `handoff`: why the conversation went to a human, `{"kind", "detail"}`."""
     answers: list[str] = Field(default_factory=list)
     """The messages this reply answers, in input order, `message_id` last; more than one when
     messages that queued behind a reply were answered together (ENRICHER_COALESCE)."""
@@ -143,6 +145,38 @@ class Reply(BaseModel):
         if not self.answers:
             self.answers = [self.message_id]
         return self
+
+
+class Handoff(BaseModel):
+    """The handoff topic's record of a conversation handed to a human, made from the handoff reply."""
+
+    conversation_id: str
+    customer_id: str | None
+    reason: dict[str, str]
+    message_ids: list[str]
+    signals: dict[str, Any] | None
+    at: str
+
+    @classmethod
+    def of(cls, reply: Reply) -> Handoff:
+        """The record a `handoff` reply calls for."""
+        return cls(
+            conversation_id=reply.conversation_id,
+            customer_id=reply.customer_id,
+            reason=reply.handoff or {},
+            message_ids=reply.answers,
+            signals=reply.signals,
+            at=reply.created_at,
+        )
+
+
+class ForHuman(BaseModel):
+    """A customer message of a conversation a human has, on the handoff topic instead of answered."""
+
+    conversation_id: str
+    message_id: str
+    text: str
+    at: str
 
 
 class ReplyChunk(BaseModel):

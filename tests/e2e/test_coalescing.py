@@ -9,10 +9,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from app.devtools.mock_llm.admin import MockAdmin
 from tests.e2e.test_support_flow import request, user_texts
-from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.kafka import answered, answering_at_least, at_least, json_values, produce_many, read_topic
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +70,7 @@ async def test_lines_sent_while_the_first_is_answered_get_one_reply_together(
     assert "first line" in str(calls[1]["messages"])  # the first line and its answer are history now
 
 
-async def test_after_a_sigkill_the_redelivered_burst_gets_the_same_replies(
+async def test_a_sigkill_while_the_two_are_answered_leaves_each_line_answered_once_in_order(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
     env = enricher_env
@@ -87,10 +88,42 @@ async def test_after_a_sigkill_the_redelivered_burst_gets_the_same_replies(
     await mock_admin.release()
 
     await worker_factory()
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=2))
-    assert [(r["message_id"], r["answers"]) for r in replies] == [("m-1", ["m-1"]), ("m-3", ["m-2", "m-3"])]
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(3), settle_s=2)
+    )
+    # However the redelivered two are grouped now, each line is answered once, in order.
     assert covered(replies) == {"m-1": 1, "m-2": 1, "m-3": 1}
-    assert len(await mock_admin.requests()) == 3  # the held call again, not the published first
+    assert answered(replies) == ["m-1", "m-2", "m-3"]
+    assert not any("first line" in user_texts(call)[-1] for call in (await mock_admin.requests())[2:])
+
+
+async def test_after_a_sigkill_a_redelivery_of_any_of_them_gets_the_same_reply(
+    kafka: str,
+    enricher_env: dict[str, str],
+    worker_factory: WorkerFactory,
+    mock_admin: MockAdmin,
+) -> None:
+    env = enricher_env
+    await mock_admin.script({"match": "first line", "hold": True})
+    first = await worker_factory()
+    await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin)
+    await mock_admin.release()
+    before = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2)))
+    first.kill()
+    async with aioredis.from_url(env["REDIS_URL"]) as redis:  # as if killed before the marks were set
+        await redis.delete(*(f"reply:m-{n}:published" for n in (1, 2, 3)))
+
+    await worker_factory()
+    for redelivered in ([BURST[1]], [BURST[2]], BURST):  # each alone, then all three at once
+        await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], redelivered)
+        await asyncio.sleep(1)
+    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), settle_s=2))
+    assert replies[:2] == before
+    again = replies[2:]
+    assert {(r["reply_id"], r["text"], tuple(r["answers"])) for r in again} == {
+        (r["reply_id"], r["text"], tuple(r["answers"])) for r in before
+    }
+    assert len(await mock_admin.requests()) == 2  # all from the store
 
 
 async def test_with_coalescing_off_each_line_gets_its_own_reply(

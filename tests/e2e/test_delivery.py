@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.devtools.mock_llm.admin import MockAdmin
 from app.worker import running_jobs
-from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.kafka import answered, at_least, json_values, produce_many, read_topic
 from tests.helpers.workers import Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.e2e
 def request(message_id: str, conversation_id: str, text: str) -> tuple[str, bytes]:
     document = {"message_id": message_id, "conversation_id": conversation_id, "text": text}
     return conversation_id, json.dumps(document).encode()
-
-
-def answered(replies: list[dict[str, Any]]) -> list[str]:
-    """The messages the replies answer, in publication order: each reply's `answers` (its own
-    message, or several answered together), repeats included."""
-    return [message_id for reply in replies for message_id in reply["answers"]]
 
 
 def every_message_answered(message_ids: set[str]) -> Any:
@@ -113,7 +107,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
 ) -> None:
     env = enricher_env
     await mock_admin.config(latency_ms=400, jitter_ms=200)
-    await worker_factory()
+    await worker_factory({"ENRICHER_COALESCE": "off"})  # a call for every message: 500 calls
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
     replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=90, settle_s=1)
@@ -226,7 +220,9 @@ async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
 ) -> None:
     env = enricher_env
     await mock_admin.config(latency_ms=1000, jitter_ms=0)
-    first = await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8"})
+    # One reply per message, so that messages queue behind the ones in work (answered together,
+    # they would all be in work).
+    first = await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8", "ENRICHER_COALESCE": "off"})
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(8) for c in range(16)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
     await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(8), timeout_s=30)

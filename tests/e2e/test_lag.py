@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.helpers.kafka import at_least, produce_many, read_topic
+from tests.helpers.kafka import answering_at_least, produce_many, read_topic
 from tests.helpers.workers import Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ async def test_lag_grows_while_the_llm_stalls_and_returns_to_zero(
     topic = env["ENRICHER_INPUT_TOPIC"]
     worker = await worker_factory({"ENRICHER_LLM_TIMEOUT_S": "2"})
     await produce_many(kafka, topic, requests("warm", 8))
-    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(8))
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(8))
     assert await lag_becomes(worker, topic, "== 0", timeout_s=20) == 0
 
     await mock_admin.config(hang_rate=1.0)
@@ -66,5 +66,5 @@ async def test_lag_grows_while_the_llm_stalls_and_returns_to_zero(
     assert await lag_becomes(worker, topic, "> 0", timeout_s=30) >= 8  # at least one per conversation
 
     await mock_admin.config(hang_rate=0.0)
-    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(48), timeout_s=120)
+    await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(48), timeout_s=120)
     assert await lag_becomes(worker, topic, "== 0", timeout_s=30) == 0

@@ -12,7 +12,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.helpers.kafka import at_least, json_values, produce, produce_many, read_topic
+from tests.helpers.kafka import (
+    answered,
+    answering_at_least,
+    at_least,
+    json_values,
+    produce,
+    produce_many,
+    read_topic,
+)
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +58,8 @@ async def test_hundred_messages_in_order_with_profile_and_history(
     await produce_many(kafka, env["ENRICHER_PROFILE_TOPIC"], profiles)
     await produce(kafka, env["ENRICHER_PROFILE_TOPIC"], "cust-gone", b'{"name": "Gone"}')
     await produce(kafka, env["ENRICHER_PROFILE_TOPIC"], "cust-gone", None)
-    await worker_factory()
+    # Turn by turn, one reply per message, so that each prompt's history can be checked.
+    await worker_factory({"ENRICHER_COALESCE": "off"})
 
     async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
         for _ in range(100):
@@ -162,9 +171,11 @@ async def test_bad_inputs_go_to_the_dlq_and_neighbours_are_answered(
     letters = json_values(
         await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(len(bad)), settle_s=1)
     )
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(len(bad) + 1)))
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(len(bad) + 1))
+    )
 
-    assert [r["message_id"] for r in replies] == [f"good-{i}" for i in range(len(bad))] + ["good-last"]
+    assert answered(replies) == [f"good-{i}" for i in range(len(bad))] + ["good-last"]
     assert len(letters) == len(bad)
     for letter, (raw, kind) in zip(letters, bad, strict=True):
         assert letter["error"]["kind"] == kind

@@ -95,6 +95,17 @@ def at_least(count: int) -> Predicate:
     return lambda records: len(records) >= count
 
 
+def answered(replies: Iterable[dict[str, Any]]) -> list[str]:
+    """The messages replies answer, in publication order: each reply's `answers` (its own
+    message, or several answered together), repeats included."""
+    return [message_id for reply in replies for message_id in reply["answers"]]
+
+
+def answering_at_least(count: int) -> Predicate:
+    """A `read_topic` condition on the reply topic: replies answering `count` messages or more."""
+    return lambda records: len(answered(json_values(records))) >= count
+
+
 def json_values(records: Iterable[ConsumerRecord]) -> list[Any]:
     """The records' values decoded as JSON (tombstones skipped)."""
     return [json.loads(record.value) for record in records if record.value is not None]

@@ -51,9 +51,9 @@ async def test_lookup_record_publish_and_profile_across_slots(store: ContextStor
     await store.put_profile("cust-1", {"name": "Ada", "tier": "gold"})
     first = reply("m-1", "first answer")
     assert await store.record(first, turns("m-1", "first answer")) == first
-    await store.mark_published("m-1")
-    known = await store.lookup("m-1", "cust-1", "c-1")
-    assert (known.stored_reply, known.published) == (first, True)
+    await store.mark_published(["m-1"])
+    known = await store.lookup(["m-1"], "cust-1", "c-1")
+    assert (known.stored, known.published) == ({"m-1": first}, {"m-1"})
     assert known.profile == {"name": "Ada", "tier": "gold"}
     assert [turn.text for turn in known.history] == ["question", "first answer"]
     # Under the contract's literal names, where other tools read them.
@@ -67,15 +67,15 @@ async def test_record_twice_keeps_the_first_reply_and_its_turns_once(store: Cont
     first = reply("m-1", "first answer")
     await store.record(first, turns("m-1", "first answer"))
     assert await store.record(reply("m-1", "another answer"), turns("m-1", "another answer")) == first
-    known = await store.lookup("m-1", None, "c-1")
-    assert known.stored_reply == first
+    known = await store.lookup(["m-1"], None, "c-1")
+    assert known.stored == {"m-1": first}
     assert [turn.text for turn in known.history] == ["question", "first answer"]
 
 
 async def test_history_is_trimmed_and_expires(store: ContextStore, raw: RedisCluster) -> None:
     for n in range(5):
         await store.record(reply(f"m-{n}", f"answer {n}"), turns(f"m-{n}", f"answer {n}"))
-    known = await store.lookup("m-new", None, "c-1")
+    known = await store.lookup(["m-new"], None, "c-1")
     assert [turn.text for turn in known.history] == ["question", "answer 3", "question", "answer 4"]
     assert 0 < await raw.ttl("conversation:c-1:history") <= 60
     assert 0 < await raw.ttl("reply:m-0") <= 60
@@ -94,8 +94,8 @@ async def test_a_burst_beyond_the_connection_cap_waits_instead_of_failing(cluste
     try:
         first = reply("m-1", "first answer")
         await context.record(first, turns("m-1", "first answer"))
-        found = await asyncio.gather(*(context.lookup("m-1", "cust-1", "c-1") for _ in range(50)))
-        assert all(known.stored_reply == first for known in found)
+        found = await asyncio.gather(*(context.lookup(["m-1"], "cust-1", "c-1") for _ in range(50)))
+        assert all(known.stored == {"m-1": first} for known in found)
     finally:
         await context.aclose()
 
@@ -105,10 +105,19 @@ async def test_no_node_reachable_degrades_to_no_context() -> None:
         connect(f"redis://127.0.0.1:{free_port()}/0", 2, cluster=True), history_turns=4, ttl_s=60
     )
     try:
-        known = await context.lookup("m-1", "cust-1", "c-1")
-        assert (known.stored_reply, known.profile, known.history) == (None, {}, [])
+        known = await context.lookup(["m-1"], "cust-1", "c-1")
+        assert (known.stored, known.profile, known.history) == ({}, {}, [])
         answer = reply("m-1", "still answered")
         assert await context.record(answer, turns("m-1", "still answered")) == answer
         assert not await context.ping()
     finally:
         await context.aclose()
+
+
+async def test_a_reply_answering_several_messages_is_stored_and_marked_for_each(store: ContextStore) -> None:
+    together = reply("m-3", "one answer to three").model_copy(update={"answers": ["m-1", "m-2", "m-3"]})
+    assert await store.record(together, turns("m-3", "one answer to three")) == together
+    await store.mark_published(together.answers)
+    known = await store.lookup(["m-1", "m-2", "m-3", "m-4"], None, "c-1")
+    assert known.stored == {"m-1": together, "m-2": together, "m-3": together}
+    assert known.published == {"m-1", "m-2", "m-3"}
