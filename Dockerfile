@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# Multi-stage image of one worker: `docker run ... stream-enricher` runs `enricher worker`.
+# Multi-stage image of one worker: `docker run ... stream-enricher` runs `enricher worker`;
+# `docker run -p 8080:8080 ... stream-enricher enricher chat --host 0.0.0.0` serves the chat page
+# (the `chat` extra; the gateway listens on 127.0.0.1 unless told otherwise).
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -8,7 +10,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY app ./app
 COPY agents ./agents
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt '.[chat]'
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -6,29 +6,23 @@ each other's records. Helpers for topics and worker processes live in `tests/hel
 
 from __future__ import annotations
 
-import itertools
-import re
 import sys
-import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
-from app.devtools.broker import EmbeddedBroker, create_topics
+from app.devtools.broker import EmbeddedBroker
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.mock_llm.server import serve
 from app.devtools.mock_llm.state import MockConfig
 from app.devtools.processes import ManagedProcess, free_port
 from app.devtools.redis_server import EmbeddedRedis
-from app.kafka.topics import TopicNames
 from app.settings import Settings
+from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.tls import Pki, make_pki
 from tests.helpers.workers import REPO, WorkerFactory, running_workers
-
-_redis_databases = itertools.cycle(range(1, 16))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -100,19 +94,7 @@ async def mock_admin(mock_llm: str, _mock_baseline: dict[str, Any]) -> AsyncIter
 @pytest.fixture
 async def service_env(request: pytest.FixtureRequest, redis_url: str, mock_llm: str) -> dict[str, str]:
     """This test's settings without a broker: own app id and topic names, empty Redis database."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:40]
-    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
-    env = {
-        "REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{next(_redis_databases)}",
-        "OPENAI_BASE_URL": mock_llm,
-        "ENRICHER_APP_ID": name,
-        **TopicNames.prefixed(name).env(),
-        "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
-        "ENRICHER_SHUTDOWN_GRACE_S": "10",
-    }
-    async with aioredis.from_url(env["REDIS_URL"], socket_timeout=5.0) as client:
-        await client.flushdb()
-    return env
+    return await service_env_for(request.node.name, redis_url, mock_llm)
 
 
 @pytest.fixture
@@ -124,10 +106,7 @@ def service_settings(service_env: dict[str, str]) -> Settings:
 @pytest.fixture
 async def enricher_env(service_env: dict[str, str], kafka: str) -> dict[str, str]:
     """The worker environment of this test: `service_env` on the broker, its topics created."""
-    env = service_env | {"KAFKA_BOOTSTRAP_SERVERS": kafka}
-    settings = Settings.model_validate(env)
-    await create_topics(kafka, TopicNames.of(settings).partitions(settings.input_partitions))
-    return env
+    return await on_broker(service_env, kafka)
 
 
 @pytest.fixture

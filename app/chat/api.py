@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 
 
-def _error(status: int, kind: str, detail: str) -> JSONResponse:
+def error_response(status: int, kind: str, detail: str) -> JSONResponse:
+    """An error response of the gateway's endpoints, `{"error": {"kind": ..., "detail": ...}}`:
+    `kind` a stable word for programs to check, `detail` the sentence the pages show."""
     return JSONResponse({"error": {"kind": kind, "detail": detail}}, status_code=status)
 
 
@@ -50,29 +52,31 @@ class ChatApi:
         try:
             return JSONResponse({"customers": await self.store.customers()})
         except StoreUnavailable as error:
-            return _error(503, "redis_unavailable", str(error))
+            return error_response(503, "redis_unavailable", str(error))
 
     async def post_message(self, request: Request) -> Response:
         """`POST /api/messages` with `{conversation_id, customer_id, text}`: 202 once the broker has
         it, with the new `message_id`; 422 with the reason the worker would give when refused."""
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
-            return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            return error_response(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
         try:
             document = json.loads(body)
         except ValueError as error:  # not UTF-8 or not JSON
-            return _error(422, "invalid_json", f"not JSON: {error}")
+            return error_response(422, "invalid_json", f"not JSON: {error}")
         try:
             record = outgoing(document, self.max_input_chars)
         except BadInput as error:
-            return _error(422, error.kind, str(error))
+            return error_response(422, error.kind, str(error))
         message = record.message
         self.hub.watch(message.conversation_id)  # before producing: its reply may come at once
         try:
             await self.intake.send(record)
         except (KafkaError, TimeoutError) as error:
             log.warning("could not produce %s: %r", message.message_id, error)
-            return _error(503, "broker_unavailable", f"the broker did not take the message: {error!r}")
+            return error_response(
+                503, "broker_unavailable", f"the broker did not take the message: {error!r}"
+            )
         accepted = {"message_id": message.message_id, "conversation_id": message.conversation_id}
         return JSONResponse(accepted | {"trace_id": record.trace.trace_id}, status_code=202)
 
@@ -92,7 +96,7 @@ class ChatApi:
         try:
             reply = await self.store.reply(params["conversation_id"], params["message_id"])
         except StoreUnavailable as error:
-            return _error(503, "redis_unavailable", str(error))
+            return error_response(503, "redis_unavailable", str(error))
         if reply is None:
-            return _error(404, "not_found", "no stored reply (yet)")
+            return error_response(404, "not_found", "no stored reply (yet)")
         return JSONResponse(reply)

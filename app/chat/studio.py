@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.chat.api import MAX_BODY_BYTES, _error
+from app.chat.api import MAX_BODY_BYTES, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
 from app.chat.studio_draft import DraftRefused, load_draft
@@ -111,21 +111,21 @@ class StudioApi:
         catalog = await self._catalog()
         template = catalog.file(body.template)
         if template is None:
-            return _error(404, "no_template", f"no template file {body.template!r} loads")
+            return error_response(404, "no_template", f"no template file {body.template!r} loads")
         try:
             profiles = await self._profiles() if body.customer_id else {}
         except StoreUnavailable as error:
-            return _error(503, "redis_unavailable", str(error))
+            return error_response(503, "redis_unavailable", str(error))
         customer = profiles.get(body.customer_id or "", {})
         sample = next(iter(catalog.samples.values()))
         try:
             message = message_for(sample, template, body.text, body.customer_id)
         except ValidationError as error:
-            return _error(422, "invalid_message", one_line(error, first_only=True))
+            return error_response(422, "invalid_message", one_line(error, first_only=True))
         try:
             rendered = render_for(catalog.library, template, message, customer, sample.history)
         except TemplateError as error:
-            return _error(422, "render_failed", str(error))
+            return error_response(422, "render_failed", str(error))
         shown = rendered_json(rendered, self._settings.model)
         chosen = None if template.is_fallback else worker_choice(catalog.library, message, customer)
         return JSONResponse(
@@ -143,9 +143,9 @@ class StudioApi:
         catalog = await self._catalog()
         current = catalog.file(body.template)
         if current is None:
-            return _error(404, "no_template", f"no template file {body.template!r} loads")
+            return error_response(404, "no_template", f"no template file {body.template!r} loads")
         if current.is_fallback:
-            return _error(422, "fallback", "a fallback goes out without the LLM: render it instead")
+            return error_response(422, "fallback", "a fallback goes out without the LLM: render it instead")
         try:
             draft = await asyncio.to_thread(load_draft, settings.prompts_dir, body.template, body.draft)
         except DraftRefused as refused:
@@ -158,9 +158,11 @@ class StudioApi:
             messages = await recent_messages(settings, body.n)
             profiles = await self._profiles()
         except (KafkaError, TimeoutError, TopicMissing) as error:
-            return _error(503, "broker_unavailable", f"could not read {settings.input_topic}: {error!r}")
+            return error_response(
+                503, "broker_unavailable", f"could not read {settings.input_topic}: {error!r}"
+            )
         except StoreUnavailable as error:
-            return _error(503, "redis_unavailable", str(error))
+            return error_response(503, "redis_unavailable", str(error))
         sides = (Side(catalog.library, current), Side(draft.library, draft.template, draft.relocated))
         results = await compare(self._llm, self._prices, sides, messages, profiles)
         return JSONResponse({"file": body.template, "results": results, "llm_calls": 2 * len(messages)})
@@ -170,8 +172,8 @@ async def _body(request: Request, model: type[Body]) -> Body | Response:
     """The request's JSON as `model`, or the 413/422 response refusing it."""
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        return error_response(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
-        return _error(422, "invalid_request", one_line(error, first_only=True))
+        return error_response(422, "invalid_request", one_line(error, first_only=True))

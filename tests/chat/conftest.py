@@ -1,11 +1,12 @@
-"""A real `enricher chat` process on this test's broker topics, Redis database and a port of its own;
-and a real browser to open its pages in."""
+"""A real `enricher chat` process on this test's broker topics, Redis database and a port of its own,
+or one shared by a module's tests; and a real browser to open its pages in."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from app.devtools.broker import create_topics
 from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port
 from tests.chat.browser import CHROMIUM_ARGS
 from tests.helpers.debian import debian_command
+from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.workers import REPO
 
 READY_TIMEOUT_S = 30.0
@@ -59,23 +61,55 @@ class Gateway:
         await self.start()
 
 
-@pytest.fixture
-async def chat_env(enricher_env: dict[str, str], kafka: str) -> dict[str, str]:
-    """`enricher_env` with a chat port and a handoff topic of this test's own (created)."""
-    handoff_topic = f"{enricher_env['ENRICHER_APP_ID']}.handoffs"
+async def _for_chat(env: dict[str, str], kafka: str) -> dict[str, str]:
+    """`env` with a chat port and a handoff topic of its own (created)."""
+    handoff_topic = f"{env['ENRICHER_APP_ID']}.handoffs"
     await create_topics(kafka, {handoff_topic: 2})
-    return enricher_env | {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_HANDOFF_TOPIC": handoff_topic}
+    return env | {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_HANDOFF_TOPIC": handoff_topic}
 
 
-@pytest.fixture
-async def gateway(chat_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Gateway]:
-    """A started gateway, stopped after the test."""
-    gateway = Gateway(chat_env, tmp_path / "chat.log")
+@asynccontextmanager
+async def _started(env: dict[str, str], log_path: Path) -> AsyncIterator[Gateway]:
+    gateway = Gateway(env, log_path)
     try:
         await gateway.start()
         yield gateway
     finally:
         gateway.stop()
+
+
+@pytest.fixture
+async def chat_env(enricher_env: dict[str, str], kafka: str) -> dict[str, str]:
+    """`enricher_env` with a chat port and a handoff topic of this test's own (created)."""
+    return await _for_chat(enricher_env, kafka)
+
+
+@pytest.fixture
+async def gateway(chat_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A started gateway, stopped after the test: for a test that stops it, or needs one that has
+    seen nothing else."""
+    async with _started(chat_env, tmp_path / "chat.log") as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+async def shared_chat_env(
+    request: pytest.FixtureRequest, redis_url: str, mock_llm: str, kafka: str
+) -> dict[str, str]:
+    """`chat_env` for a whole module: its tests share the topics and the Redis database, so each
+    uses conversation, message and reply ids of its own."""
+    env = await service_env_for(request.node.name, redis_url, mock_llm)
+    return await _for_chat(await on_broker(env, kafka), kafka)
+
+
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    shared_chat_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """One started gateway on `shared_chat_env` for a module's tests, stopped after the last: a
+    start takes about two seconds. Tests on it must not stop it."""
+    async with _started(shared_chat_env, tmp_path_factory.mktemp("chat") / "chat.log") as gateway:
+        yield gateway
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""`enricher chat` on the real broker and Redis: messages in over HTTP, replies out over SSE."""
+"""`enricher chat` on the real broker and Redis: messages in over HTTP, replies out over SSE.
+
+The tests share one gateway, its topics and Redis database (`shared_gateway`), so each uses
+conversation and message ids of its own and looks only at its own records.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from app.schemas import PromptRef, Reply, ReplyChunk, Usage, parse_message, repl
 from app.settings import Settings
 from tests.chat.conftest import Gateway
 from tests.chat.sse_client import SseClient, SseEvent
-from tests.helpers.kafka import at_least, produce_many, read_topic
+from tests.helpers.kafka import Predicate, produce_many, read_topic
 from tests.helpers.workers import REPO
 
 
@@ -50,6 +54,16 @@ def _chunk(conversation_id: str, message_id: str, seq: int, delta: str, done: bo
     return chunk.model_dump_json().encode()
 
 
+def _new_id(prefix: str) -> str:
+    """An id no other test on the shared gateway uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _keyed(key: str) -> Predicate:
+    """Until a record with this key has come."""
+    return lambda records: any(record.key == key.encode() for record in records)
+
+
 def _events_url(gateway: Gateway, conversation_id: str) -> str:
     return f"{gateway.url}api/conversations/{conversation_id}/events"
 
@@ -64,19 +78,20 @@ def _kinds(events: list[SseEvent]) -> dict[str, list[str]]:
 
 
 async def test_a_posted_message_is_on_the_input_topic_as_the_worker_reads_it(
-    gateway: Gateway, chat_env: dict[str, str], kafka: str
+    shared_gateway: Gateway, shared_chat_env: dict[str, str], kafka: str
 ) -> None:
-    settings = Settings.model_validate(chat_env)
-    body = {"conversation_id": "c-post", "customer_id": "cust-1", "text": "Where is my order?"}
-    async with httpx.AsyncClient(base_url=gateway.url) as client:
+    settings = Settings.model_validate(shared_chat_env)
+    conversation = _new_id("c-post")
+    body = {"conversation_id": conversation, "customer_id": "cust-1", "text": "Where is my order?"}
+    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
         response = await client.post("/api/messages", json=body)
     assert response.status_code == 202, response.text
     accepted = response.json()
 
-    [record] = await read_topic(kafka, settings.input_topic, until=at_least(1), settle_s=0.5)
-    assert record.key == b"c-post"
+    records = await read_topic(kafka, settings.input_topic, until=_keyed(conversation), settle_s=0.5)
+    [record] = [record for record in records if record.key == conversation.encode()]
     message = parse_message(record.value, settings.max_input_chars, record.headers)  # as the worker does
-    assert (message.message_id, message.conversation_id) == (accepted["message_id"], "c-post")
+    assert (message.message_id, message.conversation_id) == (accepted["message_id"], conversation)
     assert (message.customer_id, message.text, message.channel) == ("cust-1", "Where is my order?", "chat")
     assert message.sent_at is not None
     trace = TraceContext.of(record.headers)
@@ -85,44 +100,47 @@ async def test_a_posted_message_is_on_the_input_topic_as_the_worker_reads_it(
 
 
 async def test_a_refused_message_gets_the_reason_and_nothing_is_produced(
-    gateway: Gateway, chat_env: dict[str, str], kafka: str
+    shared_gateway: Gateway, shared_chat_env: dict[str, str], kafka: str
 ) -> None:
-    settings = Settings.model_validate(chat_env)
-    too_long = "x" * (settings.max_input_chars + 1)
+    settings = Settings.model_validate(shared_chat_env)
+    # Every body carries this test's tag, so its records are told from other tests' on the topic.
+    tag = _new_id("refused")
+    bad, good = f"c-bad-{tag}", f"c-good-{tag}"
+    too_long = tag + "x" * settings.max_input_chars
     refused = [
-        ({"conversation_id": "c-bad", "text": too_long}, "too_large"),
-        ({"conversation_id": "c-bad", "text": 5}, "invalid_message"),
-        ({"conversation_id": "", "text": "hello"}, "invalid_message"),
-        ({"text": "hello"}, "invalid_message"),
-        (["not", "an", "object"], "invalid_message"),
+        ({"conversation_id": bad, "text": too_long}, "too_large"),
+        ({"conversation_id": bad, "text": 5}, "invalid_message"),
+        ({"conversation_id": "", "text": f"hello {tag}"}, "invalid_message"),
+        ({"text": f"hello {tag}"}, "invalid_message"),
+        (["not", "an", "object", tag], "invalid_message"),
     ]
-    async with httpx.AsyncClient(base_url=gateway.url) as client:
+    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
         for body, kind in refused:
             response = await client.post("/api/messages", json=body)
             assert response.status_code == 422, body
             assert response.json()["error"]["kind"] == kind, response.text
             assert response.json()["error"]["detail"]
         not_json = await client.post(
-            "/api/messages", content=b"{nope", headers={"content-type": "application/json"}
+            "/api/messages", content=f"{{nope {tag}".encode(), headers={"content-type": "application/json"}
         )
         assert (not_json.status_code, not_json.json()["error"]["kind"]) == (422, "invalid_json")
-        accepted = await client.post("/api/messages", json={"conversation_id": "c-good", "text": "fine"})
+        accepted = await client.post("/api/messages", json={"conversation_id": good, "text": "fine"})
         assert accepted.status_code == 202
 
     # Read up to the accepted message: what was refused would be before it, were it there.
-    records = await read_topic(kafka, settings.input_topic, until=at_least(1), settle_s=1.0)
-    assert [record.key for record in records] == [b"c-good"]
+    records = await read_topic(kafka, settings.input_topic, until=_keyed(good), settle_s=1.0)
+    assert [record.key for record in records if tag.encode() in record.value] == [good.encode()]
 
 
 async def test_each_conversation_sees_its_own_chunks_and_replies_only(
-    gateway: Gateway, chat_env: dict[str, str], kafka: str
+    shared_gateway: Gateway, shared_chat_env: dict[str, str], kafka: str
 ) -> None:
-    settings = Settings.model_validate(chat_env)
-    ours, theirs = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+    settings = Settings.model_validate(shared_chat_env)
+    ours, theirs = _new_id("c"), _new_id("c")
     async with (
-        SseClient(_events_url(gateway, ours)) as tab,
-        SseClient(_events_url(gateway, ours)) as second_tab,
-        SseClient(_events_url(gateway, theirs)) as other,
+        SseClient(_events_url(shared_gateway, ours)) as tab,
+        SseClient(_events_url(shared_gateway, ours)) as second_tab,
+        SseClient(_events_url(shared_gateway, theirs)) as other,
     ):
         assert tab.retry_ms is not None, "the stream does not tell the browser when to reconnect"
         await produce_many(
@@ -155,11 +173,11 @@ async def test_each_conversation_sees_its_own_chunks_and_replies_only(
 
 
 async def test_a_reconnecting_browser_gets_what_it_missed(
-    gateway: Gateway, chat_env: dict[str, str], kafka: str
+    shared_gateway: Gateway, shared_chat_env: dict[str, str], kafka: str
 ) -> None:
-    settings = Settings.model_validate(chat_env)
-    conversation = f"c-{uuid.uuid4().hex[:8]}"
-    url = _events_url(gateway, conversation)
+    settings = Settings.model_validate(shared_chat_env)
+    conversation = _new_id("c")
+    url = _events_url(shared_gateway, conversation)
     # Another tab stays on throughout: once it has all three events, so has the gateway.
     async with SseClient(url) as witness:
         async with SseClient(url) as tab:
@@ -184,32 +202,34 @@ async def test_a_reconnecting_browser_gets_what_it_missed(
 
 
 async def test_a_stored_reply_is_served_for_its_conversation_only(
-    gateway: Gateway, chat_env: dict[str, str]
+    shared_gateway: Gateway, shared_chat_env: dict[str, str]
 ) -> None:
-    async with aioredis.from_url(chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
-        await redis.set("reply:m-stored", _reply("c-stored", "m-stored", "kept for you"))
-    async with httpx.AsyncClient(base_url=gateway.url) as client:
-        found = await client.get("/api/conversations/c-stored/replies/m-stored")
-        other = await client.get("/api/conversations/c-other/replies/m-stored")
-        missing = await client.get("/api/conversations/c-stored/replies/m-none")
+    conversation, message_id = _new_id("c-stored"), _new_id("m-stored")
+    async with aioredis.from_url(shared_chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
+        await redis.set(f"reply:{message_id}", _reply(conversation, message_id, "kept for you"))
+    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
+        found = await client.get(f"/api/conversations/{conversation}/replies/{message_id}")
+        other = await client.get(f"/api/conversations/{_new_id('c-other')}/replies/{message_id}")
+        missing = await client.get(f"/api/conversations/{conversation}/replies/{_new_id('m-none')}")
     assert (found.status_code, found.json()["text"]) == (200, "kept for you")
     assert (other.status_code, missing.status_code) == (404, 404)
 
 
 async def test_customers_come_from_the_profiles_and_health_shows_the_broker(
-    gateway: Gateway, chat_env: dict[str, str]
+    shared_gateway: Gateway, shared_chat_env: dict[str, str]
 ) -> None:
-    async with aioredis.from_url(chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
-        await redis.hset("customer:cust-2", mapping={"name": "Grace Hopper", "tier": "silver"})
-        await redis.hset("customer:cust-1", mapping={"name": "Ada Lovelace", "tier": "gold"})
-    async with httpx.AsyncClient(base_url=gateway.url) as client:
+    prefix = _new_id("cust")
+    async with aioredis.from_url(shared_chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
+        await redis.hset(f"customer:{prefix}-2", mapping={"name": "Grace Hopper", "tier": "silver"})
+        await redis.hset(f"customer:{prefix}-1", mapping={"name": "Ada Lovelace", "tier": "gold"})
+    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
         customers = (await client.get("/api/customers")).json()["customers"]
         health = (await client.get("/healthz")).json()
         page = await client.get("/")
         script = await client.get("/static/chat.js")
-    assert [(c["customer_id"], c["name"]) for c in customers] == [
-        ("cust-1", "Ada Lovelace"),
-        ("cust-2", "Grace Hopper"),
+    assert [(c["customer_id"], c["name"]) for c in customers if c["customer_id"].startswith(prefix)] == [
+        (f"{prefix}-1", "Ada Lovelace"),
+        (f"{prefix}-2", "Grace Hopper"),
     ]
     assert health["broker"]["connected"] is True
     assert page.status_code == 200

@@ -1,8 +1,13 @@
-"""The template studio's endpoints on a real gateway: the broker, Redis and the mock LLM over HTTP."""
+"""The template studio's endpoints on a real gateway: the broker, Redis and the mock LLM over HTTP.
+
+The tests share one gateway, its topics and Redis database (`shared_gateway`): none of them
+changes what another reads, and the messages they post go to conversations of their own.
+"""
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +15,7 @@ import httpx
 import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
+from app.devtools.processes import free_port
 from tests.chat import studio_drafts as drafts
 from tests.chat.browser import put_profiles
 from tests.chat.conftest import Gateway
@@ -23,15 +29,15 @@ def _client(gateway: Gateway) -> httpx.AsyncClient:
 
 
 async def post_messages(client: httpx.AsyncClient, texts: list[str]) -> None:
-    """Send each text as cust-1 through the gateway, each in a conversation of its own (so they
+    """Send each text as cust-1 through the gateway, each in a new conversation of its own (so they
     spread over the input topic's partitions)."""
-    for number, text in enumerate(texts):
-        body = {"conversation_id": f"c-studio-{number}", "customer_id": "cust-1", "text": text}
+    for text in texts:
+        body = {"conversation_id": f"c-studio-{uuid.uuid4().hex[:8]}", "customer_id": "cust-1", "text": text}
         assert (await client.post("/api/messages", json=body)).status_code == 202
 
 
-async def test_the_templates_are_listed_with_conditions_and_token_counts(gateway: Gateway) -> None:
-    async with _client(gateway) as client:
+async def test_the_templates_are_listed_with_conditions_and_token_counts(shared_gateway: Gateway) -> None:
+    async with _client(shared_gateway) as client:
         listing = (await client.get("/api/studio/templates")).json()
     files = {t["file"]: t for t in listing["templates"]}
     assert {"support_reply.j2", "support_reply_gold.j2", "fallback.j2"} <= set(files)
@@ -44,14 +50,17 @@ async def test_the_templates_are_listed_with_conditions_and_token_counts(gateway
 
 
 async def test_a_broken_file_is_listed_as_a_problem_with_its_line(
-    chat_env: dict[str, str], tmp_path: Path
+    shared_chat_env: dict[str, str], tmp_path: Path
 ) -> None:
     directory = tmp_path / "prompts"
     shutil.copytree(PROMPTS, directory)
     (directory / "broken.j2").write_text(
         "---\nname: broken\ndescription: x\nwen: {}\n---\n{% block reply %}{% endblock %}\n"
     )
-    gateway = Gateway(chat_env | {"ENRICHER_PROMPTS_DIR": str(directory)}, tmp_path / "chat.log")
+    # A gateway of its own, on another port, for its own prompts directory; the gateway reads
+    # without a consumer group, so it shares the topics with the module's gateway harmlessly.
+    own = {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_PROMPTS_DIR": str(directory)}
+    gateway = Gateway(shared_chat_env | own, tmp_path / "chat.log")
     await gateway.start()
     try:
         async with _client(gateway) as client:
@@ -66,12 +75,12 @@ async def test_a_broken_file_is_listed_as_a_problem_with_its_line(
 
 
 async def test_render_shows_the_messages_for_the_customer_with_token_counts(
-    gateway: Gateway, chat_env: dict[str, str]
+    shared_gateway: Gateway, shared_chat_env: dict[str, str]
 ) -> None:
-    await put_profiles(chat_env["REDIS_URL"])
+    await put_profiles(shared_chat_env["REDIS_URL"])
     text = "Where is my parcel? Mail me at ada@example.org"
     body = {"template": "support_reply.j2", "text": text, "customer_id": "cust-1"}
-    async with _client(gateway) as client:
+    async with _client(shared_gateway) as client:
         response = await client.post("/api/studio/render", json=body)
     assert response.status_code == 200, response.text
     shown = response.json()
@@ -90,11 +99,11 @@ async def test_render_shows_the_messages_for_the_customer_with_token_counts(
 
 
 async def test_a_draft_is_tried_on_the_newest_messages_next_to_the_current_template(
-    gateway: Gateway, chat_env: dict[str, str], mock_admin: MockAdmin
+    shared_gateway: Gateway, shared_chat_env: dict[str, str], mock_admin: MockAdmin
 ) -> None:
-    await put_profiles(chat_env["REDIS_URL"])
+    await put_profiles(shared_chat_env["REDIS_URL"])
     texts = ["Too old to be tried", "Where is my order?", "Can I get a refund?", "My card was declined"]
-    async with _client(gateway) as client:
+    async with _client(shared_gateway) as client:
         await post_messages(client, texts)
         body = {"template": drafts.FILE, "draft": drafts.DRAFT, "n": 3}
         response = await client.post("/api/studio/try", json=body)
@@ -119,8 +128,8 @@ async def test_a_draft_is_tried_on_the_newest_messages_next_to_the_current_templ
 
 
 @pytest.mark.parametrize("n", [0, 11])
-async def test_a_number_of_messages_out_of_range_is_refused(gateway: Gateway, n: int) -> None:
-    async with _client(gateway) as client:
+async def test_a_number_of_messages_out_of_range_is_refused(shared_gateway: Gateway, n: int) -> None:
+    async with _client(shared_gateway) as client:
         body = {"template": drafts.FILE, "draft": drafts.DRAFT, "n": n}
         response = await client.post("/api/studio/try", json=body)
     assert response.status_code == 422, response.text
@@ -139,9 +148,9 @@ async def test_a_number_of_messages_out_of_range_is_refused(gateway: Gateway, n:
     ],
 )
 async def test_a_draft_that_does_not_load_is_refused_with_its_line(
-    gateway: Gateway, mock_admin: MockAdmin, text: str, line: int, reason: str
+    shared_gateway: Gateway, mock_admin: MockAdmin, text: str, line: int, reason: str
 ) -> None:
-    async with _client(gateway) as client:
+    async with _client(shared_gateway) as client:
         response = await client.post("/api/studio/try", json={"template": drafts.FILE, "draft": text, "n": 1})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
