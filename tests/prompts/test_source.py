@@ -120,13 +120,16 @@ async def test_added_and_removed_files_are_changes(source: PromptSource, prompts
     await within(RELOAD_WITHIN_S, lambda: "support_reply_gold_b.j2" not in versions(source))
 
 
-def test_file_states_cover_templates_and_samples_only(prompts: Path) -> None:
+def test_file_states_cover_templates_samples_and_rules_only(prompts: Path) -> None:
     (prompts / "notes.txt").write_text("not read by the loader")
     names = {Path(name).relative_to(prompts).as_posix() for name, _, _ in file_states(prompts)}
 
     assert names == {
         "fallback.j2",
+        "handoff.j2",
         "support_reply.j2",
         "support_reply_gold.j2",
         "samples/returning_customer.yaml",
+        "handoff.yaml",
+        "intents.yaml",
     }
