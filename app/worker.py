@@ -12,6 +12,7 @@ import mode.loop
 from faust.types import AppT
 from mode import Service
 
+from agents.control import ControlAgent
 from agents.profiles import ProfileAgent
 from agents.support_reply import SupportAgent
 from app import pipeline
@@ -112,6 +113,7 @@ def run_worker(settings: Settings) -> None:
     SupportAgent(answer, settings.max_input_chars, topics.requests, inflight, outbox, app.crash).attach(app)
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
+    ControlAgent(resources.redis, topics, dead_letters).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
         return cast(Consumer, app.consumer).unreadable.reasons()

@@ -97,7 +97,8 @@ class Rig:
     def __init__(self, *outcomes: Outcome) -> None:
         self.outcomes = list(outcomes)
         self.topics = {
-            name: RecordingTopic() for name in ("requests", "replies", "chunks", "dlq", "profiles")
+            name: RecordingTopic()
+            for name in ("requests", "replies", "chunks", "dlq", "profiles", "handoffs", "control")
         }
         self.acks: list[int] = []
         self.crashes: list[BaseException] = []
