@@ -97,7 +97,7 @@ class HandoffRule:
     def _fact(self, intent: str | None, sentiment: float | None, fallbacks_in_a_row: int) -> str | None:
         """What matched, in words; None when the condition does not hold (or its fact is unknown)."""
         if self.intent is not None:
-            return f"intent {self.intent}" if intent is not None and intent == self.intent else None
+            return f"intent {self.intent}" if intent == self.intent else None
         if self.sentiment_below is not None:
             if sentiment is None or sentiment >= self.sentiment_below:
                 return None
@@ -119,8 +119,8 @@ class HandoffRules:
         """Why this message's conversation goes to a human (the first rule that applies), or None.
 
         `intent` and `sentiment` are the message's signals (None when unknown: such rules do not
-        apply), `tier` the customer's (`""` without a profile), `fallbacks_in_a_row` how many of
-        the conversation's latest replies, up to this one, were the fallback.
+        apply), `tier` the customer's (`""` without a profile), `fallbacks_in_a_row` how many
+        replies in a row the conversation has had from the fallback template.
         """
         for rule in self.rules:
             reason = rule.reason(
@@ -261,7 +261,8 @@ def _value(key: str, node: yaml.Node, intents: set[str]) -> object:
         if intent in intents:
             return intent
         known = f"the intents are {', '.join(sorted(intents))}" if intents else "intents.yaml has none"
-        return _Wrong(f"`{intent or _written(node)}` is not an intent of intents.yaml: {known}")
+        written = f"`{node.value}`" if isinstance(node, yaml.ScalarNode) else "a list"
+        return _Wrong(f"{written} is not an intent of intents.yaml: {known}")
     if key == "sentiment_below":
         number = _construct(node) if node.tag in (INT_TAG, FLOAT_TAG) else None
         if isinstance(number, int | float) and -1 < number < 1:
@@ -284,14 +285,9 @@ def _text(node: yaml.Node) -> str | None:
     return str(node.value) if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG else None
 
 
-def _written(node: yaml.Node) -> str:
-    """How the node is written, for messages: a scalar's text, else its kind."""
-    return str(node.value) if isinstance(node, yaml.ScalarNode) else type(node).__name__[:-4].lower()
-
-
 def _construct(node: yaml.Node) -> object:
-    try:
-        return SafeConstructor().construct_object(node, deep=True)
+    try:  # a number YAML recognised; only an explicit tag (`!!int x`) may fail
+        return SafeConstructor().construct_object(node)
     except (ConstructorError, ValueError):
         return None
 
