@@ -68,8 +68,8 @@ class PromptLibrary:
         customer: Mapping[str, str],
         signals: Mapping[str, Any] | None = None,
     ) -> PromptTemplate:
-        """The template of `kind` for this message and customer, chosen as `select` describes (a
-        fallback or handoff without `signals`); a TemplateError when there is none."""
+        """The template of `kind` for this message and customer, chosen as `select` describes; a
+        TemplateError when there is none. (`render_fallback` and `render_handoff` pick without signals.)"""
         return _choose([t for t in self.templates if t.kind == kind], message, customer, signals or {})
 
     def render(
