@@ -1,4 +1,5 @@
-"""The `enricher` command line: worker, dev stack, chat gateway, send, mock LLM, prompt and DLQ tools."""
+"""The `enricher` command line: worker, dev stack, chat gateway, send, mock LLM, prompt, DLQ and handoff
+tools."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.operator_tools.dlq_cli import dlq_cli
+from app.operator_tools.handoff_cli import handoff_cli
 from app.prompt_tools.cli import prompts_cli
 from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(handoff_cli, name="handoff")
 
 
 @cli.callback()

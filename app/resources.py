@@ -9,7 +9,7 @@ from app.guard.output import OutputGuard
 from app.llm.client import LLMClient
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
-from app.redis_client import connect
+from app.redis_client import RedisClient, connect
 from app.settings import Settings
 from app.signals.background import BackgroundModels
 
@@ -19,6 +19,8 @@ class Resources:
     """Everything the pipeline needs besides the message."""
 
     settings: Settings
+    redis: RedisClient
+    """The client `context` uses, for the keys it does not cover (a conversation's handoff state)."""
     context: ContextStore
     llm: LLMClient
     prompts: PromptSource
@@ -42,6 +44,7 @@ class Resources:
         signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None
         return cls(
             settings=settings,
+            redis=redis,
             context=context,
             llm=llm,
             prompts=prompts,

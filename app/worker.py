@@ -12,6 +12,7 @@ import mode.loop
 from faust.types import AppT
 from mode import Service
 
+from agents.control import ControlAgent
 from agents.profiles import ProfileAgent
 from agents.support_reply import LaneLimits, SupportAgent
 from app import pipeline
@@ -121,6 +122,7 @@ def run_worker(settings: Settings) -> None:
     inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
+    ControlAgent(resources.redis, topics, dead_letters).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
         return cast(Consumer, app.consumer).unreadable.reasons()

@@ -127,7 +127,7 @@ class StudioApi:
         except TemplateError as error:
             return error_response(422, "render_failed", str(error))
         shown = rendered_json(rendered, self._settings.model)
-        chosen = None if template.is_fallback else worker_choice(catalog.library, message, customer)
+        chosen = None if template.sent_as_is else worker_choice(catalog.library, message, customer)
         return JSONResponse(
             shown | {"file": template.path.name, "worker_choice": chosen, "customer": customer}
         )
@@ -144,8 +144,10 @@ class StudioApi:
         current = catalog.file(body.template)
         if current is None:
             return error_response(404, "no_template", f"no template file {body.template!r} loads")
-        if current.is_fallback:
-            return error_response(422, "fallback", "a fallback goes out without the LLM: render it instead")
+        if current.sent_as_is:
+            return error_response(
+                422, current.kind, f"a {current.kind} goes out without the LLM: render it instead"
+            )
         try:
             draft = await asyncio.to_thread(load_draft, settings.prompts_dir, body.template, body.draft)
         except DraftRefused as refused:

@@ -32,9 +32,9 @@ class Catalog:
     def load(cls, directory: Path, model: str, max_tokens: int) -> Catalog:
         """Load and check `directory` as `enricher prompts check` does; the templates that load are
         counted even when another file is broken, so their counts show while it is fixed."""
-        entries, errors = load_directory(directory)
-        library = PromptLibrary(entries)
-        samples = read_samples(directory) if entries else {}  # loading refused them otherwise
+        loaded = load_directory(directory)
+        library, errors = PromptLibrary(loaded.entries, loaded.handoff_rules), loaded.problems
+        samples = read_samples(directory) if loaded.entries else {}  # loading refused them otherwise
         tokens = sample_tokens(library, samples, model)
         errors += over_budget(tokens, max_tokens) + intents_report(directory / INTENTS_FILE)[1]
         return cls(library, samples, tokens, [Problem.of(error) for error in errors])
@@ -58,7 +58,7 @@ def _template_json(template: PromptTemplate, tokens: Mapping[str, int]) -> dict[
         "name": template.name,
         "label": template.label,
         "description": template.description,
-        "kind": "fallback" if template.is_fallback else "reply",
+        "kind": template.kind,
         "variant": template.variant,
         "weight": template.weight,
         "version": template.version,
@@ -113,7 +113,7 @@ def rendered_json(rendered: RenderedPrompt, model: str) -> dict[str, Any]:
             for m in rendered.messages
         ],
         "prompt_tokens": count_chat(rendered.messages, model),
-        "to_llm": not rendered.template.is_fallback,
+        "to_llm": not rendered.template.sent_as_is,
         "masked": True,
     }
 

@@ -1,8 +1,8 @@
 """A draft of one template file, loaded with the rest of the directory as the worker would load it.
 
-The loader reads directories only, so the directory's templates and samples are copied to a
-scratch directory, with the draft in place of its file, and loaded from there; the template
-directory itself is never written. A loaded template needs no file, so the scratch directory
+The loader reads directories only, so the directory's templates, samples and handoff rules are
+copied to a scratch directory, with the draft in place of its file, and loaded from there; the
+template directory itself is never written. A loaded template needs no file, so the scratch directory
 goes at once; its path stays to word problems with the directory's own paths.
 """
 
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import TemplateError
+from app.handoff.rules import FILE_NAME as RULES_FILE
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.prompts.loading import TEMPLATE_GLOB, load_directory
+from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,14 @@ def load_draft(directory: Path, file_name: str, text: str) -> Draft:
     with tempfile.TemporaryDirectory(prefix="enricher-draft-") as name:
         scratch = Path(name)
         shutil.copytree(directory / "samples", scratch / "samples")
-        for path in directory.glob(TEMPLATE_GLOB):
+        # The handoff rules (and the intents they name) decide whether the set needs a handoff template.
+        rule_files = [directory / name for name in (RULES_FILE, INTENTS_FILE)]
+        for path in [*directory.glob(TEMPLATE_GLOB), *(path for path in rule_files if path.is_file())]:
             shutil.copyfile(path, scratch / path.name)
         (scratch / file_name).write_text(text, encoding="utf-8")
-        entries, problems = load_directory(scratch)
-        if problems:
-            raise DraftRefused([Problem.of(_relocated(p, scratch, directory)) for p in problems])
-        library = PromptLibrary(entries)
+        loaded = load_directory(scratch)
+        if loaded.problems:
+            raise DraftRefused([Problem.of(_relocated(p, scratch, directory)) for p in loaded.problems])
+        library = PromptLibrary(loaded.entries, loaded.handoff_rules)
         [template] = [t for t in library.templates if t.path.name == file_name]
         return Draft(library, template, scratch, directory)

@@ -26,6 +26,8 @@ class Topics:
     chunks: faust.TopicT
     dead_letters: faust.TopicT
     profiles: faust.TopicT
+    handoffs: faust.TopicT
+    control: faust.TopicT
 
 
 def broker_urls(bootstrap_servers: str, scheme: str = "kafka") -> list[str]:
@@ -88,4 +90,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         chunks=topic(names.stream),
         dead_letters=topic(names.dlq),
         profiles=topic(names.profile),
+        handoffs=topic(names.handoff),
+        control=topic(names.control),
     )

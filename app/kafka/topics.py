@@ -7,24 +7,29 @@ from dataclasses import asdict, dataclass
 from app.settings import Settings
 
 PROFILE_PARTITIONS = 4  # profiles are few and small; input-sized partitioning buys nothing
+CONTROL_PARTITIONS = 4  # commands are fewer still; any worker of the group carries out any of them
 SETTING_OF = {  # field: the variable that names it
     "input": "ENRICHER_INPUT_TOPIC",
     "reply": "ENRICHER_REPLY_TOPIC",
     "stream": "ENRICHER_STREAM_TOPIC",
     "dlq": "ENRICHER_DLQ_TOPIC",
     "profile": "ENRICHER_PROFILE_TOPIC",
+    "handoff": "ENRICHER_HANDOFF_TOPIC",
+    "control": "ENRICHER_CONTROL_TOPIC",
 }
 
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The five topics a worker reads and writes, by their role in the contract."""
+    """The seven topics a worker reads and writes, by their role in the contract."""
 
     input: str
     reply: str
     stream: str
     dlq: str
     profile: str
+    handoff: str
+    control: str
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -35,6 +40,8 @@ class TopicNames:
             stream=settings.stream_topic,
             dlq=settings.dlq_topic,
             profile=settings.profile_topic,
+            handoff=settings.handoff_topic,
+            control=settings.control_topic,
         )
 
     @classmethod
@@ -46,6 +53,8 @@ class TopicNames:
             stream=f"{prefix}.replies.stream",
             dlq=f"{prefix}.requests.dlq",
             profile=f"{prefix}.profiles",
+            handoff=f"{prefix}.handoffs",
+            control=f"{prefix}.control",
         )
 
     def env(self) -> dict[str, str]:
@@ -53,11 +62,14 @@ class TopicNames:
         return {SETTING_OF[role]: name for role, name in asdict(self).items()}
 
     def partitions(self, input_partitions: int) -> dict[str, int]:
-        """Each topic with its partition count: replies, chunks and dead letters as many as the input."""
+        """Each topic with its partition count: replies, chunks, dead letters and handoffs (all keyed by
+        conversation) as many as the input."""
         return {
             self.input: input_partitions,
             self.reply: input_partitions,
             self.stream: input_partitions,
             self.dlq: input_partitions,
             self.profile: PROFILE_PARTITIONS,
+            self.handoff: input_partitions,
+            self.control: CONTROL_PARTITIONS,
         }

@@ -1,4 +1,5 @@
-"""What `enricher prompts check` reports besides load problems: token counts, the budget, the intents."""
+"""What `enricher prompts check` reports besides load problems: token counts, the budget, the intents,
+the handoff rules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from app.errors import TemplateError
+from app.handoff.rules import HandoffRules
 from app.prompts.file_format import Sample
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import utc_now
@@ -60,3 +62,13 @@ def intents_report(path: Path) -> tuple[list[str], list[TemplateError]]:
         f"{path}: intents version {version}; {len(intents.names)} intents, {len(intents.examples)} examples"
     )
     return [summary, *(f"{overlap.location}: warning: {overlap.reason}" for overlap in overlaps)], problems
+
+
+def handoff_report(path: Path, rules: HandoffRules) -> list[str]:
+    """The lines to print about the handoff rules file: a summary, then each rule that is right, at its
+    line. (Its problems are the loader's.)"""
+    if not path.exists():
+        return [f"{path}: no such file, so no conversation is handed to a human"]
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    summary = f"{path}: handoff rules version {version}; {len(rules.rules)} rules"
+    return [summary, *(f"{path}:{rule.line}: {rule.describe()}" for rule in rules.rules)]

@@ -10,7 +10,14 @@ import typer
 
 from app.errors import TemplateError
 from app.exits import fail, settings_or_exit
-from app.prompt_tools.check_report import intents_report, over_budget, sample_tokens, template_line
+from app.handoff.rules import FILE_NAME as RULES_FILE
+from app.prompt_tools.check_report import (
+    handoff_report,
+    intents_report,
+    over_budget,
+    sample_tokens,
+    template_line,
+)
 from app.prompt_tools.preview import (
     note_other_choice,
     preview_message,
@@ -23,6 +30,7 @@ from app.prompt_tools.preview import (
 )
 from app.prompts.file_format import read_samples
 from app.prompts.library import PromptLibrary, PromptTemplate
+from app.prompts.loading import load_directory
 from app.schemas import utc_now
 from app.settings import Settings
 from app.signals.intents_file import FILE_NAME as INTENTS_FILE
@@ -50,11 +58,13 @@ def check(
     ] = DEFAULTS["max_prompt_tokens"],
     model: Model = DEFAULTS["model"],
 ) -> None:
-    """Load every template and the intents file, print versions and counts, report each problem as file:line.
+    """Load every template, the intents and the handoff rules, print versions, counts and rules, and
+    report each problem as file:line.
 
-    Exits 1 when any template is broken or renders over the token budget with a sample.
+    Exits 1 when any file is broken or a template renders over the token budget with a sample.
     """
-    templates, problems = PromptLibrary.check(directory)
+    loaded = load_directory(directory)
+    templates, problems = [entry.template for entry in loaded.entries], loaded.problems
     counts: dict[PromptTemplate, dict[str, int]] = {}
     if not problems:
         try:
@@ -64,7 +74,7 @@ def check(
     for template in templates:
         print(template_line(template, counts.get(template, {})))
     intent_lines, intent_problems = intents_report(directory / INTENTS_FILE)
-    for line in intent_lines:
+    for line in [*intent_lines, *handoff_report(directory / RULES_FILE, loaded.handoff_rules)]:
         print(line)
     problems += over_budget(counts, max_tokens) + intent_problems
     for problem in problems:
@@ -142,5 +152,5 @@ def render(
     except TemplateError as error:
         fail(str(error))
     print_prompt(rendered, chat_message, profile, settings.model if settings else model)
-    if settings is not None and not template.is_fallback:
+    if settings is not None and not template.sent_as_is:
         asyncio.run(send_to_llm(settings, rendered))

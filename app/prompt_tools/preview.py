@@ -19,7 +19,7 @@ from app.errors import LLMError, TemplateError
 from app.exits import fail
 from app.prompts.file_format import Sample, read_text
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
-from app.schemas import CustomerMessage, HistoryTurn, utc_now
+from app.schemas import CustomerMessage, HistoryTurn
 from app.settings import Settings
 from app.tokens import count_chat, count_text
 from app.validation import one_line
@@ -103,7 +103,7 @@ def note_other_choice(
     library: PromptLibrary, file: PromptTemplate, message: CustomerMessage, customer: Mapping[str, str]
 ) -> None:
     """Say so when the worker would answer this message with another file than the one shown."""
-    chosen = _worker_choice(library, file.is_fallback, message, customer)
+    chosen = library.pick(file.kind, message, customer)
     if chosen.conditions != file.conditions:
         facts = _facts(message, customer)
         print(f"note: the worker answers a message with {facts} with {chosen.path.name}", file=sys.stderr)
@@ -121,21 +121,12 @@ def template_named(
     if not named:
         known = ", ".join(sorted({t.label for t in library.templates}))
         fail(f"no template {name!r} with variant {variant!r}; there are {known}")
-    chosen = _worker_choice(library, named[0].is_fallback, message, customer)
+    chosen = library.pick(named[0].kind, message, customer)
     group = [t for t in named if t.conditions == chosen.conditions]
     if not group:
         wanted = "; ".join(f"{t.path.name}: {t.conditions.model_dump(exclude_none=True)}" for t in named)
         fail(f"a message with {_facts(message, customer)} gets {chosen.path.name}, not {name!r} ({wanted})")
     return chosen if chosen in group else group[0]
-
-
-def _worker_choice(
-    library: PromptLibrary, fallback: bool, message: CustomerMessage, customer: Mapping[str, str]
-) -> PromptTemplate:
-    """The reply template, or with `fallback` the fallback template, the worker picks for this message."""
-    if fallback:
-        return library.render_fallback(message=message, customer=customer, now=utc_now()).template
-    return library.select(message, customer)
 
 
 def _facts(message: CustomerMessage, customer: Mapping[str, str]) -> str:
@@ -157,8 +148,8 @@ def print_prompt(
         earlier = " (earlier in the conversation)" if 0 < number < last else ""
         tokens = count_text(chat["content"], model)
         print(f"=== {chat['role']}{earlier}: {tokens} tokens ===\n{chat['content']}\n")
-    if template.is_fallback:
-        print("=== a fallback goes to the customer as it is, without the LLM ===")
+    if template.sent_as_is:
+        print(f"=== a {template.kind} goes to the customer as it is, without the LLM ===")
     else:
         print(f"=== {count_chat(rendered.messages, model)} prompt tokens in all for {model} ===")
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import jinja2
 from jinja2 import meta, nodes
 
-from app.prompts.file_format import BLOCKS, SYSTEM_SIDE_BLOCKS, VARIABLES
+from app.prompts.file_format import BLOCKS, KIND_VARIABLES, SYSTEM_SIDE_BLOCKS, VARIABLES
 
 PAIRED_TAGS = ("if", "for", "block", "macro", "call", "filter", "with", "autoescape")
 
@@ -23,8 +23,10 @@ def body_problems(tree: nodes.Template, kind: str, known: set[str]) -> list[tupl
     """(line, message) for each problem visible without rendering, even in branches samples skip.
 
     `known` are the names the environment provides besides the variables (`range`, `dict`, ...).
+    A fallback and a handoff share their restrictions: one reply part, without customer text.
     """
-    return sorted([*_structure_problems(tree, kind), *_name_problems(tree, known)])
+    variables = VARIABLES | KIND_VARIABLES.get(kind, frozenset())
+    return sorted([*_structure_problems(tree, kind), *_name_problems(tree, variables, known)])
 
 
 def _structure_problems(tree: nodes.Template, kind: str) -> Iterator[tuple[int, str]]:
@@ -45,15 +47,18 @@ def _structure_problems(tree: nodes.Template, kind: str) -> Iterator[tuple[int, 
         yield from _customer_text_uses(blocks[name])
 
 
-def _name_problems(tree: nodes.Template, known: set[str]) -> Iterator[tuple[int, str]]:
-    """Unknown variables and `_private` attributes (a sandbox escape is always one)."""
+def _name_problems(
+    tree: nodes.Template, variables: frozenset[str], known: set[str]
+) -> Iterator[tuple[int, str]]:
+    """Unknown variables (the kind's `variables` are known) and `_private` attributes (a sandbox
+    escape is always one)."""
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         attribute = _access(node)[1]
         if attribute is not None and attribute.startswith("_"):
             yield node.lineno, f"`{attribute}`: names starting with '_' are not allowed"
-    for variable in sorted(meta.find_undeclared_variables(tree) - VARIABLES - known):
+    for variable in sorted(meta.find_undeclared_variables(tree) - variables - known):
         line = next(n.lineno for n in tree.find_all(nodes.Name) if n.name == variable)
-        yield line, f"unknown variable `{variable}`; the variables are {', '.join(sorted(VARIABLES))}"
+        yield line, f"unknown variable `{variable}`; the variables are {', '.join(sorted(variables))}"
 
 
 def _customer_text_uses(block: nodes.Block) -> Iterator[tuple[int, str]]:

@@ -5,13 +5,14 @@ A template is a file `prompts/<anything>.j2`:
     ---
     name: support_reply              # required
     description: Default reply.      # required
-    kind: reply                      # or `fallback`: sent as the reply when the LLM cannot answer
+    kind: reply                      # or `fallback`: sent as the reply when the LLM cannot answer;
+                                     # or `handoff`: sent when the conversation goes to a human
     variant: warm                    # optional A/B variant: same name and `when`, other variant
     weight: 1                        # optional share of conversations for this variant
     model: {temperature: 0.3, max_tokens: 400}          # optional
     when: {channel: chat, locale: de, tier: gold}       # optional, each key optional
     ---
-    {% block system %}...{% endblock %}      a fallback has one {% block reply %} instead
+    {% block system %}...{% endblock %}      a fallback or handoff has one {% block reply %} instead
     {% block user %}...{% endblock %}
 
 Variables (plain data only; a missing optional message field is ""):
@@ -24,6 +25,7 @@ Variables (plain data only; a missing optional message field is ""):
     history    [{role: "customer" | "agent", text, at}], oldest first  the user part only
     signals    what the embedded models found in the text: language,  every part
                sentiment, intent, pii (the kinds of personal data)
+    reason     why the conversation goes to a human: kind, detail      a handoff template only
 
 Samples, `prompts/samples/*.yaml` (or `.json`), hold a `customer`, a `history` and a `message`;
 every template is rendered with each of them when it is loaded.
@@ -45,10 +47,15 @@ from app.validation import one_line, where
 
 FENCE = "---"
 VARIABLES = frozenset({"customer", "history", "message", "metadata", "now", "signals"})
+TemplateKind = Literal["reply", "fallback", "handoff"]
+KIND_VARIABLES: dict[str, frozenset[str]] = {"handoff": frozenset({"reason"})}
 # What a template is trial-rendered with when a sample names no signals: an English message of no
 # known intent, neutral, without personal data.
 SAMPLE_SIGNALS = {"language": "en", "sentiment": 0.0, "intent": "unknown", "pii": []}
-BLOCKS = {"reply": ("system", "user"), "fallback": ("reply",)}
+# What a handoff template is trial-rendered and previewed with.
+SAMPLE_REASON = {"kind": "intent", "detail": "rule 'asks for a person': intent wants_human"}
+# A fallback and a handoff are sent to the customer as they are, without the LLM.
+BLOCKS = {"reply": ("system", "user"), "fallback": ("reply",), "handoff": ("reply",)}
 SYSTEM_SIDE_BLOCKS = frozenset({"system", "reply"})
 SAMPLE_SUFFIXES = (".yaml", ".yml", ".json")
 FIELD_PROBLEMS = {
@@ -115,7 +122,7 @@ class FrontMatter(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
     description: Annotated[str, Field(min_length=1)]
-    kind: Literal["reply", "fallback"] = "reply"
+    kind: TemplateKind = "reply"
     variant: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
     model: ModelSettings = Field(default_factory=ModelSettings)
@@ -145,12 +152,22 @@ class PromptTemplate:
     temperature: float | None
     max_tokens: int | None
     conditions: Conditions
-    is_fallback: bool
+    kind: TemplateKind
+
+    @property
+    def is_fallback(self) -> bool:
+        """Whether it is sent as the reply when the LLM cannot answer."""
+        return self.kind == "fallback"
+
+    @property
+    def sent_as_is(self) -> bool:
+        """Whether its text goes to the customer as it is, without the LLM (a fallback, a handoff)."""
+        return self.kind != "reply"
 
     @property
     def label(self) -> str:
         """How tools name it: `support_reply`, `support_reply (variant warm)`, `fallback (fallback)`."""
-        kind = " (fallback)" if self.is_fallback else ""
+        kind = f" ({self.kind})" if self.sent_as_is else ""
         variant = f" (variant {self.variant})" if self.variant else ""
         return f"{self.name}{variant}{kind}"
 
@@ -228,7 +245,7 @@ def describe(file: PromptFile) -> PromptTemplate:
         temperature=front.model.temperature,
         max_tokens=front.model.max_tokens,
         conditions=front.when,
-        is_fallback=front.kind == "fallback",
+        kind=front.kind,
     )
 
 

@@ -1,7 +1,8 @@
-"""The prompt library: the loaded, checked template set, which picks a template for a message and renders it.
+"""The prompt library: the loaded, checked template set, which picks a template for a message and renders it,
+with the handoff rules that came with it.
 
 How templates are loaded and checked is in `loading.py`, how they render in `rendering.py`, their
-file format in `file_format.py`.
+file format in `file_format.py`; the handoff rules are `app/handoff/rules.py`'s.
 """
 
 from __future__ import annotations
@@ -13,35 +14,39 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TemplateError
-from app.prompts.file_format import PromptTemplate, locale_chain, normalise
+from app.handoff.rules import NO_RULES, HandoffReason, HandoffRules
+from app.prompts.file_format import PromptTemplate, TemplateKind, locale_chain, normalise
 from app.prompts.loading import load_directory
 from app.prompts.rendering import CompiledTemplate, RenderedPrompt, render_chat
 from app.schemas import CustomerMessage, HistoryTurn
 
 # The types of the library's methods are part of its API, wherever they are defined.
-__all__ = ["PromptLibrary", "PromptTemplate", "RenderedPrompt"]
+__all__ = ["HandoffReason", "HandoffRules", "PromptLibrary", "PromptTemplate", "RenderedPrompt"]
 
 
 class PromptLibrary:
-    """The loaded, checked templates of one directory; immutable, so reload by loading anew."""
+    """The loaded, checked templates of one directory and its handoff rules; immutable, so reload by
+    loading anew."""
 
-    def __init__(self, entries: Sequence[CompiledTemplate]) -> None:
+    def __init__(self, entries: Sequence[CompiledTemplate], handoff_rules: HandoffRules = NO_RULES) -> None:
         self._entries = {entry.template: entry for entry in entries}
         self.templates: tuple[PromptTemplate, ...] = tuple(entry.template for entry in entries)
+        self.handoff_rules = handoff_rules
 
     @classmethod
     def load(cls, directory: Path) -> PromptLibrary:
-        """Load every template of `directory`; raise the first TemplateError if any is broken."""
-        entries, problems = load_directory(directory)
-        if problems:
-            raise problems[0]
-        return cls(entries)
+        """Load every template and the handoff rules of `directory`; raise the first TemplateError if
+        anything is broken."""
+        loaded = load_directory(directory)
+        if loaded.problems:
+            raise loaded.problems[0]
+        return cls(loaded.entries, loaded.handoff_rules)
 
     @staticmethod
     def check(directory: Path) -> tuple[list[PromptTemplate], list[TemplateError]]:
         """The templates that load and every problem found, each with `file:line`."""
-        entries, problems = load_directory(directory)
-        return [entry.template for entry in entries], problems
+        loaded = load_directory(directory)
+        return [entry.template for entry in loaded.entries], loaded.problems
 
     def select(
         self, message: CustomerMessage, customer: Mapping[str, str], signals: Mapping[str, Any] | None = None
@@ -54,7 +59,18 @@ class PromptLibrary:
         always gets the same variant. `signals` (a reply's `signals` record) adds the facts
         `intent` and `language` for the conditions of that name.
         """
-        return _choose([t for t in self.templates if not t.is_fallback], message, customer, signals or {})
+        return self.pick("reply", message, customer, signals)
+
+    def pick(
+        self,
+        kind: TemplateKind,
+        message: CustomerMessage,
+        customer: Mapping[str, str],
+        signals: Mapping[str, Any] | None = None,
+    ) -> PromptTemplate:
+        """The template of `kind` for this message and customer, chosen as `select` describes; a
+        TemplateError when there is none. (`render_fallback` and `render_handoff` pick without signals.)"""
+        return _choose([t for t in self.templates if t.kind == kind], message, customer, signals or {})
 
     def render(
         self,
@@ -76,8 +92,22 @@ class PromptLibrary:
         self, *, message: CustomerMessage, customer: Mapping[str, str], now: datetime
     ) -> RenderedPrompt:
         """The fallback reply for this message; send `.text` (its one `assistant` message)."""
-        template = _choose([t for t in self.templates if t.is_fallback], message, customer, {})
+        template = self.pick("fallback", message, customer)
         return self.render(template, message=message, customer=customer, history=(), now=now)
+
+    def render_handoff(
+        self,
+        *,
+        message: CustomerMessage,
+        customer: Mapping[str, str],
+        now: datetime,
+        reason: HandoffReason,
+        signals: Mapping[str, Any] | None = None,
+    ) -> RenderedPrompt:
+        """The reply telling the customer that a person takes over; send `.text` (its one `assistant`
+        message). The template sees `reason` as `{"kind", "detail"}`, and `signals` when given."""
+        entry = self._entries[self.pick("handoff", message, customer)]
+        return render_chat(entry, message, customer, (), now, signals or {}, reason.as_record())
 
 
 def _choose(

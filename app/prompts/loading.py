@@ -2,7 +2,9 @@
 
 A file loads only if it renders with every sample, also as a first-time customer without
 profile, history or metadata would send it; the set must have its catch-all templates and no
-two templates that apply to the same messages unless they are variants of one.
+two templates that apply to the same messages unless they are variants of one. The directory's
+handoff rules (`handoff.yaml`) are part of the set: they are checked with it, and when there are
+any, the set needs a handoff template.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import jinja2
 
 from app.errors import TemplateError
+from app.handoff.rules import FILE_NAME as RULES_FILE
+from app.handoff.rules import NO_RULES, HandoffRules, read_rules
 from app.prompts.diagnostics import body_problems, syntax_problem
 from app.prompts.file_format import (
     Conditions,
@@ -25,6 +29,8 @@ from app.prompts.file_format import (
     read_samples,
 )
 from app.prompts.rendering import CompiledTemplate, render_chat, sandbox
+from app.signals.intents_file import FILE_NAME as INTENTS_FILE
+from app.signals.intents_file import read_intents
 
 TEMPLATE_GLOB = "*.j2"
 CATCH_ALL_NAME = "support_reply"
@@ -40,14 +46,25 @@ class _Loaded:
     problems: Sequence[TemplateError] = ()
 
 
-def load_directory(directory: Path) -> tuple[list[CompiledTemplate], list[TemplateError]]:
-    """The templates of `directory` that load, and every problem found, each with `file:line`."""
+@dataclass(frozen=True)
+class LoadedSet:
+    """What loading a directory gave: the templates that load, the handoff rules that are right, and
+    every problem found, each with `file:line`."""
+
+    entries: list[CompiledTemplate]
+    handoff_rules: HandoffRules
+    problems: list[TemplateError]
+
+
+def load_directory(directory: Path) -> LoadedSet:
+    """The templates and handoff rules of `directory`, and every problem found in them or the set."""
     if not directory.is_dir():
-        return [], [TemplateError("not a directory", str(directory))]
+        return LoadedSet([], NO_RULES, [TemplateError("not a directory", str(directory))])
     try:
         samples = read_samples(directory)
     except TemplateError as error:
-        return [], [error]
+        return LoadedSet([], NO_RULES, [error])
+    rules, rule_problems = handoff_rules(directory)
     environment = sandbox()
     loaded = [_load_file(environment, path, samples) for path in sorted(directory.glob(TEMPLATE_GLOB))]
     entries = [file.entry for file in loaded if file.entry is not None]
@@ -56,7 +73,18 @@ def load_directory(directory: Path) -> tuple[list[CompiledTemplate], list[Templa
     # its own problem; one whose front matter cannot be read might be any template.
     described = [file.template for file in loaded if file.template is not None]
     complete = all(file.template is not None for file in loaded)
-    return entries, problems + _set_problems(described, directory, complete=complete)
+    problems += rule_problems
+    problems += _set_problems(described, directory, complete=complete, handoff=bool(rules.rules))
+    return LoadedSet(entries, rules, problems)
+
+
+def handoff_rules(directory: Path) -> tuple[HandoffRules, list[TemplateError]]:
+    """The directory's handoff rules (none without `handoff.yaml`), checked against the intents of
+    its intents.yaml, and their problems."""
+    intents = directory / INTENTS_FILE
+    # Only the names: the intents file's own problems are reported where it is loaded.
+    names = read_intents(intents)[0].names if intents.is_file() else ()
+    return read_rules(directory / RULES_FILE, names)
 
 
 def _load_file(environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample]) -> _Loaded:
@@ -99,19 +127,23 @@ def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
 
 
 def _set_problems(
-    templates: Sequence[PromptTemplate], directory: Path, *, complete: bool = True
+    templates: Sequence[PromptTemplate], directory: Path, *, complete: bool = True, handoff: bool = False
 ) -> list[TemplateError]:
     """Problems of the set as a whole: required templates (only when `complete`, i.e. every file's
-    front matter was read), clashing templates."""
+    front matter was read; a handoff template only when there are `handoff` rules), clashing
+    templates."""
     problems = []
     catch_alls = [t for t in templates if t.conditions.specificity[0] == 0]
-    if complete and not any(t.name == CATCH_ALL_NAME and not t.is_fallback for t in catch_alls):
+    if complete and not any(t.name == CATCH_ALL_NAME and t.kind == "reply" for t in catch_alls):
         problems.append(TemplateError(f"no `{CATCH_ALL_NAME}` template without `when:`", str(directory)))
-    if complete and not any(t.is_fallback for t in catch_alls):
+    if complete and not any(t.kind == "fallback" for t in catch_alls):
         problems.append(TemplateError("no `kind: fallback` template without `when:`", str(directory)))
-    groups: dict[tuple[bool, Conditions], list[PromptTemplate]] = {}
+    if complete and handoff and not any(t.kind == "handoff" for t in catch_alls):
+        message = f"{RULES_FILE} has rules, so a `kind: handoff` template without `when:` is needed"
+        problems.append(TemplateError(message, str(directory)))
+    groups: dict[tuple[str, Conditions], list[PromptTemplate]] = {}
     for template in templates:
-        groups.setdefault((template.is_fallback, template.conditions), []).append(template)
+        groups.setdefault((template.kind, template.conditions), []).append(template)
     for group in groups.values():
         if len(group) > 1 and not _is_variant_set(group):
             clash = ", ".join(t.path.name for t in group)

@@ -1,9 +1,9 @@
 """Rendering a compiled template into chat messages, in the sandbox and within the size and time limits.
 
 Templates run in Jinja2's immutable sandbox with StrictUndefined and see only plain data. The
-customer's words reach only the user part: the system part (and a fallback's reply) is rendered
-without `message.text` and `history`, and `<customer_message>` tags in customer text are
-rewritten so the text cannot close its delimiter.
+customer's words reach only the user part: the system part (and the reply of a fallback or handoff)
+is rendered without `message.text` and `history`, and `<customer_message>` tags in customer text
+are rewritten so the text cannot close its delimiter.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.errors import TemplateError
 from app.prompts.diagnostics import missing_value_problem, value_paths
-from app.prompts.file_format import PromptTemplate
+from app.prompts.file_format import SAMPLE_REASON, PromptTemplate
 from app.schemas import CustomerMessage, HistoryTurn, PromptRef, rfc3339
 from app.tokens import ChatMessage
 
@@ -66,7 +66,8 @@ class CompiledTemplate:
 class RenderedPrompt:
     """The chat messages a template produced: system, history turns, user.
 
-    For a fallback template it is one `assistant` message holding the reply text, also `.text`.
+    For a fallback or handoff template it is one `assistant` message holding the reply text, also
+    `.text`.
     """
 
     template: PromptTemplate
@@ -74,7 +75,7 @@ class RenderedPrompt:
 
     @property
     def text(self) -> str:
-        """The content of the last message: for a fallback, the reply to send as it is."""
+        """The content of the last message: for a fallback or handoff, the reply to send as it is."""
         return self.messages[-1]["content"]
 
     @property
@@ -92,10 +93,16 @@ def render_chat(
     history: Sequence[HistoryTurn],
     now: datetime,
     signals: Mapping[str, Any] | None = None,
+    reason: Mapping[str, str] | None = None,
 ) -> RenderedPrompt:
-    """Render `entry` for this message; a TemplateError (with file:line) if it fails or is too big or slow."""
+    """Render `entry` for this message; a TemplateError (with file:line) if it fails or is too big or slow.
+
+    A handoff template also sees `reason` (`{"kind", "detail"}`; without one, a sample reason).
+    """
     system_side, user_side = template_variables(message, customer, history, now, signals)
-    if entry.template.is_fallback:
+    if entry.template.kind == "handoff":
+        system_side["reason"] = dict(reason or SAMPLE_REASON)
+    if entry.template.sent_as_is:
         reply = _render_block(entry, "reply", system_side)
         return RenderedPrompt(entry.template, [ChatMessage(role="assistant", content=reply)])
     system = _render_block(entry, "system", system_side)
@@ -114,7 +121,7 @@ def template_variables(
     now: datetime,
     signals: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The variables of the system side (system part, fallback reply) and of the user part;
+    """The variables of the system side (system part, fallback or handoff reply) and of the user part;
     `signals` is what the embedded models found ({} when they did not run)."""
     metadata = json.loads(json.dumps(message.metadata, default=str))
     fields = {

@@ -7,10 +7,12 @@ import logging
 from pathlib import Path
 
 from app.errors import TemplateError
+from app.handoff.rules import FILE_NAME as RULES_FILE
 from app.observability import metrics
 from app.prompts.file_format import SAMPLE_SUFFIXES
 from app.prompts.library import PromptLibrary
 from app.prompts.loading import TEMPLATE_GLOB
+from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +20,17 @@ FileStates = frozenset[tuple[str, int, int]]
 
 
 def file_states(directory: Path) -> FileStates:
-    """(name, mtime_ns, size) of every file a load reads: any edit, addition or removal changes it."""
+    """(name, mtime_ns, size) of every file a load reads: any edit, addition or removal changes it.
+
+    The intents file counts too, as the handoff rules are checked against its intent names.
+    """
     samples = (p for p in (directory / "samples").glob("*") if p.suffix in SAMPLE_SUFFIXES)
+    rules = (directory / RULES_FILE, directory / INTENTS_FILE)
     states = set()
-    for path in [*directory.glob(TEMPLATE_GLOB), *samples]:
+    for path in [*directory.glob(TEMPLATE_GLOB), *samples, *rules]:
         try:
             stat = path.stat()
-        except OSError:  # removed since the glob: its absence is the change
+        except OSError:  # absent, or removed since the glob: its absence is the change
             continue
         states.add((str(path), stat.st_mtime_ns, stat.st_size))
     return frozenset(states)
@@ -54,7 +60,8 @@ class PromptSource:
             log.error("template rejected; the last good set keeps serving", extra={"error": str(error)})
             return False
         self.current = library
-        log.info("templates reloaded", extra={"versions": self.version_summary()})
+        rules = len(library.handoff_rules.rules)
+        log.info("templates reloaded", extra={"versions": self.version_summary(), "handoff_rules": rules})
         return True
 
     def version_summary(self) -> dict[str, str]:
@@ -62,7 +69,7 @@ class PromptSource:
         return {template.path.name: template.version for template in self.current.templates}
 
     async def watch(self, interval_s: float = 0.5) -> None:
-        """Reload whenever a template or sample file changes, until cancelled.
+        """Reload whenever a template, sample, handoff rules or intents file changes, until cancelled.
 
         Checks every `interval_s`; loading runs in a thread, so a slow template never
         stalls the event loop.

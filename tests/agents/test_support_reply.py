@@ -97,7 +97,8 @@ class Rig:
         self.outcomes = list(outcomes)
         self.batches: list[list[str]] = []
         self.topics = {
-            name: RecordingTopic() for name in ("requests", "replies", "chunks", "dlq", "profiles")
+            name: RecordingTopic()
+            for name in ("requests", "replies", "chunks", "dlq", "profiles", "handoffs", "control")
         }
         self.acks: list[int] = []
         self.crashes: list[BaseException] = []

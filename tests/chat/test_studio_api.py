@@ -40,10 +40,10 @@ async def test_the_templates_are_listed_with_conditions_and_token_counts(shared_
     async with _client(shared_gateway) as client:
         listing = (await client.get("/api/studio/templates")).json()
     files = {t["file"]: t for t in listing["templates"]}
-    assert {"support_reply.j2", "support_reply_gold.j2", "fallback.j2"} <= set(files)
+    assert {"support_reply.j2", "support_reply_gold.j2", "fallback.j2", "handoff.j2"} <= set(files)
     gold = files["support_reply_gold.j2"]
     assert (gold["conditions"]["tier"], gold["kind"]) == ("gold", "reply")
-    assert files["fallback.j2"]["kind"] == "fallback"
+    assert (files["fallback.j2"]["kind"], files["handoff.j2"]["kind"]) == ("fallback", "handoff")
     assert gold["tokens"]["returning_customer.yaml"] > 50
     assert gold["source"] == (PROMPTS / "support_reply_gold.j2").read_text(encoding="utf-8")
     assert listing["problems"] == []

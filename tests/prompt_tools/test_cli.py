@@ -57,11 +57,11 @@ def test_shipped_templates_pass_with_token_counts() -> None:
     result = run("check", str(PROMPTS))
 
     assert result.exit_code == 0, result.output
-    for name in ("fallback.j2", "support_reply.j2", "support_reply_gold.j2"):
+    for name in ("fallback.j2", "handoff.j2", "support_reply.j2", "support_reply_gold.j2"):
         assert re.search(
             rf"{name}: .* version [0-9a-f]{{12}}; returning_customer.yaml: \d+ tokens", result.output
         )
-    assert result.output.rstrip().endswith("3 templates, no problems")
+    assert result.output.rstrip().endswith("4 templates, no problems")
 
 
 def test_default_directory_is_prompts_here(prompts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,13 +148,16 @@ def test_a_broken_default_file_is_the_only_problem_reported(prompts: Path) -> No
     result = run("check", str(prompts))
 
     assert result.exit_code == 1
-    problems = [line for line in result.output.splitlines() if ": " in line and " version " not in line]
+    listed = (" version ", ": rule '")  # the lines of templates and handoff rules that load
+    problems = [
+        line for line in result.output.splitlines() if ": " in line and not any(x in line for x in listed)
+    ]
     assert problems == [
         f"{path}:{closed}: the {{% for %}} on line {opened} is not closed with {{% endfor %}}: "
         "add it where the text that depends on it ends (Jinja: unknown tag 'endblock')"
     ]
     assert "without `when:`" not in result.output
-    assert result.output.rstrip().endswith("2 templates, 1 problem(s); token counts once all load")
+    assert result.output.rstrip().endswith("3 templates, 1 problem(s); token counts once all load")
 
 
 def test_an_unguarded_name_is_explained_in_plain_words(prompts: Path) -> None:
@@ -250,8 +253,8 @@ def test_render_of_an_unknown_name_lists_the_templates() -> None:
 
     assert result.exit_code == 1
     assert (
-        "no template 'refunds'; there are fallback (fallback), support_reply "
-        "(or give a file name: fallback.j2, support_reply.j2, support_reply_gold.j2)"
+        "no template 'refunds'; there are fallback (fallback), handoff (handoff), support_reply "
+        "(or give a file name: fallback.j2, handoff.j2, support_reply.j2, support_reply_gold.j2)"
     ) in result.stderr
 
 

@@ -120,13 +120,59 @@ async def test_added_and_removed_files_are_changes(source: PromptSource, prompts
     await within(RELOAD_WITHIN_S, lambda: "support_reply_gold_b.j2" not in versions(source))
 
 
-def test_file_states_cover_templates_and_samples_only(prompts: Path) -> None:
+def fallback_limit(source: PromptSource) -> int | None:
+    """The `fallbacks_in_a_row` of the handoff rules in use."""
+    return next(r.fallbacks_in_a_row for r in source.current.handoff_rules.rules if r.kind == "fallbacks")
+
+
+async def test_an_edit_of_the_handoff_rules_is_served_within_two_seconds(
+    source: PromptSource, prompts: Path
+) -> None:
+    assert fallback_limit(source) == 3
+
+    edit(prompts / "handoff.yaml", "fallbacks_in_a_row: 3", "fallbacks_in_a_row: 2")
+
+    await within(RELOAD_WITHIN_S, lambda: fallback_limit(source) == 2)
+
+
+async def test_broken_handoff_rules_keep_the_last_good_set_until_fixed(
+    source: PromptSource, prompts: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, errors = source.current, template_errors()
+    path = prompts / "handoff.yaml"
+
+    edit(path, "fallbacks_in_a_row: 3", "fallbacks_in_a_row: three")
+    await within(RELOAD_WITHIN_S, lambda: template_errors() == errors + 1)
+
+    assert source.current is good
+    [rejected] = [
+        r.__dict__["error"] for r in caplog.records if r.getMessage().startswith("template rejected")
+    ]
+    assert rejected.startswith(f"{path}:24: `fallbacks_in_a_row` must be a whole number")
+
+    edit(path, "fallbacks_in_a_row: three", "fallbacks_in_a_row: 4")
+    await within(RELOAD_WITHIN_S, lambda: fallback_limit(source) == 4)
+
+
+async def test_an_intent_removed_under_a_rule_is_refused(source: PromptSource, prompts: Path) -> None:
+    good, errors = source.current, template_errors()
+
+    edit(prompts / "intents.yaml", "wants_human:", "wants_a_person:")
+    await within(RELOAD_WITHIN_S, lambda: template_errors() == errors + 1)
+
+    assert source.current is good
+
+
+def test_file_states_cover_templates_samples_and_rules_only(prompts: Path) -> None:
     (prompts / "notes.txt").write_text("not read by the loader")
     names = {Path(name).relative_to(prompts).as_posix() for name, _, _ in file_states(prompts)}
 
     assert names == {
         "fallback.j2",
+        "handoff.j2",
         "support_reply.j2",
         "support_reply_gold.j2",
         "samples/returning_customer.yaml",
+        "handoff.yaml",
+        "intents.yaml",
     }

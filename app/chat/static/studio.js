@@ -116,7 +116,7 @@ function showRendered(shown) {
     item.append(element("h3", "", `${m.role} · ${m.tokens} tokens`), element("pre", "", m.content));
     out.push(item);
   }
-  const total = shown.to_llm ? `${shown.prompt_tokens} prompt tokens in all` : "A fallback goes to the customer as it is, without the LLM.";
+  const total = shown.to_llm ? `${shown.prompt_tokens} prompt tokens in all` : "This text goes to the customer as it is, without the LLM.";
   out.push(element("p", "total", total));
   $("rendered").replaceChildren(...out);
 }

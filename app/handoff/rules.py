@@ -1,0 +1,296 @@
+"""`prompts/handoff.yaml`, the support team's rules for handing a conversation to a human: read with
+each problem at its line, and the decision they make for one message.
+
+    rules:
+      - name: asks for a person        # free text, shown in the handoff reason
+        intent: wants_human            # an intent of intents.yaml
+      - name: very upset customer
+        sentiment_below: -0.6          # VADER compound score, between -1 and 1
+        tiers: [gold, platinum]        # optional on any rule: only customers of these tiers
+      - name: the AI keeps failing
+        fallbacks_in_a_row: 3          # the fallback answered this many times in a row
+
+Each rule has exactly one condition; the first rule that matches, in file order, decides. No file
+means no rules: nothing is handed off. Like intents.yaml the file is read node by node
+(`yaml.compose`), since loading forgets the lines a checker must report, and a key given twice.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from app.errors import TemplateError
+
+T = TypeVar("T")
+Problem = Callable[[int, str], None]
+"""How the readers report a mistake: `problem(line, message)`."""
+
+FILE_NAME = "handoff.yaml"
+ReasonKind = Literal["intent", "sentiment", "fallbacks"]
+CONDITIONS: dict[str, ReasonKind] = {
+    "intent": "intent",
+    "sentiment_below": "sentiment",
+    "fallbacks_in_a_row": "fallbacks",
+}
+KEYS = ("name", *CONDITIONS, "tiers")
+STR_TAG = "tag:yaml.org,2002:str"
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+@dataclass(frozen=True)
+class HandoffReason:
+    """Why a conversation goes to a human: the handoff record's `reason`."""
+
+    kind: ReasonKind
+    detail: str
+
+    def as_record(self) -> dict[str, str]:
+        """`{"kind", "detail"}`, as the contract's handoff record has it."""
+        return {"kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class HandoffRule:
+    """One rule of the file: its name, its line, its one condition and the tiers it is limited to."""
+
+    name: str
+    line: int
+    kind: ReasonKind
+    intent: str | None = None
+    sentiment_below: float | None = None
+    fallbacks_in_a_row: int | None = None
+    tiers: frozenset[str] = frozenset()
+    """Case-folded; empty: every tier."""
+
+    def describe(self) -> str:
+        """The rule in words, as `enricher prompts check` lists it."""
+        if self.intent is not None:
+            condition = f"intent {self.intent}"
+        elif self.sentiment_below is not None:
+            condition = f"sentiment below {self.sentiment_below:g}"
+        else:
+            condition = f"{self.fallbacks_in_a_row} fallback replies in a row"
+        tiers = f", only tiers {', '.join(sorted(self.tiers))}" if self.tiers else ""
+        return f"rule '{self.name}': {condition}{tiers}"
+
+    def reason(
+        self, *, intent: str | None, sentiment: float | None, tier: str, fallbacks_in_a_row: int
+    ) -> HandoffReason | None:
+        """The reason this rule gives for a message with these facts, or None when it does not apply."""
+        tier = tier.strip().casefold()
+        if self.tiers and tier not in self.tiers:
+            return None
+        fact = self._fact(intent, sentiment, fallbacks_in_a_row)
+        if fact is None:
+            return None
+        limited = f", tier {tier}" if self.tiers else ""
+        return HandoffReason(self.kind, f"rule '{self.name}': {fact}{limited}")
+
+    def _fact(self, intent: str | None, sentiment: float | None, fallbacks_in_a_row: int) -> str | None:
+        """What matched, in words; None when the condition does not hold (or its fact is unknown)."""
+        if self.intent is not None:
+            return f"intent {self.intent}" if intent == self.intent else None
+        if self.sentiment_below is not None:
+            if sentiment is None or sentiment >= self.sentiment_below:
+                return None
+            return f"sentiment {sentiment:g} below {self.sentiment_below:g}"
+        if self.fallbacks_in_a_row is not None and fallbacks_in_a_row >= self.fallbacks_in_a_row:
+            return f"{fallbacks_in_a_row} fallback replies in a row"
+        return None
+
+
+@dataclass(frozen=True)
+class HandoffRules:
+    """The rules of a file, in file order; none: nothing is handed off."""
+
+    rules: tuple[HandoffRule, ...] = ()
+
+    def decide(
+        self, *, intent: str | None, sentiment: float | None, tier: str, fallbacks_in_a_row: int
+    ) -> HandoffReason | None:
+        """Why this message's conversation goes to a human (the first rule that applies), or None.
+
+        `intent` and `sentiment` are the message's signals (None when unknown: such rules do not
+        apply), `tier` the customer's (`""` without a profile), `fallbacks_in_a_row` how many
+        replies in a row the conversation has had from the fallback template.
+        """
+        for rule in self.rules:
+            reason = rule.reason(
+                intent=intent, sentiment=sentiment, tier=tier, fallbacks_in_a_row=fallbacks_in_a_row
+            )
+            if reason is not None:
+                return reason
+        return None
+
+
+NO_RULES = HandoffRules()
+
+
+def read_rules(path: Path, intents: Collection[str]) -> tuple[HandoffRules, list[TemplateError]]:
+    """The rules of the file that are right, and a problem (`file:line`) for each mistake in it.
+
+    `intents` are the names intents.yaml defines: a rule on any other intent could never apply.
+    No file: no rules and no problem.
+    """
+    found: list[tuple[int, str]] = []
+    if not path.exists():
+        return HandoffRules(), []
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        return HandoffRules(), [TemplateError(f"cannot read the file: {error}", str(path))]
+    except yaml.MarkedYAMLError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else 1
+        return HandoffRules(), [TemplateError(f"not valid YAML: {error.problem}", f"{path}:{line}")]
+
+    def problem(line: int, message: str) -> None:
+        found.append((line, message))
+
+    items = _rule_nodes(root, problem)
+    rules: list[HandoffRule] = []
+    names: dict[str, int] = {}
+    for item in items:
+        rule = _read_rule(item, set(intents), problem)
+        if rule is None:
+            continue
+        earlier = names.setdefault(rule.name.casefold(), rule.line)
+        if earlier != rule.line:
+            problem(rule.line, f"a rule named '{rule.name}' is on line {earlier} already: rename one")
+            continue
+        rules.append(rule)
+    # A rule's own problems are found key by key, its missing parts after: report in file order.
+    problems = [
+        TemplateError(message, f"{path}:{line}") for line, message in sorted(found, key=lambda f: f[0])
+    ]
+    return HandoffRules(tuple(rules)), problems
+
+
+def _rule_nodes(root: yaml.Node | None, problem: Problem) -> list[yaml.Node]:
+    """The nodes of the `rules:` list; a problem when the file is not `rules:` and a list."""
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        problem(root.start_mark.line + 1, "the file must start with `rules:`, followed by `- name:` lines")
+        return []
+    items: list[yaml.Node] = []
+    for key, value in root.value:
+        line = key.start_mark.line + 1
+        if key.value != "rules":
+            problem(line, f"unknown key `{key.value}`: the file has only `rules:`")
+        elif isinstance(value, yaml.SequenceNode):
+            items += value.value
+        elif not (isinstance(value, yaml.ScalarNode) and value.tag == "tag:yaml.org,2002:null"):
+            problem(line, "`rules:` must be followed by a list of rules, each starting with `- name:`")
+    return items
+
+
+def _read_rule(node: yaml.Node, intents: set[str], problem: Problem) -> HandoffRule | None:
+    """One rule, or None after reporting each of its mistakes."""
+    line = node.start_mark.line + 1
+    if not isinstance(node, yaml.MappingNode):
+        problem(line, "a rule must be `name:` and one condition, e.g. `- name: ...` then `intent: ...`")
+        return None
+    fields: dict[str, tuple[int, object]] = {}
+    ok = True
+    for key, value in node.value:
+        key_line, name = key.start_mark.line + 1, str(key.value)
+        if name not in KEYS:
+            close = difflib.get_close_matches(name, KEYS, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"a rule has {', '.join(KEYS)}"
+            problem(key_line, f"unknown key `{name}`: {hint}")
+            ok = False
+        elif name in fields:
+            problem(key_line, f"`{name}` is given twice in this rule (first on line {fields[name][0]})")
+            ok = False
+        else:
+            checked = _value(name, value, intents)
+            if isinstance(checked, _Wrong):
+                problem(value.start_mark.line + 1, checked.message)
+                ok = False
+            fields[name] = (key_line, checked)
+    title = fields.get("name", (line, None))[1]
+    label = f"rule '{title}'" if isinstance(title, str) else "this rule"
+    if "name" not in fields:
+        problem(line, "this rule has no `name:`: give it one, it is shown in the handoff reason")
+        ok = False
+    conditions = [key for key in CONDITIONS if key in fields]
+    if not conditions:
+        problem(line, f"{label} has no condition: give it one of {', '.join(CONDITIONS)}")
+        ok = False
+    elif len(conditions) > 1:
+        first, second = conditions[:2]
+        problem(fields[second][0], f"{label} has two conditions, {first} and {second}: make it two rules")
+        ok = False
+    if not ok or not isinstance(title, str):
+        return None
+    values = {key: value for key, (_, value) in fields.items()}
+    tiers = values.pop("tiers", frozenset())
+    return HandoffRule(
+        name=title,
+        line=line,
+        kind=CONDITIONS[conditions[0]],
+        intent=_optional(values.get("intent"), str),
+        sentiment_below=_optional(values.get("sentiment_below"), float),
+        fallbacks_in_a_row=_optional(values.get("fallbacks_in_a_row"), int),
+        tiers=tiers if isinstance(tiers, frozenset) else frozenset(),
+    )
+
+
+@dataclass(frozen=True)
+class _Wrong:
+    """A value that is not what its key needs, and what to write instead."""
+
+    message: str
+
+
+def _value(key: str, node: yaml.Node, intents: set[str]) -> object:
+    """The value of `key`, checked; a _Wrong saying what is wrong with it otherwise."""
+    if key == "name":
+        text = " ".join((_text(node) or "").split())
+        return text or _Wrong("`name` must be some words, e.g. `name: asks for a person`")
+    if key == "intent":
+        intent = _text(node)
+        if intent in intents:
+            return intent
+        known = f"the intents are {', '.join(sorted(intents))}" if intents else "intents.yaml has none"
+        written = f"`{node.value}`" if isinstance(node, yaml.ScalarNode) else "a list"
+        return _Wrong(f"{written} is not an intent of intents.yaml: {known}")
+    if key == "sentiment_below":
+        number = _construct(node) if node.tag in (INT_TAG, FLOAT_TAG) else None
+        if isinstance(number, int | float) and -1 < number < 1:
+            return float(number)
+        return _Wrong("`sentiment_below` must be a number between -1 and 1 (not either), e.g. -0.6")
+    if key == "fallbacks_in_a_row":
+        count = _construct(node) if node.tag == INT_TAG else None
+        if isinstance(count, int) and count >= 1:
+            return count
+        return _Wrong("`fallbacks_in_a_row` must be a whole number, 1 or more, e.g. 3")
+    tiers = node.value if isinstance(node, yaml.SequenceNode) else None
+    names = [_text(item) for item in tiers or ()]
+    if not tiers or any(not name or not name.strip() for name in names):
+        return _Wrong("`tiers` must be a list of tier names, e.g. `tiers: [gold, platinum]`")
+    return frozenset(name.strip().casefold() for name in names if name)
+
+
+def _text(node: yaml.Node) -> str | None:
+    """The node's text when YAML reads it as text (not a number, `yes` or a list); else None."""
+    return str(node.value) if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG else None
+
+
+def _construct(node: yaml.Node) -> object:
+    try:  # a number YAML recognised; only an explicit tag (`!!int x`) may fail
+        return SafeConstructor().construct_object(node)
+    except (ConstructorError, ValueError):
+        return None
+
+
+def _optional(value: object, kind: type[T]) -> T | None:
+    return value if isinstance(value, kind) else None

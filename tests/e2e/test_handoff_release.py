@@ -1,0 +1,57 @@
+"""Giving a conversation back to the AI on real services: `enricher handoff release` onto the control
+topic, a worker's control agent deleting the conversation's state in Redis, bad commands dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.handoff.state import HUMAN, fallback_streak_key, state_key
+from tests.helpers.cli import invoke
+from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.workers import WorkerFactory
+
+pytestmark = pytest.mark.e2e
+
+RELEASE_WITHIN_S = 30.0
+
+
+async def test_release_gives_the_conversation_back_and_bad_commands_are_dead_lettered(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory
+) -> None:
+    env = enricher_env
+    async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
+        for conversation in ("c-1", "c-2"):
+            await redis.set(state_key(conversation), HUMAN)
+            await redis.set(fallback_streak_key(conversation), 3)
+        worker = await worker_factory()
+        # Keyed alike, so all three share a partition: the release comes after the bad records.
+        bad = [b"{not json", json.dumps({"command": "hand_over", "conversation_id": "c-2"}).encode()]
+        await produce_many(kafka, env["ENRICHER_CONTROL_TOPIC"], [("c-1", value) for value in bad])
+        released = await invoke(env, "handoff", "release", "c-1")
+        assert released.exit_code == 0, released.output
+
+        deadline = time.monotonic() + RELEASE_WITHIN_S
+        while await redis.exists(state_key("c-1")):
+            assert time.monotonic() < deadline, "c-1 was not released"
+            await asyncio.sleep(0.1)
+
+        assert await redis.exists(fallback_streak_key("c-1")) == 0
+        assert await redis.get(state_key("c-2")) == HUMAN
+        assert await redis.get(fallback_streak_key("c-2")) == "3"
+    logged = [json.loads(line) for line in worker.process.log_tail(200).splitlines() if line.startswith("{")]
+    assert {"msg": "conversation given back to the AI", "conversation_id": "c-1"}.items() <= next(
+        entry for entry in logged if entry.get("conversation_id") == "c-1"
+    ).items()
+
+    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), settle_s=1))
+    assert [letter["error"]["kind"] for letter in letters] == ["invalid_json", "invalid_message"]
+    assert [base64.b64decode(letter["raw_b64"]) for letter in letters] == bad
+    assert {letter["source"]["topic"] for letter in letters} == {env["ENRICHER_CONTROL_TOPIC"]}
+    assert letters[0]["error"]["detail"].startswith("control: not JSON: ")
+    assert "command" in letters[1]["error"]["detail"]
