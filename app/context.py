@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from redis.typing import EncodableT
 
 from app.errors import ContextUnavailable
+from app.handoff.state import HUMAN
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient, answers, connection_cap
+from app.redis_keys import fallback_streak_key, history_key, profile_key, published_key, reply_key, state_key
 from app.schemas import HistoryTurn, Reply
 
 log = logging.getLogger(__name__)
@@ -63,26 +65,6 @@ return earlier
 """
 
 
-def profile_key(customer_id: str) -> str:
-    """Hash of profile fields of one customer."""
-    return f"customer:{customer_id}"
-
-
-def history_key(conversation_id: str) -> str:
-    """List of JSON turns of one conversation, newest last."""
-    return f"conversation:{conversation_id}:history"
-
-
-def reply_key(message_id: str) -> str:
-    """The published reply to one message, as JSON."""
-    return f"reply:{message_id}"
-
-
-def published_key(message_id: str) -> str:
-    """Set once the broker has acknowledged the reply to one message: a redelivery skips it."""
-    return f"reply:{message_id}:published"
-
-
 @dataclass(frozen=True)
 class Context:
     """What Redis knows about the messages of one conversation answered together."""
@@ -93,6 +75,10 @@ class Context:
     """The messages whose stored reply the broker took before."""
     profile: dict[str, str] = field(default_factory=dict)
     history: list[HistoryTurn] = field(default_factory=list)
+    human: bool = False
+    """A human has the conversation (`conversation:{id}:state`): the AI answers nothing."""
+    fallbacks: int = 0
+    """The conversation's latest replies that were the fallback, in a row."""
 
 
 class ContextStore:
@@ -143,10 +129,12 @@ class ContextStore:
             pipe.exists(published_key(message_id))
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
+        pipe.get(state_key(conversation_id))
+        pipe.get(fallback_streak_key(conversation_id))
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context()
-        *replies, fields, items = results
+        *replies, fields, items, state, streak = results
         stored, published = {}, set()
         for message_id, stored_raw, was_published in zip(
             message_ids, replies[::2], replies[1::2], strict=True
@@ -161,6 +149,8 @@ class ContextStore:
             published=frozenset(published),
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
+            human=state == HUMAN,
+            fallbacks=int(streak) if streak and streak.isdigit() else 0,
         )
 
     async def profile(self, customer_id: str | None) -> dict[str, str]:
@@ -172,26 +162,25 @@ class ContextStore:
         )
         return fields
 
-    async def record(self, reply: Reply, turns: list[HistoryTurn]) -> Reply:
+    async def record(self, reply: Reply, turns: list[HistoryTurn], fallbacks_before: int = 0) -> Reply:
         """Add the reply's turns to the history (once per reply), then store the reply for each
-        message it answers, unless one is stored already.
+        message it answers, unless one is stored already; count a fallback reply into the
+        conversation's fallbacks in a row (`fallbacks_before` of them), or end the count.
 
         Returns the reply that counts: this one, or the one stored before it.
         """
         # One round trip more than the single script over both keys this replaced: on the
         # embedded valkey (N=2000, one at a time) 1.0 ms a call instead of 0.6 ms, next to
         # an LLM call of a second.
-        if self._history_turns:
-            append = self._append_turns(
-                keys=[history_key(reply.conversation_id)],
-                args=[
-                    reply.message_id,
-                    self._history_turns,
-                    self._ttl_s,
-                    *(t.model_dump_json() for t in turns),
-                ],
-            )
-            await self._guarded("record", append, None)
+        await self.add_turns(reply.conversation_id, reply.message_id, turns)
+        streak = fallback_streak_key(reply.conversation_id)
+        if reply.status == "fallback":
+            counting = self._redis.pipeline(transaction=False)
+            counting.incr(streak)
+            counting.expire(streak, self._ttl_s)
+            await self._guarded("record", counting.execute(), None)
+        elif fallbacks_before:
+            await self._guarded("record", self._redis.delete(streak), None)
         value = reply.model_dump_json()
         # The reply's own message last: once its key is there, so are the others'.
         for message_id in reply.answers[:-1]:
@@ -200,6 +189,21 @@ class ContextStore:
         store = self._store_reply(keys=[reply_key(reply.message_id)], args=[value, self._ttl_s])
         earlier: str | None = await self._guarded("record", store, None)
         return _reply_of(earlier, reply.message_id) or reply
+
+    async def add_turns(self, conversation_id: str, message_id: str, turns: list[HistoryTurn]) -> None:
+        """Add `turns` to the conversation's history unless those of `message_id` are there."""
+        if not self._history_turns:
+            return
+        append = self._append_turns(
+            keys=[history_key(conversation_id)],
+            args=[message_id, self._history_turns, self._ttl_s, *(t.model_dump_json() for t in turns)],
+        )
+        await self._guarded("record", append, None)
+
+    async def hand_to_human(self, conversation_id: str) -> None:
+        """A human has the conversation now, until it is released or its history expires."""
+        state = self._redis.set(state_key(conversation_id), HUMAN, ex=self._ttl_s)
+        await self._guarded("hand_to_human", state, None)
 
     async def mark_published(self, message_ids: Sequence[str]) -> None:
         """Remember that the broker took the reply to these messages, for as long as the reply."""

@@ -14,10 +14,10 @@ from app.guard.output import GuardContext
 from app.llm.client import CallOptions, DeltaSink
 from app.observability import metrics
 from app.prompts.library import RenderedPrompt
-from app.reply_records import priced, reply_record, turns_of
+from app.reply_records import customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
-from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, utc_now
+from app.schemas import CustomerMessage, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
 from app.signals.labels import signal_labels
 from app.signals.masking import Masked
 from app.signals.models import Signals
@@ -51,10 +51,13 @@ class Outcome:
     replayed: bool = False
     published: bool = False  # a replayed reply the broker took before: nothing to publish again
     covered: bool = False  # answered by the reply a later message of its batch publishes
+    for_human: ForHuman | None = None  # a human has the conversation: no reply, this record
 
     @property
     def label(self) -> str:
         """The outcome as `enricher_messages_total` counts it."""
+        if self.for_human is not None:
+            return "for_human"
         if self.reply is None:
             return "dead_lettered"
         if self.covered:
@@ -113,15 +116,38 @@ async def _answer(
     known = await resources.context.lookup(ids, last.customer_id, last.conversation_id)
     # Stored with its turns when first answered.
     fresh = list({m.message_id: m for m in messages if m.message_id not in known.stored}.values())
+    if known.human:
+        # A redelivered handoff reply may have been stored before the state was set.
+        return [_replayed(m, known) or await _for_human(m, resources) for m in messages]
     answered = await _reply_to(fresh, known, resources, sink_for) if fresh else None
     outcomes = []
     for message in messages:
-        stored = known.stored.get(message.message_id)
+        stored = _replayed(message, known)
         if stored is not None:
-            outcomes.append(Outcome(stored, replayed=True, published=message.message_id in known.published))
+            if stored.reply is not None and stored.reply.status == "handoff":
+                await resources.context.hand_to_human(message.conversation_id)
+            outcomes.append(stored)
         elif answered is not None:  # always, for a message that is not stored
             outcomes.append(answered)
     return outcomes
+
+
+def _replayed(message: CustomerMessage, known: Context) -> Outcome | None:
+    """The stored reply to `message`, if it was answered before."""
+    stored = known.stored.get(message.message_id)
+    if stored is None:
+        return None
+    return Outcome(stored, replayed=True, published=message.message_id in known.published)
+
+
+async def _for_human(message: CustomerMessage, resources: Resources) -> Outcome:
+    """A message of a conversation a human has: kept in its history, and sent on to the human."""
+    at = rfc3339(message.sent_at or utc_now())
+    await resources.context.add_turns(message.conversation_id, message.message_id, customer_turns([message]))
+    record = ForHuman(
+        conversation_id=message.conversation_id, message_id=message.message_id, text=message.text, at=at
+    )
+    return Outcome(None, for_human=record)
 
 
 async def _reply_to(
@@ -134,9 +160,24 @@ async def _reply_to(
     customer, now = known.profile, utc_now()
     signals, masked = await _read(resources, [message.text, *(turn.text for turn in known.history)])
     found = signals.as_record() if signals is not None else None
+    prompts = resources.prompts.current
+    reason = prompts.handoff_rules.decide(
+        intent=signals.intent if signals is not None else None,
+        sentiment=signals.sentiment if signals is not None else None,
+        tier=customer.get("tier", ""),
+        fallbacks_in_a_row=known.fallbacks,
+    )
+    if reason is not None:
+        handoff = prompts.render_handoff(
+            message=message, customer=customer, now=now, reason=reason, signals=found
+        )
+        reply = reply_record(fresh, handoff, handoff.text, "handoff", llm.model, Usage(), started, found)
+        reply = reply.model_copy(update={"handoff": reason.as_record()})
+        reply = await resources.context.record(reply, turns_of(fresh, reply))
+        await resources.context.hand_to_human(message.conversation_id)
+        return Outcome(reply)
     masked_message, history = masked.onto(message, known.history)
     asked = _as_asked(masked_message, signals.language if signals is not None else None)
-    prompts = resources.prompts.current
     template = prompts.select(asked, customer, found)
     prompt = fit_history(
         lambda turns: prompts.render(
@@ -169,7 +210,7 @@ async def _reply_to(
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = reply_record(fresh, fallback, fallback.text, "fallback", llm.model, Usage(), started, found)
     # A reply stored by another worker meanwhile counts instead of this one.
-    reply = await resources.context.record(reply, turns_of(fresh, reply))
+    reply = await resources.context.record(reply, turns_of(fresh, reply), known.fallbacks)
     return Outcome(reply, failure)
 
 

@@ -38,28 +38,31 @@ def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usa
     return usage.model_copy(update={"cost_usd": cost})
 
 
+def customer_turns(messages: Sequence[CustomerMessage]) -> list[HistoryTurn]:
+    """The history entries of what the customer wrote."""
+    now = rfc3339(utc_now())
+    return [
+        HistoryTurn(
+            role="customer",
+            text=message.text,
+            message_id=message.message_id,
+            at=rfc3339(message.sent_at) if message.sent_at else now,
+            conversation_id=message.conversation_id,
+        )
+        for message in messages
+    ]
+
+
 def turns_of(messages: Sequence[CustomerMessage], reply: Reply) -> list[HistoryTurn]:
     """The history entries a reply adds: each message it answers, the customer's, and ours."""
-    at = rfc3339(utc_now())
-    return [
-        *(
-            HistoryTurn(
-                role="customer",
-                text=message.text,
-                message_id=message.message_id,
-                at=rfc3339(message.sent_at) if message.sent_at else at,
-                conversation_id=message.conversation_id,
-            )
-            for message in messages
-        ),
-        HistoryTurn(
-            role="agent",
-            text=reply.text,
-            message_id=reply.message_id,
-            at=reply.created_at,
-            conversation_id=reply.conversation_id,
-        ),
-    ]
+    ours = HistoryTurn(
+        role="agent",
+        text=reply.text,
+        message_id=reply.message_id,
+        at=reply.created_at,
+        conversation_id=reply.conversation_id,
+    )
+    return [*customer_turns(messages), ours]
 
 
 def reply_record(

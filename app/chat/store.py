@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.context import profile_key, reply_key
 from app.redis_client import FAILURES, RedisClient, connect
+from app.redis_keys import profile_key, reply_key
 from app.settings import Settings
 
 MAX_CUSTOMERS = 100

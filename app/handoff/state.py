@@ -11,20 +11,11 @@ import asyncio
 
 from app.errors import ContextUnavailable
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient
+from app.redis_keys import fallback_streak_key, state_key
 
 HUMAN = "human"
 """What `state_key` holds while a human has the conversation."""
 REDIS_TIMEOUT_S = OPERATION_TIMEOUT_S * 2  # a try and its retries, as the worker allows
-
-
-def state_key(conversation_id: str) -> str:
-    """`human` while a human has the conversation; absent otherwise (the contract's key)."""
-    return f"conversation:{conversation_id}:state"
-
-
-def fallback_streak_key(conversation_id: str) -> str:
-    """How many of the conversation's latest replies in a row were the fallback."""
-    return f"conversation:{conversation_id}:fallbacks"
 
 
 async def release(redis: RedisClient, conversation_id: str) -> bool:

@@ -11,7 +11,7 @@ from app.kafka.faust_app import Topics
 from app.kafka.publisher import ChunkPublisher, Publisher
 from app.observability.tracing import TraceContext
 from app.pipeline import Outcome
-from app.schemas import CustomerMessage, SourcePosition
+from app.schemas import CustomerMessage, ForHuman, Handoff, SourcePosition
 
 
 class Outbox:
@@ -38,16 +38,22 @@ class Outbox:
         trace: TraceContext,
         chunks: ChunkPublisher | None = None,
     ) -> None:
-        """The closing chunk and the reply if there is one, it was not published before and no
-        later message of its batch publishes it; then the dead letter if there is one, each in
-        the input's trace.
+        """For a reply that was not published before and that no later message of its batch
+        publishes: the closing chunk, the handoff record of a `handoff` reply, and the reply. For
+        a message of a conversation a human has: its record on the handoff topic. Then the dead
+        letter if there is one. Each in the input's trace.
 
         Raises what the producer raises when the broker does not take a record.
         """
         reply, failure = outcome.reply, outcome.dead_letter
+        if outcome.for_human is not None:
+            await self._deliver_handoff(outcome.for_human, trace)
         if reply is not None and not (outcome.published or outcome.covered):
             if chunks is not None and not outcome.replayed:  # a replay's chunks went out the first time
-                await chunks.finish(reply.text if reply.status == "fallback" else None)
+                # A text not from the LLM (fallback, handoff) streams as one chunk.
+                await chunks.finish(reply.text if reply.status != "ok" else None)
+            if reply.status == "handoff":  # before the reply: its publish mark covers both
+                await self._deliver_handoff(Handoff.of(reply), trace)
             value = reply.model_dump_json().encode()
             await self._publisher.deliver(
                 self._topics.replies, reply.conversation_id.encode(), value, trace.headers()
@@ -59,3 +65,8 @@ class Outbox:
             await self._dead_letters.send(
                 failure.kind, failure.detail, source, message.key, message.value, trace
             )
+
+    async def _deliver_handoff(self, record: Handoff | ForHuman, trace: TraceContext) -> None:
+        key = record.conversation_id.encode()
+        value = record.model_dump_json().encode()
+        await self._publisher.deliver(self._topics.handoffs, key, value, trace.headers())

@@ -16,13 +16,13 @@ from typing import Literal, TypeVar
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ValidationError
 
-from app.context import history_key, published_key, reply_key
 from app.errors import BadInput
 from app.kafka.security import KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S
 from app.observability.tracing import TraceContext
 from app.operator_tools.dead_letters import StoredLetter
 from app.redis_client import OPERATION_TIMEOUT_S, RedisClient, connect
+from app.redis_keys import history_key, published_key, reply_key
 from app.schemas import CustomerMessage, Reply, parse_message, rfc3339, utc_now
 from app.settings import Settings
 

@@ -20,7 +20,7 @@ from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 from app.kafka.outbox import Outbox
 from app.pipeline import Failure, Outcome, SinkFor
-from app.schemas import CustomerMessage, PromptRef, Reply, Usage, reply_id_for
+from app.schemas import CustomerMessage, ForHuman, PromptRef, Reply, Usage, reply_id_for
 
 TP = faust.types.TP("support.requests", 0)
 
@@ -255,3 +255,29 @@ async def test_when_a_batch_s_reply_is_refused_none_of_its_events_is_acked() -> 
     await rig.run(request("m-0"), request("m-1"))
     assert [str(error) for error in rig.crashes] == ["broker gone"]
     assert rig.acks == []
+
+
+async def test_a_handoff_reply_goes_out_after_its_handoff_record_and_streams_its_text() -> None:
+    handoff = reply_to("m-1", status="handoff", text="A person takes over.").model_copy(
+        update={"handoff": {"kind": "intent", "detail": "rule 'asks for a person': intent wants_human"}}
+    )
+    rig = Rig(Outcome(handoff))
+    await rig.run(request("m-1"))
+    [record] = rig.sent("handoffs")
+    assert (record["conversation_id"], record["message_ids"], record["reason"]["kind"]) == (
+        "c-1",
+        ["m-1"],
+        "intent",
+    )
+    assert [reply["status"] for reply in rig.sent("replies")] == ["handoff"]
+    assert [chunk["delta"] for chunk in rig.sent("chunks")] == ["A person takes over."]
+    assert (rig.acks, rig.marked) == ([0], ["m-1"])
+
+
+async def test_a_message_for_the_human_goes_to_the_handoff_topic_only() -> None:
+    record = ForHuman(conversation_id="c-1", message_id="m-1", text="Hi", at="2026-12-01T00:00:00.000Z")
+    rig = Rig(Outcome(None, for_human=record))
+    await rig.run(request("m-1"))
+    assert rig.sent("handoffs") == [record.model_dump()]
+    assert (rig.sent("replies"), rig.sent("chunks"), rig.sent("dlq")) == ([], [], [])
+    assert rig.acks == [0]

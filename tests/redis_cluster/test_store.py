@@ -10,9 +10,10 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from app.context import ContextStore, history_key, profile_key, published_key, reply_key
+from app.context import ContextStore
 from app.devtools.processes import free_port
 from app.redis_client import connect
+from app.redis_keys import history_key, profile_key, published_key, reply_key
 from tests.test_context import reply, turns
 
 CONTRACT_KEYS = ["reply:m-1", "reply:m-1:published", "customer:cust-1", "conversation:c-1:history"]

@@ -1,0 +1,34 @@
+"""The contract's Redis keys (and one of our own), in one place: whoever reads or writes them
+(the worker, the chat gateway, the operator tools) names them from here."""
+
+from __future__ import annotations
+
+
+def profile_key(customer_id: str) -> str:
+    """Hash of profile fields of one customer."""
+    return f"customer:{customer_id}"
+
+
+def history_key(conversation_id: str) -> str:
+    """List of JSON turns of one conversation, newest last."""
+    return f"conversation:{conversation_id}:history"
+
+
+def reply_key(message_id: str) -> str:
+    """The published reply to one message, as JSON."""
+    return f"reply:{message_id}"
+
+
+def published_key(message_id: str) -> str:
+    """Set once the broker has acknowledged the reply to one message: a redelivery skips it."""
+    return f"reply:{message_id}:published"
+
+
+def state_key(conversation_id: str) -> str:
+    """`human` while a human has the conversation; absent otherwise (the contract's key)."""
+    return f"conversation:{conversation_id}:state"
+
+
+def fallback_streak_key(conversation_id: str) -> str:
+    """How many of the conversation's latest replies in a row were the fallback."""
+    return f"conversation:{conversation_id}:fallbacks"
