@@ -23,7 +23,7 @@ from app.handoff.state import HUMAN
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient, answers, connection_cap
 from app.redis_keys import fallback_streak_key, history_key, profile_key, published_key, reply_key, state_key
-from app.schemas import HistoryTurn, Reply
+from app.schemas import HistoryTurn, Reply, reply_id_for
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +162,15 @@ class ContextStore:
         )
         return fields
 
-    async def record(self, reply: Reply, turns: list[HistoryTurn], fallbacks_before: int = 0) -> Reply:
+    async def record(
+        self, reply: Reply, turns: list[HistoryTurn], fallbacks_before: int = 0
+    ) -> dict[str, Reply]:
         """Add the reply's turns to the history (once per reply), then store the reply for each
         message it answers, unless one is stored already; count a fallback reply into the
         conversation's fallbacks in a row (`fallbacks_before` of them), or end the count.
 
-        Returns the reply that counts: this one, or the one stored before it.
+        Returns the reply that counts for each message: this one, or one stored before it by
+        another worker (then this one answers only the others, if any).
         """
         # One round trip more than the single script over both keys this replaced: on the
         # embedded valkey (N=2000, one at a time) 1.0 ms a call instead of 0.6 ms, next to
@@ -182,13 +185,23 @@ class ContextStore:
         elif fallbacks_before:
             await self._guarded("record", self._redis.delete(streak), None)
         value = reply.model_dump_json()
-        # The reply's own message last: once its key is there, so are the others'.
-        for message_id in reply.answers[:-1]:
+        counts: dict[str, Reply] = {}
+        for message_id in reply.answers:  # its own message last: once its key is there, all are
             store = self._store_reply(keys=[reply_key(message_id)], args=[value, self._ttl_s])
-            await self._guarded("record", store, None)
-        store = self._store_reply(keys=[reply_key(reply.message_id)], args=[value, self._ttl_s])
-        earlier: str | None = await self._guarded("record", store, None)
-        return _reply_of(earlier, reply.message_id) or reply
+            earlier = _reply_of(await self._guarded("record", store, None), message_id)
+            if earlier is not None:
+                counts[message_id] = earlier
+        rest = [message_id for message_id in reply.answers if message_id not in counts]
+        if counts and rest:
+            # Another worker answered some of these meanwhile (a rebalance handed them over while
+            # this one was answering): this reply answers the others only.
+            reply = reply.model_copy(
+                update={"message_id": rest[-1], "reply_id": reply_id_for(rest[-1]), "answers": rest}
+            )
+            for message_id in rest:
+                overwrite = self._redis.set(reply_key(message_id), reply.model_dump_json(), ex=self._ttl_s)
+                await self._guarded("record", overwrite, None)
+        return counts | dict.fromkeys(rest, reply)
 
     async def add_turns(self, conversation_id: str, message_id: str, turns: list[HistoryTurn]) -> None:
         """Add `turns` to the conversation's history unless those of `message_id` are there."""

@@ -51,9 +51,9 @@ async def store(service_settings: Settings) -> AsyncIterator[ContextStore]:
 
 async def test_record_keeps_the_first_reply_and_its_turns_once(store: ContextStore) -> None:
     first = reply("m-1", "first answer")
-    assert await store.record(first, turns("m-1", "first answer")) == first
+    assert await store.record(first, turns("m-1", "first answer")) == {"m-1": first}
     second = reply("m-1", "another answer")
-    assert await store.record(second, turns("m-1", "another answer")) == first
+    assert await store.record(second, turns("m-1", "another answer")) == {"m-1": first}
     known = await store.lookup(["m-1"], None, "c-1")
     assert known.stored == {"m-1": first}
     assert [turn.text for turn in known.history] == ["question", "first answer"]
@@ -64,8 +64,8 @@ async def test_without_history_only_the_reply_is_stored(service_settings: Settin
     context = ContextStore(connect(redis_url, 1, cluster=False), history_turns=0, ttl_s=60)
     try:
         first = reply("m-1", "first answer")
-        assert await context.record(first, turns("m-1", "first answer")) == first
-        assert await context.record(reply("m-1", "again"), turns("m-1", "again")) == first
+        assert await context.record(first, turns("m-1", "first answer")) == {"m-1": first}
+        assert await context.record(reply("m-1", "again"), turns("m-1", "again")) == {"m-1": first}
     finally:
         await context.aclose()
     async with aioredis.from_url(redis_url) as redis:
@@ -104,7 +104,7 @@ async def test_redis_down_degrades_to_no_context() -> None:
         known = await store.lookup(["m-1"], "cust-1", "c-1")
         assert (known.stored, known.profile, known.history) == ({}, {}, [])
         answer = reply("m-1", "still answered")
-        assert await store.record(answer, turns("m-1", "still answered")) == answer
+        assert await store.record(answer, turns("m-1", "still answered")) == {"m-1": answer}
         assert not await store.ping()
     finally:
         await store.aclose()
@@ -123,3 +123,21 @@ async def test_a_mark_without_its_reply_means_nothing(store: ContextStore) -> No
     await store.mark_published(["m-lost"])  # the reply expired or was never stored
     known = await store.lookup(["m-lost"], None, "c-1")
     assert (known.stored, known.published) == ({}, frozenset())
+
+
+async def test_messages_another_worker_answered_meanwhile_keep_its_reply(store: ContextStore) -> None:
+    theirs = reply("m-1", "their answer")
+    await store.record(theirs, turns("m-1", "their answer"))
+    ours = reply("m-2", "our answer to both").model_copy(update={"answers": ["m-1", "m-2"]})
+    counting = await store.record(ours, turns("m-2", "our answer to both"))
+    assert counting["m-1"] == theirs
+    assert (counting["m-2"].message_id, counting["m-2"].answers) == ("m-2", ["m-2"])
+    known = await store.lookup(["m-1", "m-2"], None, "c-1")
+    assert known.stored == counting
+
+    # When the other worker answered the last of them, ours is named after the one left.
+    await store.record(reply("m-4", "theirs"), turns("m-4", "theirs"))
+    late = reply("m-4", "ours").model_copy(update={"answers": ["m-3", "m-4"]})
+    counting = await store.record(late, turns("m-4", "ours"))
+    assert (counting["m-3"].reply_id, counting["m-3"].answers) == (reply_id_for("m-3"), ["m-3"])
+    assert counting["m-4"].text == "theirs"

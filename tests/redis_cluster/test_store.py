@@ -51,7 +51,7 @@ async def test_the_keys_of_one_message_are_spread_over_the_cluster(raw: RedisClu
 async def test_lookup_record_publish_and_profile_across_slots(store: ContextStore, raw: RedisCluster) -> None:
     await store.put_profile("cust-1", {"name": "Ada", "tier": "gold"})
     first = reply("m-1", "first answer")
-    assert await store.record(first, turns("m-1", "first answer")) == first
+    assert await store.record(first, turns("m-1", "first answer")) == {"m-1": first}
     await store.mark_published(["m-1"])
     known = await store.lookup(["m-1"], "cust-1", "c-1")
     assert (known.stored, known.published) == ({"m-1": first}, {"m-1"})
@@ -67,7 +67,9 @@ async def test_lookup_record_publish_and_profile_across_slots(store: ContextStor
 async def test_record_twice_keeps_the_first_reply_and_its_turns_once(store: ContextStore) -> None:
     first = reply("m-1", "first answer")
     await store.record(first, turns("m-1", "first answer"))
-    assert await store.record(reply("m-1", "another answer"), turns("m-1", "another answer")) == first
+    assert await store.record(reply("m-1", "another answer"), turns("m-1", "another answer")) == {
+        "m-1": first
+    }
     known = await store.lookup(["m-1"], None, "c-1")
     assert known.stored == {"m-1": first}
     assert [turn.text for turn in known.history] == ["question", "first answer"]
@@ -109,7 +111,7 @@ async def test_no_node_reachable_degrades_to_no_context() -> None:
         known = await context.lookup(["m-1"], "cust-1", "c-1")
         assert (known.stored, known.profile, known.history) == ({}, {}, [])
         answer = reply("m-1", "still answered")
-        assert await context.record(answer, turns("m-1", "still answered")) == answer
+        assert await context.record(answer, turns("m-1", "still answered")) == {"m-1": answer}
         assert not await context.ping()
     finally:
         await context.aclose()
@@ -117,7 +119,9 @@ async def test_no_node_reachable_degrades_to_no_context() -> None:
 
 async def test_a_reply_answering_several_messages_is_stored_and_marked_for_each(store: ContextStore) -> None:
     together = reply("m-3", "one answer to three").model_copy(update={"answers": ["m-1", "m-2", "m-3"]})
-    assert await store.record(together, turns("m-3", "one answer to three")) == together
+    assert await store.record(together, turns("m-3", "one answer to three")) == dict.fromkeys(
+        together.answers, together
+    )
     await store.mark_published(together.answers)
     known = await store.lookup(["m-1", "m-2", "m-3", "m-4"], None, "c-1")
     assert known.stored == {"m-1": together, "m-2": together, "m-3": together}

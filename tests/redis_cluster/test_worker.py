@@ -94,7 +94,9 @@ async def test_a_primary_killed_mid_run_loses_no_reply_and_context_comes_back(
     customer = await customer_served_by(cluster, victim)
     async with RedisCluster.from_url(cluster.url, decode_responses=True) as redis:
         await redis.hset(f"customer:{customer}", mapping={"name": "Grace"})
-    await mock_admin.config(latency_ms=100, jitter_ms=50)
+    # Slow enough that the replies to the later turns (answered together) are still being made
+    # when the primary dies.
+    await mock_admin.config(latency_ms=500, jitter_ms=100)
     worker = await worker_factory(on_cluster(cluster.url))
     inputs = [
         request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}", customer_id=customer)
