@@ -6,8 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "enricher_messages_total",
-    "Input messages finished, by outcome: the reply's status (ok, fallback), replayed, already_published"
-    " or dead_lettered.",
+    "Input messages finished, by outcome: the reply's status (ok, fallback, handoff), coalesced,"
+    " for_human, replayed, already_published or dead_lettered.",
     ["outcome"],
 )
 DEAD_LETTERS = Counter("enricher_dead_letters_total", "DLQ records by kind.", ["kind"])
