@@ -9,20 +9,16 @@ from __future__ import annotations
 import logging
 
 import faust
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
-from app.errors import BadInput, ContextUnavailable
+from agents.redis_retry import until_redis_takes
+from app.errors import BadInput
 from app.handoff.control import parse_command
 from app.handoff.state import release
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
-from app.observability.tracing import TraceContext
 from app.redis_client import RedisClient
-from app.schemas import SourcePosition
 
 log = logging.getLogger(__name__)
-
-REDIS_RETRY_S = 1.0
 
 
 class ControlAgent:
@@ -46,26 +42,13 @@ class ControlAgent:
         try:
             command = parse_command(message.value)
         except BadInput as error:
-            source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
-            trace = TraceContext.of(message.headers)
-            await self._dead_letters.send(
-                error.kind, f"control: {error}", source, message.key, message.value, trace
-            )
+            await self._dead_letters.reject(error.kind, f"control: {error}", message)
             return
         # Until Redis takes it: a release skipped would leave the customer without answers.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(ContextUnavailable),
-            wait=wait_fixed(REDIS_RETRY_S),
-            before_sleep=_note_retry,
-        ):
-            with attempt:
-                released = await release(self._redis, command.conversation_id)
+        released = await until_redis_takes(
+            lambda: release(self._redis, command.conversation_id), "control command not carried out; retrying"
+        )
         log.info(
             "conversation given back to the AI" if released else "release of a conversation no human had",
             extra={"conversation_id": command.conversation_id, "command": command.command},
         )
-
-
-def _note_retry(retry_state: RetryCallState) -> None:
-    error = retry_state.outcome.exception() if retry_state.outcome else None
-    log.warning("control command not carried out; retrying", extra={"error": str(error)})

@@ -6,19 +6,16 @@ import json
 import logging
 
 import faust
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
+from agents.redis_retry import until_redis_takes
 from app.context import ContextStore, encode_profile
-from app.errors import ContextUnavailable
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 from app.observability import metrics
-from app.observability.tracing import TraceContext
-from app.schemas import SourcePosition
 
 log = logging.getLogger(__name__)
 
-REDIS_RETRY_S = 1.0
+RETRYING = "profile not applied; retrying"
 
 
 class ProfileAgent:
@@ -49,27 +46,14 @@ class ProfileAgent:
             await self._reject(message, "profile: empty key")
             return
         # Until Redis takes it: the partition waits, since a later record may overwrite this one.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(ContextUnavailable),
-            wait=wait_fixed(REDIS_RETRY_S),
-            before_sleep=_note_retry,
-        ):
-            with attempt:
-                if fields is None:
-                    await self._context.delete_profile(customer_id)
-                else:
-                    await self._context.put_profile(customer_id, fields)
+        if fields is None:
+            await until_redis_takes(lambda: self._context.delete_profile(customer_id), RETRYING)
+        else:
+            await until_redis_takes(lambda: self._context.put_profile(customer_id, fields), RETRYING)
         metrics.PROFILE_UPDATES.labels("delete" if fields is None else "put").inc()
 
     async def _reject(self, message: faust.types.Message, detail: str) -> None:
-        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
-        trace = TraceContext.of(message.headers)
-        await self._dead_letters.send("invalid_message", detail, source, message.key, message.value, trace)
-
-
-def _note_retry(retry_state: RetryCallState) -> None:
-    error = retry_state.outcome.exception() if retry_state.outcome else None
-    log.warning("profile not applied; retrying", extra={"error": str(error)})
+        await self._dead_letters.reject("invalid_message", detail, message)
 
 
 def _profile_fields(raw: bytes) -> dict[str, str]:

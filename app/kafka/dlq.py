@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import faust
+
 from app.errors import ErrorKind
 from app.observability import metrics
 from app.observability.tracing import TraceContext
@@ -50,3 +52,9 @@ class DeadLetters:
                 "offset": source.offset,
             },
         )
+
+    async def reject(self, kind: ErrorKind, detail: str, message: faust.types.Message) -> None:
+        """Record one record of a side topic (profiles, control) that cannot be applied, in its trace."""
+        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
+        trace = TraceContext.of(message.headers)
+        await self.send(kind, detail, source, message.key, message.value, trace)
