@@ -68,9 +68,9 @@ def check_record(raw: bytes | None, headers: Headers | None) -> None:
         raise TooLarge(f"headers have {size} bytes, the limit is {MAX_HEADER_BYTES}")
 
 
-def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | None = None) -> CustomerMessage:
-    """Decode and validate an input record, raising the BadInput subclass that names the fault."""
-    check_record(raw, headers)
+def json_object(raw: bytes | None) -> dict[str, Any]:
+    """A record's value as a JSON object: InvalidJson when it is no UTF-8 JSON (or a tombstone),
+    InvalidMessage when it is JSON but not an object (the record's shape is at fault)."""
     if raw is None:
         raise InvalidJson("empty value (tombstone)")
     try:
@@ -79,8 +79,15 @@ def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | No
         raise InvalidJson(f"not UTF-8: {error.reason} at byte {error.start}") from None
     except json.JSONDecodeError as error:
         raise InvalidJson(f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    if not isinstance(document, dict):  # valid JSON, so the message's shape is at fault
+    if not isinstance(document, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | None = None) -> CustomerMessage:
+    """Decode and validate an input record, raising the BadInput subclass that names the fault."""
+    check_record(raw, headers)
+    document = json_object(raw)
     try:
         message = CustomerMessage.model_validate(document)
     except ValidationError as error:

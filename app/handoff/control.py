@@ -6,13 +6,12 @@ fields are ignored, as on the input topic.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.errors import InvalidJson, InvalidMessage
-from app.schemas import Identifier
+from app.errors import InvalidMessage
+from app.schemas import Identifier, json_object
 from app.validation import one_line
 
 
@@ -41,16 +40,7 @@ class ControlCommand(BaseModel):
 def parse_command(raw: bytes | None) -> ControlCommand:
     """Decode a control record; InvalidJson (not UTF-8 JSON, or no value) or InvalidMessage (not a
     known command, or its fields are wrong), as the dead letter's kind should say."""
-    if raw is None:
-        raise InvalidJson("empty value (tombstone)")
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise InvalidJson(f"not UTF-8: {error.reason} at byte {error.start}") from None
-    except json.JSONDecodeError as error:
-        raise InvalidJson(f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    if not isinstance(document, dict):
-        raise InvalidMessage(f"expected a JSON object, got {type(document).__name__}")
+    document = json_object(raw)
     try:
         return ControlCommand.model_validate(document)
     except ValidationError as error:
