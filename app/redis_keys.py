@@ -1,4 +1,4 @@
-"""The contract's Redis keys (and one of our own), in one place: whoever reads or writes them
+"""The contract's Redis keys, and the ones this repository adds, in one place: whoever reads or writes them
 (the worker, the chat gateway, the operator tools) names them from here."""
 
 from __future__ import annotations
