@@ -12,13 +12,12 @@ from app.context import Context
 from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
 from app.guard.output import GuardContext
 from app.llm.client import CallOptions, DeltaSink
-from app.observability import metrics
 from app.prompts.library import RenderedPrompt
 from app.reply_records import customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
-from app.signals.labels import signal_labels
+from app.signals.labels import count
 from app.signals.masking import Masked
 from app.signals.models import Signals
 from app.tokens import fits_budget
@@ -236,11 +235,9 @@ async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None,
     as_written = Masked(tuple(texts), {}, ())
     if resources.signals is None:
         return None, as_written
-    models = await resources.signals.get()
-    signals = models.detect(texts[0])
-    for signal, value in signal_labels(signals):
-        metrics.SIGNALS.labels(signal, value).inc()
-    return signals, models.mask(texts) if resources.settings.pii_masking == "on" else as_written
+    signals, masked = (await resources.signals.get()).read(texts)
+    count(signals)
+    return signals, masked if resources.settings.pii_masking == "on" else as_written
 
 
 def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage:

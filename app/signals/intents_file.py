@@ -7,6 +7,7 @@ a name given twice (YAML keeps the last one, silently).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ class IntentSet:
     path: Path
     examples: tuple[Example, ...]
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
-        """The intent names, in file order."""
+        """The intent names, in file order (worked out once: each match names one)."""
         return tuple(dict.fromkeys(example.intent for example in self.examples))
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
+from prometheus_client import Counter
+
+from app.observability import metrics
 from app.signals.models import Signals
 
 # Languages counted by name; any other detected language counts as `other`, so the label set
@@ -12,6 +16,17 @@ COUNTED_LANGUAGES = frozenset(
     {"en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "no", "fi", "cs", "tr", "ru", "ja", "zh"}
 )
 NEUTRAL_BAND = 0.05  # VADER's own threshold between neutral and positive or negative
+
+
+def count(signals: Signals) -> None:
+    """Count what the models found in one message in `enricher_signals_total`."""
+    for signal, value in signal_labels(signals):
+        _counter(signal, value).inc()
+
+
+@functools.cache  # bounded: the labels are; `labels()` took 10 µs a call with cold caches
+def _counter(signal: str, value: str) -> Counter:
+    return metrics.SIGNALS.labels(signal, value)
 
 
 def signal_labels(signals: Signals) -> Iterator[tuple[str, str]]:

@@ -20,6 +20,7 @@ PLACEHOLDER = re.compile(r"\[(EMAIL|IBAN|CARD|PHONE)_(\d+)\]")
 # The longest tail of a stream chunk that may still become a placeholder: held back until the
 # next chunk says, so a placeholder split across chunks is restored whole.
 PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,5}(?:_\d*)?)?$")
+NOT_WORDS = re.compile(rf"{PLACEHOLDER.pattern}|\d+")
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,18 @@ def mask(texts: Sequence[str]) -> Masked:
     the first way it was written. Numbers already used by placeholder-like text the customer typed
     are skipped, so restoring never replaces something the customer wrote.
     """
-    taken = {match.group() for text in texts for match in PLACEHOLDER.finditer(text)}
+    taken = {match.group() for text in texts if "[" in text for match in PLACEHOLDER.finditer(text)}
     by_value: dict[tuple[PiiKind, str], str] = {}
     originals: dict[str, str] = {}
     found: list[pii.Span] = []
     masked = []
     for text in texts:
+        spans = pii.find(text)
+        if not spans:
+            masked.append(text)
+            continue
         pieces = []
         position = 0
-        spans = pii.find(text)
         found += spans
         for span in spans:
             key = (span.kind, _identity(span))
@@ -98,6 +102,17 @@ def mask(texts: Sequence[str]) -> Masked:
             position = span.end
         masked.append("".join([*pieces, text[position:]]))
     return Masked(texts=tuple(masked), originals=originals, kinds=pii.kinds(found))
+
+
+def wording(masked_text: str) -> str:
+    """A masked text as the language and intent models read it: without its placeholders and
+    digits, its words separated by single spaces.
+
+    An order number or an address says nothing about what a customer wants or the language they
+    write in, and messages that differ only in them (most of a support stream's) read alike: the
+    models remember what they found per wording (`SignalModels.read`).
+    """
+    return " ".join(NOT_WORDS.sub(" ", masked_text).split())
 
 
 def _identity(span: pii.Span) -> str:

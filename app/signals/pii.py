@@ -38,6 +38,10 @@ PHONE = re.compile(
     r"(?<![\w+\-/.])(?<!\d[ .\-/])(?:\+|00)?(?:\(\d{1,4}\)[ .\-/]?)?\d(?:[ .\-/]?\(?\d\)?){5,16}"
     r"(?![\w\-/]|[.,]\d|[ .\-/]\d)"
 )
+# What IBAN needs (its check digits), and what a card or a phone number needs: six digits with at
+# most three separators or brackets between each two.
+TWO_DIGITS = re.compile(r"\d\d")
+SIX_DIGITS = re.compile(r"\d(?:[ .\-/()]{0,3}\d){5}")
 DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
 NANP = re.compile(r"\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}")
 GROUPED_MOBILE = re.compile(r"[6-9]\d{2}(?: \d{2}){3}|[6-9]\d{2} \d{3} \d{3}|3\d{2} \d{3} \d{3,4}")
@@ -86,12 +90,22 @@ def kinds(spans: Iterable[Span]) -> tuple[PiiKind, ...]:
 
 
 def _candidates(text: str) -> Iterator[Span]:
-    """Valid matches of each kind, kinds in order of precedence."""
-    for match in EMAIL.finditer(text):
-        yield _span("email", match)
+    """Valid matches of each kind, kinds in order of precedence.
+
+    A kind's pattern runs only where what it needs is in the text (an `@`, two digits in a row,
+    six digits close together): most messages have no personal data, and the checks take a third
+    of the time of the patterns they spare.
+    """
+    if "@" in text:
+        for match in EMAIL.finditer(text):
+            yield _span("email", match)
+    if not TWO_DIGITS.search(text):
+        return
     for match in IBAN.finditer(text):
         if iban_valid(match.group()):
             yield _span("iban", match)
+    if not SIX_DIGITS.search(text):
+        return
     for match in CARD.finditer(text):
         digits = _digits(match.group())
         if digits[0] in "23456" and luhn_valid(digits):

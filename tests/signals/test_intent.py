@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from app.signals.embedding import TOKENIZER, WEIGHTS, Embedder, package_dir
 from app.signals.intent import check_intents
-from app.signals.intents_file import UNKNOWN
+from app.signals.intents_file import FILE_NAME, UNKNOWN, load_intents
 from app.signals.models import SignalModels
 from tests.signals.conftest import PROMPTS
+from tests.signals.labelled import read_cases
 
 
 def test_vectors_are_wordllamas_own() -> None:
@@ -27,6 +29,36 @@ def test_vectors_are_wordllamas_own() -> None:
     ours = Embedder().embed(texts)
 
     assert np.allclose(ours, theirs.embed(texts, norm=True), atol=1e-5)
+
+
+SPACE = "\u2581"  # how the tokenizer writes a space
+
+
+def test_no_token_holds_a_space_but_at_its_start() -> None:
+    vocabulary = Embedder().tokenizer.get_vocab()
+
+    inner = [token for token in vocabulary if SPACE in token[1:] and set(token) != {SPACE}]
+
+    assert len(vocabulary) == 32_000
+    assert inner == []
+
+
+def test_a_text_has_the_tokens_of_its_words() -> None:
+    embedder = Embedder()
+    texts = [
+        *(case.text for case in read_cases()),
+        *(example.text for example in load_intents(PROMPTS / FILE_NAME).examples),
+        "  leading and   inner\tspaces\nand lines  ",
+        "emoji 👍🏽 and ünïcödé, 日本語のテキスト, Ελληνικά, عربى",
+        "punctuation!!! ... (brackets) [EMAIL_1] don't-stop",
+        "markup <s> in </s>the<unk> text",
+        "",
+    ]
+
+    for text in texts:
+        whole = " ".join(re.sub("</?s>|<unk>", " ", text).split())
+        assert embedder.token_ids([text])[0] == embedder.tokenizer.encode(whole, add_special_tokens=False).ids
+        assert embedder.token_ids([text])[0] == embedder.token_ids([text])[0]  # remembered alike
 
 
 def test_phrasings_not_in_the_file_find_their_intent(models: SignalModels) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from app.signals.language import LITE_MODEL, MAX_CHARS, LanguageDetector
 from app.signals.models import SignalModels
+from app.signals.sentiment import SentimentScorer
+from tests.signals.labelled import read_cases
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +24,12 @@ def test_the_model_is_the_lite_one_in_the_wheel() -> None:
 @pytest.mark.parametrize("text", ["123 456", "👍", "?!", "hi"])
 def test_too_little_text_has_no_language(detector: LanguageDetector, text: str) -> None:
     assert detector.detect(text) is None
+
+
+@pytest.mark.parametrize("text", ["WHERE IS MY ORDER", "I NEED MY MONEY BACK now"])
+def test_shouting_is_read_as_its_words(detector: LanguageDetector, text: str) -> None:
+    # fastText itself takes both for Japanese
+    assert detector.detect(text) == "en"
 
 
 def test_a_long_text_is_read_by_its_start(detector: LanguageDetector) -> None:
@@ -45,3 +54,42 @@ def test_other_languages_have_no_sentiment(models: SignalModels) -> None:
 
     assert signals.language == "de"
     assert signals.sentiment is None
+
+
+def test_vader_emoji_are_all_outside_ascii() -> None:
+    """The scorer's short cut takes an ASCII text to have no emoji for VADER to describe."""
+    emoji = SentimentIntensityAnalyzer().emojis
+
+    assert emoji
+    assert not [symbol for symbol in emoji if symbol.isascii()]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Where is my order #10042? It has not arrived yet.",
+        "I am NOT happy :(",
+        "no problem at all",
+        "Kind of ok, I guess... but the box was damaged!!!",
+        "ok",
+        ":)",
+        "LOL this is the worst",
+        "The parcel arrived today 👍",
+        "It's fine -- really.",
+        "",
+    ],
+)
+def test_the_short_cut_scores_as_vader_does(text: str) -> None:
+    """Texts VADER finds nothing in take the short cut; each score is VADER's own."""
+    vader = round(float(SentimentIntensityAnalyzer().polarity_scores(text)["compound"]), 2)
+
+    assert SentimentScorer().score(text, "en") == vader
+
+
+def test_the_short_cut_scores_the_labelled_english_messages_as_vader_does() -> None:
+    analyzer, scorer = SentimentIntensityAnalyzer(), SentimentScorer()
+    english = [case.text for case in read_cases() if case.language == "en"]
+
+    assert len(english) >= 10
+    for text in english:
+        assert scorer.score(text, "en") == round(float(analyzer.polarity_scores(text)["compound"]), 2), text

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import TemplateError
+from app.signals.masking import wording
 from app.signals.models import SignalModels
 
 
@@ -40,3 +41,33 @@ def test_mask_covers_a_conversation(models: SignalModels) -> None:
 def test_a_prompts_directory_without_intents_cannot_load(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match=r"intents\.yaml"):
         SignalModels.load(tmp_path)
+
+
+def test_read_masks_the_conversation_and_detects_the_message(models: SignalModels) -> None:
+    signals, masked = models.read(["Bitte an max@beispiel.de schreiben", "Mail: max@beispiel.de"])
+
+    assert masked.texts == ("Bitte an [EMAIL_1] schreiben", "Mail: [EMAIL_1]")
+    assert signals.language == "de"
+    assert signals.pii == ("email",)
+
+
+def test_messages_that_differ_in_numbers_and_personal_data_read_alike() -> None:
+    first = wording("Where is order 10042? Mail [EMAIL_1] or call [PHONE_2]")
+    second = wording("Where is  order #77?\nMail [EMAIL_3]")
+
+    assert first == "Where is order ? Mail or call"
+    assert second == "Where is order # ? Mail"
+    assert wording("Where is order 1 ?") == wording("Where is order 22 ?")
+
+
+def test_a_remembered_wording_reads_as_a_new_one(models: SignalModels) -> None:
+    texts = ["Ich möchte mein Geld zurück für Bestellung 4411", "I want to talk to a human, order 9"]
+    models.forget()
+    new = [models.detect(text) for text in texts]
+
+    again = [models.detect(text.replace("4411", "12").replace("9", "345")) for text in texts]
+    models.forget()
+    forgotten = [models.detect(text) for text in texts]
+
+    assert again == new == forgotten
+    assert [signals.intent for signals in new] == ["refund", "wants_human"]
