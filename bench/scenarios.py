@@ -59,12 +59,14 @@ class Load:
     burst: int = 0
     """With a burst size: `conversations` conversations at a time each send `burst` messages,
     turn by turn, then new ones do (`traffic.bursts`); without, `traffic.workload`."""
+    new_wordings: bool = False
+    """Every text worded anew (`traffic.workload`)."""
 
     def plan(self) -> list[Outgoing]:
         """What this load sends, in order."""
         if self.burst:
             return bursts(self.name, self.messages, self.conversations, self.burst)
-        return workload(self.name, self.messages, self.conversations)
+        return workload(self.name, self.messages, self.conversations, self.new_wordings)
 
 
 @dataclass(frozen=True)

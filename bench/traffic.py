@@ -29,25 +29,39 @@ class Outgoing:
     value: bytes
 
 
-def workload(prefix: str, messages: int, conversations: int) -> list[Outgoing]:
+def workload(prefix: str, messages: int, conversations: int, new_wordings: bool = False) -> list[Outgoing]:
     """`messages` messages over `conversations` conversations, interleaved turn by turn.
 
     Message i is turn i // conversations of conversation i % conversations, like a live stream where
     every conversation is active at once; the turn number is in the text and in `metadata.seq`.
+    The texts differ only in their numbers, unless `new_wordings`: then each also ends with a
+    made-up word of its own, so that no two read alike to the embedded models.
     """
     plan = []
     for index in range(messages):
         conversation, turn = index % conversations, index // conversations
         conversation_id = f"{prefix}-c{conversation}"
+        text = f"Turn {turn}: my order #{10_000 + conversation} has not arrived yet, where is it?"
         document = {
             "message_id": f"{prefix}-c{conversation}-t{turn}",
             "conversation_id": conversation_id,
             "customer_id": f"cust-{conversation % 50}",
-            "text": f"Turn {turn}: my order #{10_000 + conversation} has not arrived yet, where is it?",
+            "text": f"{text} {made_up_word(index)}" if new_wordings else text,
             "metadata": {"seq": turn, "bench": prefix},
         }
         plan.append(Outgoing(conversation_id, str(document["message_id"]), json.dumps(document).encode()))
     return plan
+
+
+def made_up_word(number: int) -> str:
+    """A word of letters that spells `number` (`ba`, `bb`, ...), one per number."""
+    letters = "bcdfghjklmnpqrstvwxz"
+    word = ""
+    while True:
+        number, digit = divmod(number, len(letters))
+        word = letters[digit] + word
+        if not number:
+            return "a" + word
 
 
 def bursts(prefix: str, messages: int, at_once: int, burst: int) -> list[Outgoing]:
