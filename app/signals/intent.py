@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import TemplateError
-from app.signals.embedding import Embedder
+from app.signals.embedding import Embedder, Table, Vectors
 from app.signals.intents_file import UNKNOWN, IntentSet, read_intents
 from app.signals.masking import wording
 
@@ -25,6 +25,7 @@ MIN_SIMILARITY = 0.3
 # Examples of two intents this similar say the same thing to the model (on the shipped file the
 # nearest pairs of different intents were "Quand vais-je recevoir mon colis / remboursement ?", 0.84).
 SAME_MEANING = 0.8
+ROWS_AT_ONCE = 4096
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,13 @@ class IntentMatcher:
     """Matches texts against the example phrases of an intent file."""
 
     def __init__(self, intents: IntentSet, embedder: Embedder) -> None:
+        """Match against `intents`; `embedder` is needed only here (its tokenizer is kept)."""
         self.intents = intents
-        self._embedder = embedder
+        self._tokens = embedder.tokens
         self._owners = [example.intent for example in intents.examples]
         self._examples = embedder.embed([wording(example.text) for example in intents.examples])
-        # Each token's vector followed by its dot product with every example: summing a text's
-        # rows gives its vector (for its length) and its similarity to each example at once. A
-        # message in the worker runs each numpy call with cold caches, about 30 µs each: this
-        # took the intent from 0.62 to 0.2 ms there, for 21 MB (bench/results/signals.md).
         self._dimensions = embedder.table.shape[1]
-        self._rows = np.hstack([embedder.table, embedder.table @ self._examples.T])
+        self._rows = scored_rows(embedder.table, self._examples)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -61,7 +59,7 @@ class IntentMatcher:
         Give texts with their personal data masked (`masking.mask`): placeholders are left out, and
         an e-mail address would otherwise count as words.
         """
-        return [self._nearest(ids) for ids in self._embedder.token_ids([wording(text) for text in texts])]
+        return [self._nearest(ids) for ids in self._tokens.ids([wording(text) for text in texts])]
 
     def _nearest(self, ids: list[int]) -> IntentMatch:
         if not ids:
@@ -94,6 +92,24 @@ class IntentMatcher:
             for first, second in zip(*np.nonzero(similar), strict=True)
             if (earlier := examples[first]).intent != (later := examples[second]).intent
         ]
+
+
+def scored_rows(table: Table, examples: Vectors) -> Vectors:
+    """Each token's vector followed by its dot product with every example.
+
+    Summing a text's rows gives its vector (for its length) and its similarity to each example at
+    once. In the worker each numpy call runs with cold caches, about 30 µs: this took the intent
+    from 0.62 to 0.25 ms a message there, for 54 MB where the float32 table took 33 (the float16
+    one is let go after). Filled a block at a time, so that no product of the whole table is
+    held beside it.
+    """
+    tokens, dimensions = table.shape
+    rows = np.empty((tokens, dimensions + len(examples)), dtype=np.float32)
+    rows[:, :dimensions] = table
+    for start in range(0, tokens, ROWS_AT_ONCE):
+        block = slice(start, start + ROWS_AT_ONCE)
+        rows[block, dimensions:] = table[block].astype(np.float32) @ examples.T
+    return rows
 
 
 def check_intents(path: Path) -> tuple[IntentSet, list[TemplateError], list[TemplateError]]:

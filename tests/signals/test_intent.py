@@ -35,7 +35,7 @@ SPACE = "\u2581"  # how the tokenizer writes a space
 
 
 def test_no_token_holds_a_space_but_at_its_start() -> None:
-    vocabulary = Embedder().tokenizer.get_vocab()
+    vocabulary = Embedder().tokens.tokenizer.get_vocab()
 
     inner = [token for token in vocabulary if SPACE in token[1:] and set(token) != {SPACE}]
 
@@ -44,7 +44,7 @@ def test_no_token_holds_a_space_but_at_its_start() -> None:
 
 
 def test_a_text_has_the_tokens_of_its_words() -> None:
-    embedder = Embedder()
+    tokens = Embedder().tokens
     texts = [
         *(case.text for case in read_cases()),
         *(example.text for example in load_intents(PROMPTS / FILE_NAME).examples),
@@ -57,8 +57,8 @@ def test_a_text_has_the_tokens_of_its_words() -> None:
 
     for text in texts:
         whole = " ".join(re.sub("</?s>|<unk>", " ", text).split())
-        assert embedder.token_ids([text])[0] == embedder.tokenizer.encode(whole, add_special_tokens=False).ids
-        assert embedder.token_ids([text])[0] == embedder.token_ids([text])[0]  # remembered alike
+        assert tokens.ids([text])[0] == tokens.tokenizer.encode(whole, add_special_tokens=False).ids
+        assert tokens.ids([text])[0] == tokens.ids([text])[0]  # remembered alike
 
 
 def test_phrasings_not_in_the_file_find_their_intent(models: SignalModels) -> None:
