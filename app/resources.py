@@ -42,6 +42,8 @@ class Resources:
         llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
         # A broken intents.yaml: TemplateError.
         signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None
+        if signals is not None:
+            prompts.follow(signals.reread)  # the intents file, edited with the templates
         return cls(
             settings=settings,
             redis=redis,

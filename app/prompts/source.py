@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from app.errors import TemplateError
@@ -43,14 +44,26 @@ class PromptSource:
         self.directory = directory
         self.current = library
         self._seen = file_states(directory)
+        self._followers: list[Callable[[], object]] = []
 
     @classmethod
     def load(cls, directory: Path) -> PromptSource:
         """Load the directory; raises TemplateError when the initial set is broken."""
         return cls(directory, PromptLibrary.load(directory))
 
+    def follow(self, reread: Callable[[], object]) -> None:
+        """Call `reread` after each reload, in the reload's thread: for what else reads the directory
+        (the embedded models read its intents file)."""
+        self._followers.append(reread)
+
     def reload(self) -> bool:
         """Try the directory again; keep the last good set when it fails. True if swapped."""
+        swapped = self._reload_templates()
+        for reread in self._followers:
+            reread()
+        return swapped
+
+    def _reload_templates(self) -> bool:
         # Noted before reading, so a file saved while we read shows up as a change next time.
         self._seen = file_states(self.directory)
         try:

@@ -1,14 +1,20 @@
 """The embedded models, loading in a thread while the worker starts, so that a restart does not wait
-for them (about 0.7 s here, next to a join that takes seconds)."""
+for them (about 0.7 s here, next to a join that takes seconds); and the intents file read again
+when the support team edits it."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from app.errors import TemplateError
+from app.observability import metrics
 from app.signals.intents_file import FILE_NAME, load_intents
 from app.signals.models import SignalModels
+
+log = logging.getLogger(__name__)
 
 
 class BackgroundModels:
@@ -19,7 +25,9 @@ class BackgroundModels:
     """
 
     def __init__(self, prompts_dir: Path) -> None:
-        intents = load_intents(prompts_dir / FILE_NAME)
+        self._path = prompts_dir / FILE_NAME
+        self._seen = _state(self._path)
+        intents = load_intents(self._path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-models")
         self._loading: Future[SignalModels] = executor.submit(SignalModels.of, intents)
         executor.shutdown(wait=False)
@@ -39,3 +47,32 @@ class BackgroundModels:
         if self._loading.done():
             return self._loading.result()
         return await asyncio.wrap_future(self._loading)
+
+    def reread(self) -> None:
+        """Read the intents file again if it changed, and match against it from then on. A broken
+        file is rejected with its `file:line` and the last good intents keep serving.
+
+        Blocks (about 0.5 s, the examples are embedded anew): call it in a thread, as the prompt
+        source's reload does (`PromptSource.follow`).
+        """
+        seen = _state(self._path)
+        if seen == self._seen or self._loading.exception() is not None:
+            return
+        self._seen = seen
+        try:
+            intents = load_intents(self._path)
+        except TemplateError as error:
+            metrics.TEMPLATE_ERRORS.inc()
+            log.error("intents rejected; the last good ones keep serving", extra={"error": str(error)})
+            return
+        self._loading.result().follow(intents)
+        log.info("intents reloaded", extra={"intents": list(intents.names)})
+
+
+def _state(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the file, None when it is absent: any edit changes it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -9,7 +9,7 @@ every model is a file inside an installed package (tests/signals/test_offline.py
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class SignalModels:
         self._language = language
         self._sentiment = sentiment
         self._intents = intents
-        self._by_wording = functools.lru_cache(maxsize=WORDINGS_REMEMBERED)(self._language_and_intent)
+        self._by_wording = self._remembering(intents)
 
     @classmethod
     def load(cls, prompts_dir: Path) -> SignalModels:
@@ -106,14 +106,26 @@ class SignalModels:
         )
         return signals, masked
 
+    def follow(self, intents: IntentSet) -> None:
+        """Match against `intents` from now on, forgetting what was read per wording (about 0.5 s:
+        the examples are embedded anew; a message read meanwhile gets the intents before)."""
+        matcher = IntentMatcher(intents, Embedder())
+        self._by_wording = self._remembering(matcher)
+        self._intents = matcher
+
     def forget(self) -> None:
         """Forget every wording read so far (for measuring the cost of new ones)."""
-        self._by_wording.cache_clear()
-
-    def _language_and_intent(self, words: str) -> tuple[str | None, IntentMatch]:
-        return self._language.detect(words), self._intents.match([words])[0]
+        self._by_wording = self._remembering(self._intents)
 
     def mask(self, texts: Sequence[str]) -> Masked:
         """The texts of one conversation (the message and its history turns) with their personal
         data replaced by placeholders, consistently across all of them; see `masking.mask`."""
         return mask(texts)
+
+    def _remembering(self, intents: IntentMatcher) -> Callable[[str], tuple[str | None, IntentMatch]]:
+        """Language and intent of a wording, remembered (one function, swapped whole by `follow`)."""
+
+        def language_and_intent(words: str) -> tuple[str | None, IntentMatch]:
+            return self._language.detect(words), intents.match([words])[0]
+
+        return functools.lru_cache(maxsize=WORDINGS_REMEMBERED)(language_and_intent)
