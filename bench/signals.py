@@ -92,14 +92,31 @@ def quantiles(times: Sequence[float]) -> dict[str, float]:
     return {"p50_ms": cuts[49], "p99_ms": cuts[98]}
 
 
+def first_sight(call: Callable[[str], object]) -> Callable[[str], object]:
+    """`call` on a text the personal-data rules have not seen (they remember the last texts')."""
+
+    def unseen(text: str) -> object:
+        find.cache_clear()
+        return call(text)
+
+    return unseen
+
+
+def seen_wording(models: SignalModels, texts: Sequence[str]) -> Callable[[str], object]:
+    """`models.read` of a new message worded as one of `texts`, which the models read first."""
+    for text in texts:
+        models.read([text])
+    return first_sight(lambda text: models.read([text]))
+
+
 def new_wording(models: SignalModels) -> Callable[[str], object]:
-    """`models.read` of a message whose wording the models have not seen."""
+    """`models.read` of a message whose text and wording the models have not seen."""
 
     def read(text: str) -> object:
         models.forget()
         return models.read([text])
 
-    return read
+    return first_sight(read)
 
 
 def lingua_all() -> Any:
@@ -179,14 +196,12 @@ def main() -> None:
         "intent: wordllama nearest example": intent_row
         | latency(lambda text: intents.match([text]), texts)
         | {"accuracy": scores.intent},
-        "personal data: rules": latency(find, texts)
+        "personal data: rules": latency(first_sight(find), texts)
         | {"precision": scores.pii_precision, "recall": scores.pii_recall},
-        "mask one text": latency(lambda text: mask([text]), texts),
+        "mask one text": latency(first_sight(lambda text: mask([text])), texts),
         "read a message, new wording": all_row | latency(new_wording(models), texts),
         "read a message, new wording, cold caches (CPU)": cold_cpu(new_wording(models), texts),
-        "read a message, wording seen before, cold caches (CPU)": cold_cpu(
-            lambda text: models.read([text]), texts
-        ),
+        "read a message, wording seen, cold caches (CPU)": cold_cpu(seen_wording(models, texts), texts),
         **lingua_rows(texts, languages),
     }
     document = {"machine": host, "messages": len(cases), "rounds": ROUNDS, "rows": rows}
