@@ -5,7 +5,7 @@ First the standard load (2,000 messages over 200 conversations) is sent as fast 
 the models on, to find what one worker sustains on this machine (its physical limit, 64 calls
 over the mock LLM's 200 ms, is 320 msg/s; a slow machine's CPU ends well before). Half of that
 is then offered with the models off, on, and on with every text worded anew (`SIDES`) in turn,
-three times each, interleaved so that a busy moment of the machine hits all of them.
+five times each, interleaved so that a busy moment of the machine hits all of them.
 Measured per run: the worker's CPU seconds per 1,000 messages, the p99 end-to-end latency and
 its peak RSS; compared are the medians. Writes bench/results/embedded.md and .json.
 """
@@ -24,7 +24,7 @@ from bench.stack import Stack
 LATENCY_MS = 200.0
 IN_FLIGHT = 64
 PARTITIONS = 8
-RUNS = 3
+RUNS = 5
 TARGETS = {"cpu_s_per_1k": 0.5, "p99_ms": 20.0, "peak_rss_mb": 150.0}  # growth allowed, models on
 
 
