@@ -33,6 +33,8 @@ class Masked:
 
     def restore(self, text: str) -> str:
         """`text` with each known placeholder replaced by the original it stands for."""
+        if not self.originals:
+            return text
         return PLACEHOLDER.sub(lambda match: self.originals.get(match.group(), match.group()), text)
 
     def onto(
@@ -60,6 +62,8 @@ class StreamRestorer:
 
     def feed(self, chunk: str) -> str:
         """The restored text that can be shown now; a possible placeholder's start waits."""
+        if not self._masked.originals:  # nothing to put back: every chunk as it comes
+            return chunk
         text = self._held + chunk
         partial = PARTIAL_PLACEHOLDER.search(text)
         cut = partial.start() if partial else len(text)

@@ -54,6 +54,15 @@ def test_text_without_personal_data_is_unchanged() -> None:
     assert masked.restore("Order A-1042 ships today.") == "Order A-1042 ships today."
 
 
+def test_a_stream_with_nothing_to_restore_passes_each_chunk_as_it_comes() -> None:
+    restorer = mask(["Where is order A-1042?"]).restorer()
+
+    shown = [restorer.feed(chunk) for chunk in ["It ships [", "EMAIL_1] today"]]
+
+    assert shown == ["It ships [", "EMAIL_1] today"]  # a placeholder the LLM made up stays
+    assert restorer.flush() == ""
+
+
 def test_a_stream_restores_placeholders_cut_across_chunks() -> None:
     masked = mask([MESSAGE])
     restorer = masked.restorer()
