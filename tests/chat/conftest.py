@@ -112,11 +112,22 @@ async def shared_gateway(
         yield gateway
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Headless chromium from Debian (installed here if missing and possible, else skipped)."""
+@pytest.fixture(scope="session")
+async def _chromium() -> AsyncIterator[Browser]:
+    """Headless chromium from Debian (installed here if missing and possible, else skipped), one
+    for the session: a launch costs seconds."""
     executable = debian_command("chromium", "chromium")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def browser(_chromium: Browser) -> AsyncIterator[Browser]:
+    """The session's chromium; each `new_page` is a fresh context, and the pages a test opened
+    are closed after it, so no page of one test is still connected during the next."""
+    before = set(_chromium.contexts)
+    yield _chromium
+    for context in set(_chromium.contexts) - before:
+        await context.close()

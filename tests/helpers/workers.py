@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,10 @@ class WorkerFactory:
             raise TimeoutError(f"{error}\n{worker.process.log_tail()}") from None
 
     def stop_all(self) -> None:
-        """Stop every worker still running."""
-        for worker in self.workers:
-            worker.stop()
+        """Stop every worker still running, all at once: one stopped after another would make
+        each leave, and the next one sit through a rebalance before it is asked to stop."""
+        with ThreadPoolExecutor(max_workers=max(1, len(self.workers))) as pool:
+            list(pool.map(Worker.stop, self.workers))
 
     def log_tails(self) -> str:
         """The end of each worker's log."""
