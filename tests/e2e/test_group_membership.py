@@ -12,7 +12,7 @@ import pytest
 from app.devtools.mock_llm.admin import MockAdmin
 from app.kafka.faust_app import build_app
 from app.settings import Settings
-from tests.e2e.test_delivery import metric, replies_to_all, request, wait_for_exit
+from tests.helpers.delivery import metric, replies_to_all, request, wait_for_exit
 from tests.helpers.kafka import answered, produce_many
 from tests.helpers.workers import WorkerFactory
 
