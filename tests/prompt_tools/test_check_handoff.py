@@ -4,19 +4,12 @@ line."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from app.main import cli
 from tests.helpers.workers import PROMPTS
-
-
-@pytest.fixture
-def prompts(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(PROMPTS, tmp_path / "prompts"))
 
 
 def check(directory: Path) -> tuple[int, list[str]]:
