@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
@@ -24,7 +23,6 @@ MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are a support agent.\n- name: Ada"},
     {"role": "user", "content": "Where is my order?"},
 ]
-REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
 
 
 @pytest.fixture

@@ -13,14 +13,7 @@ from tenacity import AsyncRetrying, RetryCallState
 from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient
 from app.llm.errors import retry_after_s, translate
 from app.llm.retry import WaitRetryAfter
-from app.tokens import ChatMessage
 
-MODEL = "gpt-4o-mini"
-FALLBACK = "gpt-4o"
-MESSAGES: list[ChatMessage] = [
-    {"role": "system", "content": "You are a support agent.\n- name: Ada"},
-    {"role": "user", "content": "Where is my order?"},
-]
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
 
 
