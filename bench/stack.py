@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import sys
 import uuid
@@ -13,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+import redis.asyncio as aioredis
 
 from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.mock_llm.admin import MockAdmin
@@ -110,7 +112,8 @@ class Stack:
         )
         self.mock = MockAdmin(f"http://127.0.0.1:{self._mock_port}")
         self._exit = contextlib.AsyncExitStack()
-        self._databases = iter(range(1, 16))
+        # Redis has 16 databases; a bench of more scenarios takes them round again, emptied first.
+        self._databases = itertools.cycle(range(1, 16))
 
     @property
     def bootstrap(self) -> str:
@@ -136,9 +139,12 @@ class Stack:
         """A fresh worker environment for one scenario (app id, topics, Redis db); creates its topics."""
         prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         topics = TopicNames.prefixed(prefix)
+        redis_url = self.redis.url.rsplit("/", 1)[0] + f"/{next(self._databases)}"
+        async with aioredis.from_url(redis_url) as redis:
+            await redis.flushdb()
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "REDIS_URL": self.redis.url.rsplit("/", 1)[0] + f"/{next(self._databases)}",
+            "REDIS_URL": redis_url,
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self._mock_port}/v1",
             "ENRICHER_APP_ID": prefix,
             **topics.env(),
