@@ -40,7 +40,7 @@ class IntentSet:
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
-        """The intent names, in file order (worked out once: each match names one)."""
+        """The intent names, in file order (worked out once: labels and checks ask often)."""
         return tuple(dict.fromkeys(example.intent for example in self.examples))
 
 
