@@ -1,4 +1,4 @@
-"""The adaptive concurrency limit: slow start, cuts on 429, slow growth near a refusal, pacing."""
+"""The adaptive concurrency limit: a start at the ceiling, cuts on 429, slow growth near a refusal, pacing."""
 
 from __future__ import annotations
 
@@ -11,22 +11,26 @@ from app.llm import concurrency
 from app.llm.concurrency import Call, ConcurrencyLimit
 
 
-async def test_slow_start_adds_one_per_answer_up_to_the_ceiling() -> None:
+async def test_it_starts_at_the_ceiling_and_answers_do_not_raise_it_past() -> None:
     limit = ConcurrencyLimit(20, adaptive=True)
-    assert limit.limit == concurrency.INITIAL_LIMIT
+    assert limit.limit == 20
     for _ in range(5):
         limit.answered()
-    assert limit.limit == concurrency.INITIAL_LIMIT + 5
-    for _ in range(50):
+    assert limit.limit == 20
+
+
+async def test_after_a_cut_answers_grow_it_back_to_the_ceiling() -> None:
+    limit = ConcurrencyLimit(20, adaptive=True)
+    limit.rate_limited(Call(time.monotonic(), 10), None)  # refused at 10: cut to 9
+    assert limit.limit == 9
+    for _ in range(2_000):
         limit.answered()
     assert limit.limit == 20
 
 
 async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() -> None:
     limit = ConcurrencyLimit(64, adaptive=True)
-    for _ in range(30):
-        limit.answered()
-    starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 38
+    starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 64
 
     limit.rate_limited(starts[-1], None)  # sent with 20 in flight
     assert limit.limit == int(20 * concurrency.DECREASE)
@@ -38,8 +42,6 @@ async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() 
 
 async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent() -> None:
     limit = ConcurrencyLimit(64, adaptive=True)
-    for _ in range(40):
-        limit.answered()  # 48
     calls = [await limit.acquire(retry=False) for _ in range(30)]
     for _ in range(25):
         limit.release()  # 5 left in flight now, say held back by pacing
@@ -49,8 +51,6 @@ async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent(
 
 async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
     limit = ConcurrencyLimit(100, adaptive=True)
-    for _ in range(12):
-        limit.answered()  # 20, no refusal yet
     starts = [await limit.acquire(retry=False) for _ in range(20)]
     limit.rate_limited(starts[-1], None)  # refused at 20: cut to 18
     for _ in range(20):
