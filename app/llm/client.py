@@ -235,13 +235,16 @@ class LLMClient:
         usage = Usage()
         answered_by = model
         finished = False
-        silence_s = self._first_token.deadline_s(model)
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         first_token_at: float | None = None
+        stop_following = None
         try:
             # Each token moves the deadline on: a call that goes silent this long is dropped.
-            async with asyncio.timeout(silence_s) as silence:
+            async with asyncio.timeout(self._first_token.deadline_s(model)) as silence:
+                stop_following = self._first_token.follow_learning(
+                    model, silence, sent_at, lambda: first_token_at is not None
+                )
                 stream = await self._client.post(
                     "/chat/completions",
                     cast_to=ChatCompletion,
@@ -252,7 +255,7 @@ class LLMClient:
                 self._respect_quota(stream.response.headers)
                 async with stream:
                     async for chunk in stream:
-                        silence.reschedule(loop.time() + silence_s)
+                        silence.reschedule(loop.time() + self._first_token.deadline_s(model))
                         answered_by = chunk.model or answered_by
                         if chunk.usage is not None:
                             usage = chunk.usage
@@ -267,7 +270,10 @@ class LLMClient:
                             finished = finished or choice.finish_reason is not None
         except TimeoutError:
             what = "first token" if first_token_at is None else "next token"
-            raise LLMTransient(f"no {what} within {silence_s:g} s") from None
+            raise LLMTransient(f"no {what} within {self._first_token.deadline_s(model):g} s") from None
+        finally:
+            if stop_following is not None:
+                stop_following()
         if not finished:
             raise LLMTransient("stream ended without a finish reason")
         return Completion(text="".join(parts), model=answered_by, usage=usage)

@@ -1,9 +1,10 @@
 """The embedded models behind a reply's `signals`, loaded once per process: `SignalModels.load(dir)`.
 
-`detect(text)` says what a customer's text is (language, sentiment, intent, kinds of personal
-data); `mask(texts)` hides the personal data of a conversation's texts before they leave for the
-remote LLM, and its `restore` puts it back into the answer. Nothing here touches the network:
-every model is a file inside an installed package (tests/signals/test_offline.py proves it).
+`read(texts)` says what a customer's message is (language, sentiment, intent, kinds of personal
+data) and hides the personal data of its conversation's texts before they leave for the remote
+LLM; the masking's `restore` puts it back into the answer (`detect(text)` reads one text alone).
+Nothing here touches the network: every model is a file inside an installed package
+(tests/signals/test_offline.py proves it).
 """
 
 from __future__ import annotations
@@ -116,11 +117,6 @@ class SignalModels:
     def forget(self) -> None:
         """Forget every wording read so far (for measuring the cost of new ones)."""
         self._by_wording = self._remembering(self._intents)
-
-    def mask(self, texts: Sequence[str]) -> Masked:
-        """The texts of one conversation (the message and its history turns) with their personal
-        data replaced by placeholders, consistently across all of them; see `masking.mask`."""
-        return mask(texts)
 
     def _remembering(self, intents: IntentMatcher) -> Callable[[str], tuple[str | None, IntentMatch]]:
         """Language and intent of a wording, remembered (one function, swapped whole by `follow`)."""

@@ -29,19 +29,19 @@ async def test_after_a_cut_answers_grow_it_back_to_the_ceiling() -> None:
 
 
 async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() -> None:
-    limit = ConcurrencyLimit(64, adaptive=True)
-    starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 64
+    limit = ConcurrencyLimit(32, adaptive=True)
+    starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 32
 
     limit.rate_limited(starts[-1], None)  # sent with 20 in flight
     assert limit.limit == int(20 * concurrency.DECREASE)
-    limit.rate_limited(starts[0], None)  # sent before the cut: says nothing new
+    limit.rate_limited(Call(starts[0].started, 20), None)  # sent before the cut: nothing new
     assert limit.limit == int(20 * concurrency.DECREASE)
     limit.rate_limited(Call(time.monotonic(), 20), None)  # sent after it, with 20 in flight: cut again
     assert limit.limit == int(int(20 * concurrency.DECREASE) * concurrency.DECREASE)
 
 
 async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent() -> None:
-    limit = ConcurrencyLimit(64, adaptive=True)
+    limit = ConcurrencyLimit(40, adaptive=True)
     calls = [await limit.acquire(retry=False) for _ in range(30)]
     for _ in range(25):
         limit.release()  # 5 left in flight now, say held back by pacing
@@ -50,7 +50,7 @@ async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent(
 
 
 async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
-    limit = ConcurrencyLimit(100, adaptive=True)
+    limit = ConcurrencyLimit(32, adaptive=True)
     starts = [await limit.acquire(retry=False) for _ in range(20)]
     limit.rate_limited(starts[-1], None)  # refused at 20: cut to 18
     for _ in range(20):
@@ -65,6 +65,23 @@ async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
     assert answers_to[19] < 30
     assert answers_to[21] - answers_to[19] > 8 * 19
     assert answers_to[22] - answers_to[21] <= 2  # past it: slow start again
+
+
+async def test_one_cut_at_most_halves_and_a_wave_refused_out_of_order_cuts_once() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    wave = [await limit.acquire(retry=False) for _ in range(64)]
+    limit.rate_limited(wave[3], None)  # counted 4th, reached the provider after its quota
+    assert limit.limit == int(64 / 2 * concurrency.DECREASE)
+    limit.rate_limited(wave[40], None)  # the same wave, more in flight: nothing new
+    assert limit.limit == int(64 / 2 * concurrency.DECREASE)
+
+
+async def test_a_wave_refused_out_of_order_is_cut_by_its_fewest_in_flight() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    wave = [await limit.acquire(retry=False) for _ in range(64)]
+    limit.rate_limited(wave[59], None)  # the first 429 to come back: 60 in flight
+    limit.rate_limited(wave[39], None)  # the same wave, 40 in flight: the provider took fewer
+    assert limit.limit == int(40 * concurrency.DECREASE)
 
 
 async def test_off_keeps_the_ceiling_whatever_the_provider_says() -> None:

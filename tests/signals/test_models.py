@@ -33,7 +33,7 @@ def test_english_signals_have_a_sentiment(models: SignalModels) -> None:
 
 
 def test_mask_covers_a_conversation(models: SignalModels) -> None:
-    masked = models.mask(["Call me at +44 20 7946 0958", "Still waiting, +44 20 7946 0958!"])
+    _, masked = models.read(["Call me at +44 20 7946 0958", "Still waiting, +44 20 7946 0958!"])
 
     assert masked.texts == ("Call me at [PHONE_1]", "Still waiting, [PHONE_1]!")
 

@@ -33,7 +33,7 @@ except OSError as error:
 from app.signals.models import SignalModels
 models = SignalModels.load(Path(sys.argv[1]))
 signals = models.detect("Ich will mein Geld zurück, schreiben Sie an max@beispiel.de")
-masked = models.mask(["call +44 20 7946 0958"])
+masked = models.read(["call +44 20 7946 0958"])[1]
 print(json.dumps({"refused": refused, "signals": signals.as_record(), "masked": masked.texts}))
 """
 
