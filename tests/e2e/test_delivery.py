@@ -61,7 +61,8 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_a
     env = enricher_env
     topic, group = env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_APP_ID"]
     await mock_admin.script({"match": "slow one", "hold": True})
-    first = await worker_factory()
+    # Slow, not hung: a fixed first-token deadline keeps the held call in flight until the kill.
+    first = await worker_factory({"ENRICHER_LLM_FIRST_TOKEN_TIMEOUT_S": "60"})
     # All on partition 0: the slow message first, finished ones after it.
     inputs = [request("slow-0", "c-slow", "slow one")]
     inputs += [request(f"fast{n}-0", f"c-fast{n}", f"fast {n}") for n in range(20)]
