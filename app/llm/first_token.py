@@ -66,8 +66,8 @@ class FirstTokenDeadline:
         loop = asyncio.get_running_loop()
 
         def look() -> None:
-            if streaming():
-                return  # each token moves the deadline on from now
+            if streaming() or silence.expired():
+                return  # each token moves the deadline on from now; an expired one is over
             if not self.learned(model):
                 pending[0] = loop.call_later(FLOOR_S, look)
                 return
