@@ -238,13 +238,12 @@ class LLMClient:
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         first_token_at: float | None = None
+        streamed = False  # any chunk, content or not: each moves the deadline on
         stop_following = None
         try:
             # Each token moves the deadline on: a call that goes silent this long is dropped.
             async with asyncio.timeout(self._first_token.deadline_s(model)) as silence:
-                stop_following = self._first_token.follow_learning(
-                    model, silence, sent_at, lambda: first_token_at is not None
-                )
+                stop_following = self._first_token.follow_learning(model, silence, sent_at, lambda: streamed)
                 stream = await self._client.post(
                     "/chat/completions",
                     cast_to=ChatCompletion,
@@ -255,6 +254,7 @@ class LLMClient:
                 self._respect_quota(stream.response.headers)
                 async with stream:
                     async for chunk in stream:
+                        streamed = True
                         silence.reschedule(loop.time() + self._first_token.deadline_s(model))
                         answered_by = chunk.model or answered_by
                         if chunk.usage is not None:

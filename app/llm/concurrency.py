@@ -3,13 +3,12 @@
 A 429 is the provider saying "slower", not an outage. The answer is AIMD, as in TCP's
 congestion control, from the ceiling down: the limit starts at `ENRICHER_MAX_IN_FLIGHT`, and a
 429 cuts it to `DECREASE` of the calls that were in flight when the refused call was sent (the
-provider took fewer than those) and at most by half, once per round trip: a 429 on a call
-sent before the last cut says nothing new unless fewer were in flight with it. Then every
-answered call raises it by 1/limit (about one more call per round trip), slower still near
-where the provider last refused, and by one (doubling per round trip) once past that point
-without a refusal. The limit settles just under the
-provider's own and grows back when that rises. `ENRICHER_LLM_ADAPTIVE=off` keeps it at the
-ceiling.
+provider took fewer than those), and to no less than `DECREASE` of half the limit it had, once
+per round trip: a 429 on a call sent before the last cut says nothing new unless fewer were in
+flight with it. Then every answered call raises it by 1/limit (about one more call per round
+trip), slower still near where the provider last refused, and by one (doubling per round trip)
+once past that point without a refusal. The limit settles just under the provider's own and
+grows back when that rises. `ENRICHER_LLM_ADAPTIVE=off` keeps it at the ceiling.
 
 It starts at the ceiling, not small as TCP does: a refused call costs one quick round trip
 and is retried, while a start at 8 calls made every worker start queue its first second of
@@ -138,15 +137,16 @@ class ConcurrencyLimit:
         if not self._adaptive:
             return
         if call.started >= self._cut_at:
-            self._cut_at, self._limit_at_cut = now, self._limit
+            self._limit_at_cut = self._limit
         elif self._refused_at_limit is None or call.in_flight >= self._refused_at_limit:
             return  # sent before the last cut and refused with as many in flight: nothing new
+        self._cut_at = now
         # The provider refused with this many in flight: what it takes is fewer than that.
         # (Counted when the call started: calls held by pacing hold no slot, so the count
-        # now can be far below what the provider saw.) At most half the limit at the cut,
+        # now can be far below what the provider saw.) At least half the limit at the cut,
         # as TCP halves: the connection pool sends a wave's calls in any order, and a call
-        # counted 4th reached a provider that took 24 after 24 others (bench: 1 start in 4
-        # cut to 4, then grew back past the quota twice over).
+        # counted 4th reached a provider that took 24 after 24 others (in the quota test, 1 start
+        # in 4 cut to 4, then grew back past the quota twice over).
         refused_at = max(min(self._limit, float(call.in_flight)), self._limit_at_cut / 2, 1.0)
         self._slow_start = False
         before = self.limit

@@ -58,7 +58,7 @@ class FirstTokenDeadline:
     ) -> Callable[[], None]:
         """For an attempt of `model` sent at `sent_at` (loop time) before its deadline was learned:
         look every `FLOOR_S` whether it is, and then move `silence` to `sent_at` plus the learned
-        deadline if the attempt is still waiting for its first token (`streaming()` false).
+        deadline if nothing has streamed yet (`streaming()` false; a chunk moves it on itself).
         Returns what stops the looking, for when the attempt ends.
         """
         if self.learned(model):

@@ -84,6 +84,16 @@ async def test_a_wave_refused_out_of_order_is_cut_by_its_fewest_in_flight() -> N
     assert limit.limit == int(40 * concurrency.DECREASE)
 
 
+async def test_a_call_sent_between_a_cut_and_its_refinement_says_nothing_new() -> None:
+    limit = ConcurrencyLimit(64, adaptive=True)
+    wave = [await limit.acquire(retry=False) for _ in range(64)]
+    limit.rate_limited(wave[59], None)  # 60 in flight: cut to 54
+    between = Call(time.monotonic(), 50)
+    limit.rate_limited(wave[39], None)  # the same wave, 40 in flight: refined to 36
+    limit.rate_limited(between, None)  # sent before the refinement, with more in flight
+    assert limit.limit == int(40 * concurrency.DECREASE)
+
+
 async def test_off_keeps_the_ceiling_whatever_the_provider_says() -> None:
     limit = ConcurrencyLimit(32, adaptive=False)
     limit.rate_limited(Call(time.monotonic(), 8), None)

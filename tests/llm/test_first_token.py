@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from app.llm import first_token
 from app.llm.first_token import FirstTokenDeadline
 
@@ -29,3 +31,27 @@ def test_the_deadline_never_exceeds_the_attempt_timeout_and_a_fixed_one_wins() -
         deadline.observe("slow", 20.0)
     assert deadline.deadline_s("slow") == 10.0
     assert FirstTokenDeadline(30.0, fixed_s=2.5).deadline_s("slow") == 2.5
+
+
+async def wait_while_learning(streamed: bool) -> bool:
+    """An attempt sent before `fast` was learned, waiting past the first look: timed out?"""
+    deadline = FirstTokenDeadline(30.0)
+    try:
+        async with asyncio.timeout(30.0) as silence:
+            stop = deadline.follow_learning(
+                "fast", silence, asyncio.get_running_loop().time(), lambda: streamed
+            )
+            for _ in range(first_token.MIN_SAMPLES):
+                deadline.observe("fast", 0.1)  # learned while the attempt waits: 1 s
+            try:
+                await asyncio.sleep(first_token.FLOOR_S * 2)
+            finally:
+                stop()
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_a_call_sent_before_learning_gets_the_learned_deadline_unless_it_has_streamed() -> None:
+    assert await wait_while_learning(streamed=False)
+    assert not await wait_while_learning(streamed=True)  # its chunks move the deadline on

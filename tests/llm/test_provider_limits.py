@@ -177,4 +177,4 @@ async def test_a_call_hung_before_the_deadline_was_learned_gets_the_learned_one(
         await client.aclose()
 
     assert requests == 2 + first_token.MIN_SAMPLES  # the hung attempt was retried once
-    assert elapsed < 3.0  # dropped at the learned deadline, not the 10 s attempt timeout
+    assert elapsed < 6.0  # dropped at the learned deadline (at least 1 s), not the 10 s attempt timeout
