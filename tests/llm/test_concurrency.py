@@ -67,7 +67,7 @@ async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
     assert answers_to[22] - answers_to[21] <= 2  # past it: slow start again
 
 
-async def test_one_cut_at_most_halves_and_a_wave_refused_out_of_order_cuts_once() -> None:
+async def test_a_cut_counts_at_least_half_the_limit_in_flight_and_the_rest_of_its_wave_nothing_new() -> None:
     limit = ConcurrencyLimit(64, adaptive=True)
     wave = [await limit.acquire(retry=False) for _ in range(64)]
     limit.rate_limited(wave[3], None)  # counted 4th, reached the provider after its quota
