@@ -11,11 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.typing import EncodableT
 
 from app.errors import ContextUnavailable
@@ -28,12 +30,13 @@ from app.schemas import HistoryTurn, Reply, reply_id_for
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+AnyPipeline = Pipeline | ClusterPipeline
 
 COOL_DOWN_S = 5.0
 
 # A reply and its turns live in two keys, which a Redis Cluster puts in different hash slots
 # (the contract's key names have no hash tags), so each is written by a script of its own.
-# The turns go first: after a crash between the two, the redelivery finds no reply and asks
+# The turns run first: after a crash between the two, the redelivery finds no reply and asks
 # the LLM again (its turns are skipped: the first answer's stay); the other way round it would
 # be answered from the store and its turns would never be written.
 
@@ -89,8 +92,8 @@ class ContextStore:
         self._history_turns = history_turns
         self._ttl_s = ttl_s
         self._skip_until = 0.0
-        self._append_turns = redis.register_script(APPEND_TURNS)
-        self._store_reply = redis.register_script(STORE_REPLY)
+        self._unmarked: set[str] = set()
+        self._marking = asyncio.Lock()
         # A cluster's node pools raise when full instead of waiting: a burst must wait here,
         # not be taken for an outage and cool down.
         self._slots = asyncio.Semaphore(connection_cap(redis))
@@ -169,26 +172,32 @@ class ContextStore:
         message it answers, unless one is stored already; count a fallback reply into the
         conversation's fallbacks in a row (`fallbacks_before` of them), or end the count.
 
+        One round trip on a single server (a pipeline runs its commands in order); two on a
+        cluster, turns first, as the keys may live on different nodes.
+
         Returns the reply that counts for each message: this one, or one stored before it by
         another worker (then this one answers only the others, if any).
         """
-        # One round trip more than the single script over both keys this replaced: on the
-        # embedded valkey (N=2000, one at a time) 1.0 ms a call instead of 0.6 ms, next to
-        # an LLM call of a second.
-        await self.add_turns(reply.conversation_id, reply.message_id, turns)
-        streak = fallback_streak_key(reply.conversation_id)
-        if reply.status == "fallback":
-            counting = self._redis.pipeline(transaction=False)
-            counting.incr(streak)
-            counting.expire(streak, self._ttl_s)
-            await self._guarded("record", counting.execute(), None)
-        elif fallbacks_before:
-            await self._guarded("record", self._redis.delete(streak), None)
         value = reply.model_dump_json()
+
+        def history(pipe: AnyPipeline) -> None:
+            self._queue_turns(pipe, reply.conversation_id, reply.message_id, turns)
+            streak = fallback_streak_key(reply.conversation_id)
+            if reply.status == "fallback":
+                pipe.incr(streak)
+                pipe.expire(streak, self._ttl_s)
+            elif fallbacks_before:
+                pipe.delete(streak)
+
+        def replies(pipe: AnyPipeline) -> None:
+            for message_id in reply.answers:  # its own message last: once its key is there, all are
+                pipe.eval(STORE_REPLY, 1, reply_key(message_id), value, self._ttl_s)
+
+        results = await self._in_order("record", (history, replies))
+        stored_before = results[-len(reply.answers) :] if results else []
         counts: dict[str, Reply] = {}
-        for message_id in reply.answers:  # its own message last: once its key is there, all are
-            store = self._store_reply(keys=[reply_key(message_id)], args=[value, self._ttl_s])
-            earlier = _reply_of(await self._guarded("record", store, None), message_id)
+        for message_id, raw in zip(reply.answers, stored_before, strict=False):
+            earlier = _reply_of(raw, message_id)
             if earlier is not None:
                 counts[message_id] = earlier
         rest = [message_id for message_id in reply.answers if message_id not in counts]
@@ -198,20 +207,45 @@ class ContextStore:
             reply = reply.model_copy(
                 update={"message_id": rest[-1], "reply_id": reply_id_for(rest[-1]), "answers": rest}
             )
+            overwrite = self._redis.pipeline(transaction=False)
             for message_id in rest:
-                overwrite = self._redis.set(reply_key(message_id), reply.model_dump_json(), ex=self._ttl_s)
-                await self._guarded("record", overwrite, None)
+                overwrite.set(reply_key(message_id), reply.model_dump_json(), ex=self._ttl_s)
+            await self._guarded("record", overwrite.execute(), None)
         return counts | dict.fromkeys(rest, reply)
 
     async def add_turns(self, conversation_id: str, message_id: str, turns: list[HistoryTurn]) -> None:
         """Add `turns` to the conversation's history unless those of `message_id` are there."""
         if not self._history_turns:
             return
-        append = self._append_turns(
-            keys=[history_key(conversation_id)],
-            args=[message_id, self._history_turns, self._ttl_s, *(t.model_dump_json() for t in turns)],
-        )
-        await self._guarded("record", append, None)
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_turns(pipe, conversation_id, message_id, turns)
+        await self._guarded("record", pipe.execute(), None)
+
+    def _queue_turns(
+        self, pipe: AnyPipeline, conversation_id: str, message_id: str, turns: list[HistoryTurn]
+    ) -> None:
+        # EVAL, not EVALSHA: a pipeline of scripts would ask SCRIPT EXISTS first, a round trip
+        # more each time; Redis compiles the script once and finds it by its hash after that.
+        if self._history_turns:
+            args: list[EncodableT] = [message_id, self._history_turns, self._ttl_s]
+            args += [turn.model_dump_json() for turn in turns]
+            pipe.eval(APPEND_TURNS, 1, history_key(conversation_id), *args)
+
+    async def _in_order(self, operation: str, stages: Sequence[Callable[[AnyPipeline], None]]) -> list[Any]:
+        """The results of each stage's commands, which Redis runs in the order of `stages`; []
+        when Redis fails. One round trip on a single server; one per stage on a cluster, where
+        the stages' keys may be on different nodes and a pipeline runs each node's part at once."""
+        batches = [stages] if not isinstance(self._redis, RedisCluster) else [[stage] for stage in stages]
+        results: list[Any] = []
+        for batch in batches:
+            pipe = self._redis.pipeline(transaction=False)
+            for stage in batch:
+                stage(pipe)
+            done: list[Any] | None = await self._guarded(operation, pipe.execute(), None)
+            if done is None:
+                return []
+            results += done
+        return results
 
     async def hand_to_human(self, conversation_id: str) -> None:
         """A human has the conversation now, until it is released or its history expires."""
@@ -219,11 +253,20 @@ class ContextStore:
         await self._guarded("hand_to_human", state, None)
 
     async def mark_published(self, message_ids: Sequence[str]) -> None:
-        """Remember that the broker took the reply to these messages, for as long as the reply."""
-        pipe = self._redis.pipeline(transaction=False)
-        for message_id in message_ids:
-            pipe.set(published_key(message_id), 1, ex=self._ttl_s)
-        await self._guarded("mark_published", pipe.execute(), None)
+        """Remember that the broker took the reply to these messages, for as long as the reply.
+
+        Marks asked for while another write of marks is under way go together in the next one:
+        under load, one round trip marks many replies instead of one each.
+        """
+        self._unmarked.update(message_ids)
+        async with self._marking:
+            if self._unmarked.isdisjoint(message_ids):
+                return  # written while this call waited, by the write before it
+            batch, self._unmarked = self._unmarked, set()
+            pipe = self._redis.pipeline(transaction=False)
+            for message_id in batch:
+                pipe.set(published_key(message_id), 1, ex=self._ttl_s)
+            await self._guarded("mark_published", pipe.execute(), None)
 
     async def put_profile(self, customer_id: str, fields: Mapping[str, str]) -> None:
         """Replace the customer's profile hash with `fields`; raises ContextUnavailable."""

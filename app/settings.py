@@ -131,11 +131,11 @@ class Settings(BaseSettings):
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
     log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
     log_format: Literal["json", "console"] = Field("json", validation_alias=_env("ENRICHER_LOG_FORMAT"))
-    # zstd: on reply records in batches of 1 / 3 / 10 (bench/results/codecs.md) it keeps
-    # 65 / 36 / 23% of the bytes (lz4 81 / 47 / 32%; gzip as zstd at twice its CPU) for
-    # 29 / 14 / 7 us of CPU per record: a chat workload's small batches gain the most from it.
+    # none: the reply topics are read by other teams' clients, and KafkaJS reads only gzip
+    # without plugins, aiokafka the others only with its codec extras. zstd keeps 65 / 36 / 23%
+    # of a reply's bytes in batches of 1 / 3 / 10 (bench/results/codecs.md), for whoever sets it.
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
-        "zstd", validation_alias=_env("ENRICHER_PRODUCER_COMPRESSION")
+        "none", validation_alias=_env("ENRICHER_PRODUCER_COMPRESSION")
     )
 
     @field_validator("fallback_models", mode="before")

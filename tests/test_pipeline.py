@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
+from app.context import ContextStore
 from app.devtools.mock_llm.admin import MockAdmin
 from app.pipeline import Failure, Outcome, _as_asked, answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
+from app.redis_keys import published_key
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, HistoryTurn, Reply
@@ -290,3 +295,58 @@ async def test_messages_answered_together_share_one_reply_one_call_and_the_store
     assert again[2].reply is not None
     assert again[2].reply.answers == ["b-3"]
     assert len(await mock_admin.requests()) == 2
+
+
+class CountingConnection(Connection):
+    """A connection to the real server that counts its writes: one per round trip, a pipeline's
+    commands going out in one write."""
+
+    writes = 0
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+async def counted(resources: Resources) -> AsyncIterator[Resources]:
+    pool = BlockingConnectionPool.from_url(
+        resources.settings.redis_url.get_secret_value(),
+        connection_class=CountingConnection,
+        decode_responses=True,
+        max_connections=8,
+    )
+    client = Redis.from_pool(pool)
+    await client.ping()  # the connection's own set-up commands are not the pipeline's
+    store = ContextStore(client, history_turns=20, ttl_s=60)
+    try:
+        yield dataclasses.replace(resources, redis=client, context=store)
+    finally:
+        await store.aclose()
+
+
+async def round_trips(work: Awaitable[object]) -> int:
+    CountingConnection.writes = 0
+    await work
+    return CountingConnection.writes
+
+
+async def test_a_message_reads_in_one_round_trip_and_records_in_one_more(
+    counted: Resources, mock_admin: MockAdmin
+) -> None:
+    first = message("Where is my parcel?", customer_id="cust-7")
+    assert await round_trips(answer(counted, [first])) == 2  # lookup, then reply and turns
+    burst = [CustomerMessage(message_id=f"r-{n}", conversation_id="c-rt", text=f"line {n}") for n in range(3)]
+    assert await round_trips(answer(counted, burst)) == 2  # however many it answers
+    assert await round_trips(answer(counted, [first])) == 1  # a redelivery: the lookup finds it
+    assert len(await mock_admin.requests()) == 2
+
+
+async def test_replies_published_together_are_marked_in_one_round_trip(counted: Resources) -> None:
+    context = counted.context
+    ids = [[f"p-{n}"] for n in range(20)]
+    assert await round_trips(asyncio.gather(*(context.mark_published(batch) for batch in ids))) <= 2
+    async with aioredis.from_url(counted.settings.redis_url.get_secret_value()) as redis:
+        assert await redis.exists(*(published_key(batch[0]) for batch in ids)) == 20

@@ -43,9 +43,9 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.redis_cluster == "off"
 
 
-def test_producer_compression_is_zstd_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_producer_compression_is_none_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", MOCK_URL)
-    assert load_settings().producer_compression == "zstd"
+    assert load_settings().producer_compression == "none"
     monkeypatch.setenv("ENRICHER_PRODUCER_COMPRESSION", "lz4")
     assert load_settings().producer_compression == "lz4"
 

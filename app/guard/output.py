@@ -17,6 +17,7 @@ check would see only `[redacted]`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,8 +47,20 @@ class GuardContext:
     system_text: str  # the system part(s) of the rendered prompt
     conversation_id: str
     customer_id: str | None
-    own_emails: frozenset[str]  # the customer's own addresses, lower-cased
-    mentioned_ids: frozenset[str] = frozenset()  # ids the customer wrote, case-folded
+    customer_texts: tuple[str, ...] = ()
+    """What the customer gave or was told: the message, its metadata, the profile, the history."""
+
+    # Read only when an answer holds an address or an id shaped like the conversation's own:
+    # most answers hold neither, and their conversations' histories need not be searched.
+    @functools.cached_property
+    def own_emails(self) -> frozenset[str]:
+        """The customer's own addresses, lower-cased."""
+        return emails_in(self.customer_texts)
+
+    @functools.cached_property
+    def mentioned_ids(self) -> frozenset[str]:
+        """The ids the customer wrote (or was told), case-folded."""
+        return shaped_ids(self.customer_texts, (self.conversation_id, self.customer_id))
 
     @classmethod
     def for_message(
@@ -62,18 +75,17 @@ class GuardContext:
         The customer's own addresses and the ids they wrote are those in the message, its metadata,
         the profile and the history (their turns, and our answers: what they were told already).
         """
-        texts = [
+        texts = (
             message.text,
-            json.dumps(message.metadata, default=str),
+            json.dumps(message.metadata, default=str) if message.metadata else "",
             *customer.values(),
             *(turn.text for turn in history),
-        ]
+        )
         return cls(
             system_text="\n".join(m["content"] for m in prompt if m["role"] in SYSTEM_ROLES),
             conversation_id=message.conversation_id,
             customer_id=message.customer_id,
-            own_emails=emails_in(texts),
-            mentioned_ids=shaped_ids(texts, (message.conversation_id, message.customer_id)),
+            customer_texts=texts,
         )
 
 
@@ -125,7 +137,9 @@ class OutputGuard:
                 f'(limit {RUN_WORDS - 1}), starting "{quoted} ..."',
             )
         own_ids = {"conversation id": context.conversation_id, "customer id": context.customer_id}
-        if foreign := foreign_id(answer, own_ids, context.mentioned_ids):
+        # The ids the customer wrote are searched for only when the answer names an id not its own.
+        foreign = foreign_id(answer, own_ids, frozenset())
+        if foreign and (foreign := foreign_id(answer, own_ids, context.mentioned_ids)):
             label, value = foreign
             return GuardVerdict("foreign_id", f"foreign_id: the answer names another {label}, {value[:64]}")
         if domain := self._foreign_email_domain(answer, context):

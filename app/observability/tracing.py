@@ -7,8 +7,8 @@ input's `tracestate` unchanged. An input without a valid `traceparent` starts a 
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -56,15 +56,22 @@ class TraceContext:
     @classmethod
     def new(cls) -> TraceContext:
         """A trace that starts here."""
-        return cls(secrets.token_hex(16))
+        return cls(f"{_nonzero_bits(128):032x}")
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Headers for one record produced in this trace: its own span id, the same trace id."""
-        span_id = secrets.token_hex(8)
+        span_id = f"{_nonzero_bits(64):016x}"
         headers = [(TRACEPARENT, f"{VERSION}-{self.trace_id}-{span_id}-{self.flags}".encode())]
         if self.tracestate:
             headers.append((TRACESTATE, self.tracestate.encode()))
         return headers
+
+
+def _nonzero_bits(bits: int) -> int:
+    """A random id of `bits` bits other than 0 (which the spec forbids). Ids need to be unique, not
+    secret, so they come from `random` as OpenTelemetry's SDK takes them: no system call for
+    each of a reply's records, as `secrets` makes."""
+    return random.getrandbits(bits) or 1
 
 
 def _header_values(headers: Headers | None) -> dict[str, str]:

@@ -25,7 +25,7 @@ BASE = GuardContext(
     system_text="You help customers of Shop.",
     conversation_id="conv-123",
     customer_id="cust-7",
-    own_emails=frozenset({"ada@example.com"}),
+    customer_texts=("I am ada@example.com",),
 )
 
 
@@ -62,7 +62,7 @@ def test_another_conversation_or_customer_id_is_blocked() -> None:
 
 
 def test_the_own_ids_and_those_the_customer_wrote_pass() -> None:
-    own = replace(BASE, mentioned_ids=frozenset({"conv-77"}))
+    own = replace(BASE, customer_texts=("Is this linked to my CONV-77?",))
     assert GUARD.check("Hi! Conversation conv-123 of cust-7, linked to your conv-77.", own) is PASSED
 
 

@@ -1,0 +1,196 @@
+"""`make profile`: where the worker's CPU goes on the standard load, sampled by py-spy.
+
+One worker, every feature at its defaults, answers the standard load (2,000 messages over 200
+conversations, 8 partitions, the mock LLM at 200 ms, 64 in flight) while two py-spy samplers
+watch it from outside: one draws the flame graph (`bench/results/profile.svg`), the other keeps
+the collapsed stacks, from which `bench/results/profile.md` tables the functions that take the
+most samples, on their own (self) and with what they call (total).
+
+`python -m bench.profile [--messages N] [--conversations M] [--env NAME=VALUE ...]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.report import RESULTS_DIR, machine
+from bench.stack import Stack
+from bench.traffic import Sender, TopicReader, workload
+
+LATENCY_MS = 200.0
+IN_FLIGHT = 64
+PARTITIONS = 8
+RATE_HZ = 200  # samples a second, per sampler
+TOP = 25
+REPLY_TIMEOUT_S = 180.0
+PY_SPY_STOP_S = 20.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A function as py-spy names it: `name (file:line)`, without the line."""
+
+    name: str
+
+    @classmethod
+    def of(cls, raw: str) -> Frame:
+        """`handle (app/pipeline.py:120)` → `handle (app/pipeline.py)`."""
+        function, _, where = raw.partition(" (")
+        path = where.rstrip(")").rsplit(":", 1)[0]
+        for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+            path = path.rpartition(marker)[2] or path
+        return cls(f"{function} ({path})" if path else function)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One function's share of the samples."""
+
+    frame: Frame
+    self_share: float
+    total_share: float
+
+
+def top_functions(collapsed: Iterable[str], top: int = TOP) -> tuple[int, list[Row], list[Row]]:
+    """The samples counted, and the `top` functions by self and by total share, from collapsed
+    stacks (`frame;frame;... count` per line, root first)."""
+    own: collections.Counter[Frame] = collections.Counter()
+    anywhere: collections.Counter[Frame] = collections.Counter()
+    samples = 0
+    for line in collapsed:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [Frame.of(raw) for raw in stack.split(";")]
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            anywhere[frame] += count
+    if not samples:
+        return 0, [], []
+
+    def rows(counter: collections.Counter[Frame]) -> list[Row]:
+        return [
+            Row(frame, own[frame] / samples, anywhere[frame] / samples)
+            for frame, _ in counter.most_common(top)
+        ]
+
+    return samples, rows(own), rows(anywhere)
+
+
+def markdown(samples: int, by_self: list[Row], by_total: list[Row], context: str) -> str:
+    """The two tables of the profile, with how it was taken."""
+    lines = [context, "", f"{samples} samples of the worker.", ""]
+    for title, rows in (("self", by_self), ("total (with what it calls)", by_total)):
+        lines += [
+            f"### Top {len(rows)} by {title}",
+            "",
+            "| function | self % | total % |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| `{row.frame.name}` | {row.self_share * 100:.1f} | {row.total_share * 100:.1f} |"
+            for row in rows
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def py_spy() -> str:
+    """The py-spy of this venv (a dev dependency)."""
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed: `make install` puts it into .venv")
+    return found
+
+
+def sampler(pid: int, output: Path, fmt: str) -> subprocess.Popen[bytes]:
+    """A py-spy that samples `pid` until it gets SIGINT, without pausing it."""
+    argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--nonblocking"]
+    argv += ["--format", fmt, "--output", str(output)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(samplers: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGINT each sampler (so it writes its file) and wait for it."""
+    for process in samplers:
+        process.send_signal(signal.SIGINT)
+    for process in samplers:
+        _, errors = process.communicate(timeout=PY_SPY_STOP_S)
+        if process.returncode not in (0, -signal.SIGINT):
+            raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')[-500:]}")
+
+
+async def profile(messages: int, conversations: int, env: dict[str, str], out: Path) -> str:
+    """Run the load on a fresh worker under the samplers; the Markdown of the result."""
+    log_dir = Path(tempfile.mkdtemp(prefix="enricher-profile-"))
+    print(f"profile: logs in {log_dir}", flush=True)
+    collapsed = log_dir / "profile.txt"
+    async with Stack(log_dir, LATENCY_MS) as stack:
+        settings_env = await stack.scenario_settings(
+            "profile", PARTITIONS, ENRICHER_MAX_IN_FLIGHT=IN_FLIGHT, **env
+        )
+        worker = await stack.start_worker("profile", settings_env)
+        try:
+            async with (
+                TopicReader(stack.bootstrap, worker.settings.reply_topic) as replies,
+                Sender(stack.bootstrap, worker.settings.input_topic) as sender,
+            ):
+                samplers = [
+                    sampler(worker.proc.pid, out / "profile.svg", "flamegraph"),
+                    sampler(worker.proc.pid, collapsed, "raw"),
+                ]
+                cpu_before = worker.proc.cpu_s()
+                try:
+                    print(f"profile: {messages} messages ...", flush=True)
+                    await sender.send(workload("profile", messages, conversations))
+                    if not await replies.wait_for(messages, REPLY_TIMEOUT_S):
+                        raise RuntimeError(f"only {replies.covered} of {messages} messages answered")
+                    cpu_s = worker.proc.cpu_s() - cpu_before
+                finally:
+                    await asyncio.to_thread(stop, samplers)
+        finally:
+            await worker.stop()
+    host = machine()
+    settings = ", ".join(f"{name}={value}" for name, value in env.items()) or "the rest at their defaults"
+    context = (
+        f"Worker profile on the standard load: {messages} messages over {conversations} conversations, "
+        f"{PARTITIONS} partitions, mock LLM at {LATENCY_MS:.0f} ms, {IN_FLIGHT} in flight, "
+        f"ENRICHER_COALESCE=off (a call per message), {settings}; "
+        f"worker CPU {cpu_s / messages * 1000:.2f} s per 1,000 messages (py-spy sampling, "
+        f"non-blocking, included). Flame graph: `profile.svg`. Machine: {host['cores']} cores, "
+        f"{host['cpu_model']}, Python {host['python']}, {host['date']}."
+    )
+    with collapsed.open() as lines:
+        samples, by_self, by_total = top_functions(lines)
+    return markdown(samples, by_self, by_total, context)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Profile the worker and write bench/results/profile.{svg,md}."""
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--conversations", type=int, default=200)
+    parser.add_argument("--env", action="append", default=[], help="a worker setting, NAME=VALUE")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.env)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = asyncio.run(profile(args.messages, args.conversations, env, args.out))
+    (args.out / "profile.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
