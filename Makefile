@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench format clean install
+.PHONY: run test lint bench profile format clean install
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.signals
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.coalesce
+
+# Where the worker's CPU goes on the standard load: bench/results/profile.svg and profile.md.
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .enricher-dev
