@@ -36,9 +36,12 @@ def user_texts(chat_request: dict[str, Any]) -> list[str]:
 
 
 def streamed_text(chunks: list[dict[str, Any]], message_id: str) -> str:
-    """What a reader of the stream topic shows for one reply: deltas in order, from the last reset."""
+    """What a reader of the stream topic shows for one reply: deltas in `seq` order (which counts
+    from 0 without gaps, each chunk once), from the last reset."""
     text = ""
-    for chunk in sorted((c for c in chunks if c["message_id"] == message_id), key=lambda c: c["seq"]):
+    ordered = sorted((c for c in chunks if c["message_id"] == message_id), key=lambda c: c["seq"])
+    assert [chunk["seq"] for chunk in ordered] == list(range(len(ordered)))
+    for chunk in ordered:
         text = chunk["delta"] if chunk["reset"] else text + chunk["delta"]
     return text
 
@@ -124,6 +127,14 @@ async def test_hundred_messages_in_order_with_profile_and_history(
     assert [m["role"] for m in earlier] == ["user", "assistant"]
     assert earlier[0]["content"] == "Question 0 from conversation 4"
     assert earlier[1]["content"].startswith("Hi Customer4,")
+
+    # The stream topic: the mock's six pieces a reply, 2 ms apart, come as fewer records that
+    # several pieces share (flushed at most every 50 ms), which a reader puts together again;
+    # a record a piece, and the closing one, would be 700.
+    chunks = json_values(await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(100)))
+    for reply in replies:
+        assert streamed_text(chunks, reply["message_id"]) == reply["text"]
+    assert len(chunks) <= 100 * 5
 
     async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
         stored = json.loads(await redis.get("reply:m-3-2"))
