@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.signals
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.coalesce
+	$(BIN)/python -m bench.profile
 
 # Where the worker's CPU goes on the standard load: bench/results/profile.svg and profile.md.
 profile: $(STAMP)

@@ -52,6 +52,52 @@ class Frame:
         return cls(f"{function} ({path})" if path else function)
 
 
+# What each feature on a message's path runs, as (file, function prefix) pairs: a sample is the
+# feature's when any frame of its stack matches one (an empty prefix takes the whole file).
+FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "embedded models (language, sentiment, intent, personal data found)": (
+        ("app/signals/models.py", ""),
+        ("app/signals/labels.py", ""),
+        ("app/signals/intent.py", ""),
+        ("app/signals/pii.py", ""),
+    ),
+    "personal data masked and restored": (("app/signals/masking.py", ""), ("app/restoring_sink.py", "")),
+    "output guard": (("app/guard/", ""),),
+    "trace context": (("app/observability/tracing.py", ""),),
+    "history (turns read, trimmed, written)": (
+        ("app/context.py", "_turns_of"),
+        ("app/context.py", "ContextStore._queue_turns"),
+        ("app/reply_records.py", "turns_of"),
+        ("app/pipeline.py", "fit_history"),
+    ),
+    "streamed chunks": (("app/kafka/publisher.py", "ChunkPublisher"),),
+    "published marks": (("app/context.py", "ContextStore.mark_published"),),
+    "adaptive limits and deadlines": (
+        ("app/llm/concurrency.py", ""),
+        ("app/llm/first_token.py", ""),
+        ("app/llm/ratelimit.py", ""),
+        ("app/llm/model_health.py", ""),
+    ),
+    "prompt templates (select, render)": (("app/prompts/", ""),),
+    "metrics": (("prometheus_client/", ""),),
+}
+# The job itself, which the reference worker does too: shown for scale.
+CORE: dict[str, tuple[tuple[str, str], ...]] = {
+    "LLM call (request, stream read)": (("app/llm/client.py", "LLMClient._stream"),),
+    "Redis (lookup, record)": (
+        ("app/context.py", "ContextStore.lookup"),
+        ("app/context.py", "ContextStore.record"),
+    ),
+    "Kafka in (faust consumer, stream, events)": (
+        ("faust/transport/consumer.py", ""),
+        ("faust/streams.py", ""),
+        ("mode/threads.py", ""),
+        ("aiokafka/consumer/", ""),
+    ),
+    "Kafka out (replies, chunks)": (("faust/topics.py", ""), ("aiokafka/producer/", "")),
+}
+
+
 @dataclass(frozen=True)
 class Row:
     """One function's share of the samples."""
@@ -87,6 +133,46 @@ def top_functions(collapsed: Iterable[str], top: int = TOP) -> tuple[int, list[R
         ]
 
     return samples, rows(own), rows(anywhere)
+
+
+def shares(collapsed: Iterable[str], groups: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, float]:
+    """Each group's share of the samples: those with a frame of the group anywhere in the stack."""
+    counts = dict.fromkeys(groups, 0)
+    samples = 0
+    for line in collapsed:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        samples += int(count_text)
+        frames = {Frame.of(raw).name for raw in stack.split(";")}
+        for name, matchers in groups.items():
+            if any(
+                f"({path}" in frame and frame.startswith(prefix)
+                for frame in frames
+                for path, prefix in matchers
+            ):
+                counts[name] += int(count_text)
+    return {name: count / samples if samples else 0.0 for name, count in counts.items()}
+
+
+def feature_table(features: dict[str, float], core: dict[str, float], cpu_s_per_1k: float) -> str:
+    """Each feature's share of the samples, as CPU seconds per 1,000 messages."""
+    lines = [
+        "### What each feature costs",
+        "",
+        "Its share of the samples (a stack with any of its frames) times the worker's CPU per 1,000 "
+        "messages; the job's own parts below, for scale. Shares overlap where one part calls another "
+        "(restoring personal data sends the chunks).",
+        "",
+        "| part | share % | CPU s per 1,000 messages |",
+        "| --- | --- | --- |",
+    ]
+    for title, rows in (("", features), ("the job: ", core)):
+        lines += [
+            f"| {title}{name} | {share * 100:.1f} | {share * cpu_s_per_1k:.2f} |"
+            for name, share in rows.items()
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(samples: int, by_self: list[Row], by_total: list[Row], context: str) -> str:
@@ -172,9 +258,11 @@ async def profile(messages: int, conversations: int, env: dict[str, str], out: P
         f"non-blocking, included). Flame graph: `profile.svg`. Machine: {host['cores']} cores, "
         f"{host['cpu_model']}, Python {host['python']}, {host['date']}."
     )
-    with collapsed.open() as lines:
-        samples, by_self, by_total = top_functions(lines)
-    return markdown(samples, by_self, by_total, context)
+    stacks = collapsed.read_text().splitlines()
+    samples, by_self, by_total = top_functions(stacks)
+    cpu_s_per_1k = cpu_s / messages * 1000
+    costs = feature_table(shares(stacks, FEATURES), shares(stacks, CORE), cpu_s_per_1k)
+    return markdown(samples, by_self, by_total, context) + "\n" + costs
 
 
 def main(argv: list[str] | None = None) -> None:
