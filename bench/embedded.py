@@ -1,9 +1,10 @@
 """`python -m bench.embedded`: what the models embedded in the worker cost it, against the same load
 with them off (`ENRICHER_SIGNALS=off`) in the same run.
 
-First the standard load (2,000 messages over 200 conversations) is sent as fast as it goes with
-the models on, to find what one worker sustains on this machine (its physical limit, 64 calls
-over the mock LLM's 200 ms, is 320 msg/s; a slow machine's CPU ends well before). Half of that
+First the standard load (2,000 messages over 200 conversations) is sent as fast as it goes to the
+reference worker (bench/reference.py) and then to the worker with the models on, to find what one
+worker sustains on this machine (its physical limit, 64 calls over the mock LLM's 200 ms, is
+320 msg/s; a slow machine's CPU ends well before), beside the reference's figures. Half of that
 is then offered with the models off, on, and on with every text worded anew (`SIDES`) in turn,
 five times each, interleaved so that a busy moment of the machine hits all of them.
 Measured per run: the worker's CPU seconds per 1,000 messages, the p99 end-to-end latency and
@@ -17,7 +18,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.report import machine, save, standard_load
+from bench.report import machine, ratio, save, standard_load
 from bench.scenarios import Load, LoadResult, run_load
 from bench.stack import Stack
 
@@ -65,14 +66,32 @@ SIDES = ("off", "on", "new")
 worded anew (`traffic.workload`), so the models remember nothing."""
 
 
-async def run_sides(messages: int, conversations: int, log_dir: Path) -> tuple[float, dict[str, Side]]:
-    """The sustained rate, then RUNS runs of each side at half of it, interleaved."""
+@dataclass(frozen=True)
+class FlatOut:
+    """One run as fast as it goes: throughput and CPU."""
+
+    msg_per_s: float
+    cpu_s_per_1k: float
+
+    @classmethod
+    def of(cls, result: LoadResult) -> FlatOut:
+        """The figures of one load run."""
+        return cls(round(result.throughput_per_s, 1), round(result.worker_cpu_s_per_1k, 3))
+
+
+async def run_sides(
+    messages: int, conversations: int, log_dir: Path
+) -> tuple[FlatOut, FlatOut, dict[str, Side]]:
+    """The reference's and the worker's rates flat out, then RUNS runs of each side at half of the
+    worker's, interleaved."""
     results: dict[str, list[LoadResult]] = {side: [] for side in SIDES}
     async with Stack(log_dir, LATENCY_MS) as stack:
-        print("bench: embedded models on, as fast as it goes ...", flush=True)
         unpaced = Load("embedded-unpaced", messages, conversations, IN_FLIGHT)
-        sustained = (await run_load(stack, unpaced, PARTITIONS)).throughput_per_s
-        rate = sustained / 2
+        print("bench: the reference worker, as fast as it goes ...", flush=True)
+        reference = FlatOut.of(await run_load(stack, unpaced.on("reference"), PARTITIONS))
+        print("bench: embedded models on, as fast as it goes ...", flush=True)
+        flat_out = FlatOut.of(await run_load(stack, unpaced, PARTITIONS))
+        rate = flat_out.msg_per_s / 2
         for run in range(1, RUNS + 1):
             for side in SIDES:
                 print(f"bench: embedded models {side} ({run}/{RUNS}) at {rate:.0f} msg/s ...", flush=True)
@@ -86,7 +105,7 @@ async def run_sides(messages: int, conversations: int, log_dir: Path) -> tuple[f
                     new_wordings=side == "new",
                 )
                 results[side].append(await run_load(stack, load, PARTITIONS))
-    return sustained, {side: Side.of(side, results[side]) for side in SIDES}
+    return flat_out, reference, {side: Side.of(side, results[side]) for side in SIDES}
 
 
 MEASURES = (
@@ -96,9 +115,12 @@ MEASURES = (
 )
 
 
-def markdown(sustained: float, sides: dict[str, Side], host: dict[str, str | int | None]) -> str:
+def markdown(
+    flat_out: FlatOut, reference: FlatOut, sides: dict[str, Side], host: dict[str, str | int | None]
+) -> str:
     """The comparison as a table, with the machine."""
     off = sides["off"]
+    sustained = flat_out.msg_per_s
     lines = [
         f"| embedded models, half load ({sustained / 2:.0f} msg/s) | off | on | grows by | allowed | |"
         " on, every wording new | grows by | |",
@@ -117,7 +139,11 @@ def markdown(sustained: float, sides: dict[str, Side], host: dict[str, str | int
     complete = all(side.complete for side in sides.values())
     lines += [
         "",
-        f"One worker sustained {sustained:.0f} msg/s with the models on. "
+        f"One worker sustained {sustained:.0f} msg/s with the models on, at {flat_out.cpu_s_per_1k:.2f} s "
+        f"of CPU per 1,000 messages; the reference worker (bench/reference.py) on the same load in the "
+        f"same run {reference.msg_per_s:.0f} msg/s at {reference.cpu_s_per_1k:.2f} s: "
+        f"{ratio(flat_out.msg_per_s, reference.msg_per_s):.2f}x its throughput, "
+        f"{ratio(flat_out.cpu_s_per_1k, reference.cpu_s_per_1k):.2f}x its CPU. "
         f"Medians of {RUNS} interleaved runs each; every run answered every message, in order: "
         f"{'yes' if complete else '**no**'}. Mock LLM at {LATENCY_MS:.0f} ms, "
         f"{IN_FLIGHT} calls in flight, {PARTITIONS} partitions. Machine: {host['cores']} cores, "
@@ -134,14 +160,16 @@ def main() -> None:
     """Run both settings and write bench/results/embedded.{json,md}."""
     messages, conversations, log_dir = standard_load("python -m bench.embedded", __doc__, "embedded")
     host = machine()
-    sustained, sides = asyncio.run(run_sides(messages, conversations, log_dir))
+    flat_out, reference, sides = asyncio.run(run_sides(messages, conversations, log_dir))
     document = {
         "machine": host,
         "targets": TARGETS,
-        "sustained_per_s": round(sustained, 1),
+        "sustained_per_s": flat_out.msg_per_s,
+        "flat_out": asdict(flat_out),
+        "reference_flat_out": asdict(reference),
         **{side: asdict(result) for side, result in sides.items()},
     }
-    save("embedded", document, markdown(sustained, sides, host))
+    save("embedded", document, markdown(flat_out, reference, sides, host))
 
 
 if __name__ == "__main__":

@@ -193,6 +193,11 @@ def markdown(samples: int, by_self: list[Row], by_total: list[Row], context: str
     return "\n".join(lines)
 
 
+def stem(reference: bool) -> str:
+    """The name of the result files, without suffix."""
+    return "profile-reference" if reference else "profile"
+
+
 def py_spy() -> str:
     """The py-spy of this venv (a dev dependency)."""
     found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -202,8 +207,9 @@ def py_spy() -> str:
 
 
 def sampler(pid: int, output: Path, fmt: str) -> subprocess.Popen[bytes]:
-    """A py-spy that samples `pid` until it gets SIGINT, without pausing it."""
-    argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--nonblocking"]
+    """A py-spy that samples `pid` until it gets SIGINT, without pausing it; only the thread that
+    holds the GIL, so that an event loop waiting in its poll is not taken for work."""
+    argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--nonblocking", "--gil"]
     argv += ["--format", fmt, "--output", str(output)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -218,23 +224,25 @@ def stop(samplers: Iterable[subprocess.Popen[bytes]]) -> None:
             raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')[-500:]}")
 
 
-async def profile(messages: int, conversations: int, env: dict[str, str], out: Path) -> str:
-    """Run the load on a fresh worker under the samplers; the Markdown of the result."""
+async def profile(
+    messages: int, conversations: int, env: dict[str, str], out: Path, *, reference: bool = False
+) -> str:
+    """Run the load on a fresh worker (or the reference) under the samplers; the Markdown of the result."""
     log_dir = Path(tempfile.mkdtemp(prefix="enricher-profile-"))
     print(f"profile: logs in {log_dir}", flush=True)
-    collapsed = log_dir / "profile.txt"
+    collapsed = log_dir / f"{stem(reference)}.txt"
     async with Stack(log_dir, LATENCY_MS) as stack:
         settings_env = await stack.scenario_settings(
             "profile", PARTITIONS, ENRICHER_MAX_IN_FLIGHT=IN_FLIGHT, **env
         )
-        worker = await stack.start_worker("profile", settings_env)
+        worker = await stack.start_worker("profile", settings_env, reference=reference)
         try:
             async with (
                 TopicReader(stack.bootstrap, worker.settings.reply_topic) as replies,
                 Sender(stack.bootstrap, worker.settings.input_topic) as sender,
             ):
                 samplers = [
-                    sampler(worker.proc.pid, out / "profile.svg", "flamegraph"),
+                    sampler(worker.proc.pid, out / f"{stem(reference)}.svg", "flamegraph"),
                     sampler(worker.proc.pid, collapsed, "raw"),
                 ]
                 cpu_before = worker.proc.cpu_s()
@@ -250,12 +258,13 @@ async def profile(messages: int, conversations: int, env: dict[str, str], out: P
             await worker.stop()
     host = machine()
     settings = ", ".join(f"{name}={value}" for name, value in env.items()) or "the rest at their defaults"
+    who = "The reference worker's (bench/reference.py)" if reference else "Worker"
     context = (
-        f"Worker profile on the standard load: {messages} messages over {conversations} conversations, "
+        f"{who} profile on the standard load: {messages} messages over {conversations} conversations, "
         f"{PARTITIONS} partitions, mock LLM at {LATENCY_MS:.0f} ms, {IN_FLIGHT} in flight, "
         f"ENRICHER_COALESCE=off (a call per message), {settings}; "
         f"worker CPU {cpu_s / messages * 1000:.2f} s per 1,000 messages (py-spy sampling, "
-        f"non-blocking, included). Flame graph: `profile.svg`. Machine: {host['cores']} cores, "
+        f"non-blocking, included). Flame graph: `{stem(reference)}.svg`. Machine: {host['cores']} cores, "
         f"{host['cpu_model']}, Python {host['python']}, {host['date']}."
     )
     stacks = collapsed.read_text().splitlines()
@@ -266,17 +275,18 @@ async def profile(messages: int, conversations: int, env: dict[str, str], out: P
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Profile the worker and write bench/results/profile.{svg,md}."""
+    """Profile the worker (or the reference) and write bench/results/profile[-reference].{svg,md}."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--env", action="append", default=[], help="a worker setting, NAME=VALUE")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--reference", action="store_true", help="profile the reference worker instead")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
     args.out.mkdir(parents=True, exist_ok=True)
-    text = asyncio.run(profile(args.messages, args.conversations, env, args.out))
-    (args.out / "profile.md").write_text(text)
+    text = asyncio.run(profile(args.messages, args.conversations, env, args.out, reference=args.reference))
+    (args.out / f"{stem(args.reference)}.md").write_text(text)
     print(text)
 
 

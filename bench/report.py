@@ -20,13 +20,38 @@ from bench.scenarios import LoadResult, Params, StallResult
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 THROUGHPUT_SHARE = 0.85
 LATENCY_HEADROOM_MS = 100.0
-CPU_S_PER_1K = 2.0
+# Against the reference worker (bench/reference.py) on the same load in the same run.
+THROUGHPUT_OF_REFERENCE = 0.95
+CPU_OF_REFERENCE = 1.0
+P99_OVER_REFERENCE_MS = 50.0
 PEAK_RSS_MB = 250.0
 FLAT_RSS_MB = 10.0  # growth allowed once the buffer is full
 SHARED_CORES_NOTE = (
     "The load generator, the reply reader and checker, the mock LLM, the broker and Redis share "
     "these cores with the worker, so every figure is a lower bound for a worker on its own machine."
 )
+REFERENCE_NOTE = (
+    "The reference is bench/reference.py: the job and nothing else (consume, read the profile and "
+    "history, stream the LLM's answer, store and publish the reply, commit in order), one plain "
+    "aiokafka loop on the worker's settings. Each run of the worker follows one of the reference on "
+    "the same load in the same run; the machines here differ 2x from day to day, so a ratio to the "
+    "reference is what compares across runs."
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference worker's runs of the same scenarios, in the same bench run (bench/reference.py)."""
+
+    throughput: tuple[LoadResult, ...]
+    baseline: LoadResult
+    half_load: tuple[LoadResult, ...]
+    stall: StallResult
+
+    @property
+    def scenarios(self) -> tuple[tuple[LoadResult, ...], ...]:
+        """The runs of each load scenario, in the order they ran."""
+        return (self.throughput, (self.baseline,), self.half_load)
 
 
 @dataclass(frozen=True)
@@ -38,6 +63,7 @@ class Results:
     baseline: LoadResult
     half_load: tuple[LoadResult, ...]
     stall: StallResult
+    reference: Reference
 
     @property
     def scenarios(self) -> tuple[tuple[LoadResult, ...], ...]:
@@ -115,20 +141,52 @@ def each_run(runs: Sequence[LoadResult], measure: Callable[[LoadResult], float],
     return f"; runs: {', '.join(format(measure(run), spec) for run in runs)} {unit}"
 
 
+def each_pair(
+    runs: Sequence[LoadResult],
+    references: Sequence[LoadResult],
+    measure: Callable[[LoadResult], float],
+    spec: str,
+    unit: str,
+) -> str:
+    """`; runs (worker / reference): a / b, c / d unit`; "" for a single run."""
+    if len(runs) == 1:
+        return ""
+    pairs = ", ".join(
+        f"{format(measure(run), spec)} / {format(measure(ref), spec)}"
+        for run, ref in zip(runs, references, strict=True)
+    )
+    return f"; runs (worker / reference): {pairs} {unit}"
+
+
+def ratio(value: float, reference: float) -> float:
+    """`value` as a multiple of the reference's (NaN without a reference figure)."""
+    return value / reference if reference else math.nan
+
+
 def _over(runs: Sequence[LoadResult]) -> str:
     return f", over {len(runs)} runs" if len(runs) > 1 else ""
 
 
 def targets(results: Results) -> list[Row]:
-    """The issue's targets, judged on the median run of each repeated scenario."""
-    params, base, stall = results.params, results.baseline, results.stall
+    """The issue's targets, judged on the median run of each repeated scenario; those relative to
+    the reference compare the worker's median run with the reference's."""
+    params, base, stall, ref = results.params, results.baseline, results.stall, results.reference
     fast = median_run(results.throughput, lambda run: run.throughput_per_s)
+    ref_fast = median_run(ref.throughput, lambda run: run.throughput_per_s)
     frugal = median_run(results.throughput, lambda run: run.worker_cpu_s_per_1k)
+    ref_frugal = median_run(ref.throughput, lambda run: run.worker_cpu_s_per_1k)
     half = median_run(results.half_load, lambda run: run.latency.p99_ms)
+    ref_half = median_run(ref.half_load, lambda run: run.latency.p99_ms)
     limit = params.physical_per_s
     share = fast.throughput_per_s / limit
     p99_bound = params.latency_ms + LATENCY_HEADROOM_MS
     peak = max(stall.worker_peak_rss_mb, *(result.worker_peak_rss_mb for result in results.loads))
+    ref_peak = max(
+        ref.stall.worker_peak_rss_mb, *(run.worker_peak_rss_mb for runs in ref.scenarios for run in runs)
+    )
+    speed = ratio(fast.throughput_per_s, ref_fast.throughput_per_s)
+    cpu = ratio(frugal.worker_cpu_s_per_1k, ref_frugal.worker_cpu_s_per_1k)
+    p99_over = half.latency.p99_ms - ref_half.latency.p99_ms
     rows = [
         Row(
             f"Throughput ({params.in_flight} in flight ÷ {params.latency_ms:.0f} ms = {limit:.0f} msg/s)",
@@ -136,7 +194,14 @@ def targets(results: Results) -> list[Row]:
             f"{fast.throughput_per_s:.0f} msg/s ({share:.0%})"
             + each_run(results.throughput, lambda run: run.throughput_per_s, ".0f", "msg/s"),
             share >= THROUGHPUT_SHARE and all(run.complete for run in results.throughput),
-        )
+        ),
+        Row(
+            "Flat-out throughput against the reference's (same run)",
+            f"≥ {THROUGHPUT_OF_REFERENCE:g}x the reference's",
+            f"{speed:.2f}x ({fast.throughput_per_s:.0f} vs {ref_fast.throughput_per_s:.0f} msg/s)"
+            + each_pair(results.throughput, ref.throughput, lambda run: run.throughput_per_s, ".0f", "msg/s"),
+            speed >= THROUGHPUT_OF_REFERENCE and all(run.complete for run in results.throughput),
+        ),
     ]
     for runs in results.scenarios:
         lost = sum(run.verdict.lost for run in runs)
@@ -150,12 +215,24 @@ def targets(results: Results) -> list[Row]:
                 all(run.verdict.clean for run in runs),
             )
         )
+    ref_runs = [run for runs in ref.scenarios for run in runs]
     rows += [
+        Row(
+            f"Lost / duplicated / out of order (the reference, all {len(ref_runs)} runs)",
+            "0 / 0 / 0 (else its figures compare with nothing)",
+            " / ".join(
+                str(sum(getattr(run.verdict, name) for run in ref_runs))
+                for name in ("lost", "duplicated", "out_of_order")
+            ),
+            all(run.verdict.clean and run.complete for run in ref_runs),
+        ),
         Row(
             "Speed-up over the sequential baseline (in flight = 1)",
             "—",
             f"{fast.throughput_per_s / base.throughput_per_s:.1f}x "
-            f"({fast.throughput_per_s:.0f} vs {base.throughput_per_s:.1f} msg/s)",
+            f"({fast.throughput_per_s:.0f} vs {base.throughput_per_s:.1f} msg/s; the reference "
+            f"{ref_fast.throughput_per_s / ref.baseline.throughput_per_s:.1f}x, "
+            f"{ref_fast.throughput_per_s:.0f} vs {ref.baseline.throughput_per_s:.1f} msg/s)",
             None,
         ),
         Row(
@@ -166,29 +243,38 @@ def targets(results: Results) -> list[Row]:
             half.latency.p99_ms <= p99_bound and all(run.complete for run in results.half_load),
         ),
         Row(
-            "Worker CPU per 1,000 messages (throughput run)",
-            f"≤ {CPU_S_PER_1K:.1f} s",
-            f"{frugal.worker_cpu_s_per_1k:.2f} s"
-            + each_run(results.throughput, lambda run: run.worker_cpu_s_per_1k, ".2f", "s"),
-            frugal.worker_cpu_s_per_1k <= CPU_S_PER_1K,
+            "p99 at half load against the reference's (same run)",
+            f"≤ the reference's + {P99_OVER_REFERENCE_MS:.0f} ms",
+            f"{p99_over:+.0f} ms ({half.latency.p99_ms:.0f} vs {ref_half.latency.p99_ms:.0f} ms)"
+            + each_pair(results.half_load, ref.half_load, lambda run: run.latency.p99_ms, ".0f", "ms"),
+            p99_over <= P99_OVER_REFERENCE_MS and all(run.complete for run in results.half_load),
+        ),
+        Row(
+            "Worker CPU per 1,000 replies (throughput run) against the reference's (same run)",
+            f"≤ {CPU_OF_REFERENCE:g}x the reference's",
+            f"{cpu:.2f}x ({frugal.worker_cpu_s_per_1k:.2f} vs {ref_frugal.worker_cpu_s_per_1k:.2f} s)"
+            + each_pair(results.throughput, ref.throughput, lambda run: run.worker_cpu_s_per_1k, ".2f", "s"),
+            cpu <= CPU_OF_REFERENCE,
         ),
         Row(
             "Worker peak RSS (VmHWM, all scenarios)",
             f"≤ {PEAK_RSS_MB:.0f} MB",
-            f"{peak:.0f} MB",
+            f"{peak:.0f} MB (the reference {ref_peak:.0f} MB)",
             peak <= PEAK_RSS_MB,
         ),
         Row(
             f"RSS flat while {stall.messages:,} messages wait behind a stalled LLM",
             f"≤ +{FLAT_RSS_MB:.0f} MB after the buffer is full",
             f"{stall.samples[0].rss_mb:.0f} → peak {max(s.rss_mb for s in stall.samples):.0f} → "
-            f"end {stall.samples[-1].rss_mb:.0f} MB ({stall_growth_mb(stall):+.1f} MB)",
+            f"end {stall.samples[-1].rss_mb:.0f} MB ({stall_growth_mb(stall):+.1f} MB; "
+            f"the reference {stall_growth_mb(ref.stall):+.1f} MB)",
             stall_growth_mb(stall) <= FLAT_RSS_MB,
         ),
         Row(
             "Buffered events during the stall (`enricher_buffered_events`)",
             f"at the bound, {stall.buffered_bound}",
-            f"end {stall.samples[-1].buffered:.0f}, max {max(s.buffered for s in stall.samples):.0f}",
+            f"end {stall.samples[-1].buffered:.0f}, max {max(s.buffered for s in stall.samples):.0f} "
+            f"(the reference: end {ref.stall.samples[-1].buffered:.0f})",
             stall.samples[-1].buffered == stall.buffered_bound
             and max(s.buffered for s in stall.samples) <= stall.buffered_bound,
         ),
@@ -202,51 +288,87 @@ def targets(results: Results) -> list[Row]:
     return rows
 
 
-def run_labels(results: Results) -> list[tuple[str, LoadResult]]:
-    """Each load run with its scenario name, numbered `name n/N` where a scenario ran N > 1 times."""
+TABLE_COLUMNS = (
+    "scenario",
+    "messages / conversations",
+    "in flight",
+    "offered",
+    "msg/s",
+    "reference msg/s",
+    "x ref",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "reference p99 ms",
+    "p99 - ref ms",
+    "lost / dup / order (reference)",
+    "worker CPU s per 1k replies",
+    "reference CPU s per 1k",
+    "x ref",
+    "peak RSS MB (reference)",
+)
+
+
+def run_labels(results: Results) -> list[tuple[str, LoadResult, LoadResult]]:
+    """Each load run with the reference's run just before it and its scenario name, numbered
+    `name n/N` where a scenario ran N > 1 times."""
     labelled = []
-    for runs in results.scenarios:
-        for number, run in enumerate(runs, start=1):
+    for runs, references in zip(results.scenarios, results.reference.scenarios, strict=True):
+        for number, (run, ref) in enumerate(zip(runs, references, strict=True), start=1):
             label = run.load.name if len(runs) == 1 else f"{run.load.name} {number}/{len(runs)}"
-            labelled.append((label, run))
+            labelled.append((label, run, ref))
     return labelled
 
 
 def markdown(results: Results, rows: list[Row], host: dict[str, str | int | None]) -> str:
-    """The targets table, the per-scenario table and the machine line."""
+    """The targets table, the per-scenario table (each run beside the reference's) and the machine line."""
     verdicts = {True: "pass", False: "**miss**", None: "info"}
     lines = ["| target | wanted | measured | |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.target} | {r.wanted} | {r.measured} | {verdicts[r.passed]} |" for r in rows]
     lines += [
         "",
-        "| scenario | messages / conversations | in flight | offered | msg/s | p50 ms | p95 ms | p99 ms "
-        "| lost / dup / order | worker CPU s per 1k | peak RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + " --- |" * len(TABLE_COLUMNS),
     ]
-    for label, result in run_labels(results):
-        load, lat, verdict = result.load, result.latency, result.verdict
+    for label, result, ref in run_labels(results):
+        load, lat, verdict, rv = result.load, result.latency, result.verdict, ref.verdict
         offered = f"{load.rate_per_s:.0f} msg/s" if load.rate_per_s else "flat out"
         lines.append(
             f"| {label} | {load.messages} / {load.conversations} | {load.max_in_flight} | {offered} "
-            f"| {result.throughput_per_s:.1f} | {lat.p50_ms:.0f} | {lat.p95_ms:.0f} | {lat.p99_ms:.0f} "
+            f"| {result.throughput_per_s:.1f} | {ref.throughput_per_s:.1f} "
+            f"| {ratio(result.throughput_per_s, ref.throughput_per_s):.2f} "
+            f"| {lat.p50_ms:.0f} | {lat.p95_ms:.0f} | {lat.p99_ms:.0f} | {ref.latency.p99_ms:.0f} "
+            f"| {lat.p99_ms - ref.latency.p99_ms:+.0f} "
             f"| {verdict.lost} / {verdict.duplicated} / {verdict.out_of_order} "
-            f"| {result.worker_cpu_s_per_1k:.2f} | {result.worker_peak_rss_mb:.0f} |"
+            f"({rv.lost} / {rv.duplicated} / {rv.out_of_order}) "
+            f"| {result.worker_cpu_s_per_1k:.2f} | {ref.worker_cpu_s_per_1k:.2f} "
+            f"| {ratio(result.worker_cpu_s_per_1k, ref.worker_cpu_s_per_1k):.2f} "
+            f"| {result.worker_peak_rss_mb:.0f} ({ref.worker_peak_rss_mb:.0f}) |"
         )
     fast = median_run(results.throughput, lambda run: run.worker_cpu_s_per_1k)
-    cpu = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in fast.cpu_s.items())
-    busy = fast.cpu_s["worker"] / fast.duration_s
+    ref_fast = median_run(results.reference.throughput, lambda run: run.worker_cpu_s_per_1k)
+    lines += ["", *(_cpu_line(who, run) for who, run in (("worker", fast), ("reference", ref_fast)))]
     lines += [
-        "",
-        f"CPU seconds during the {fast.duration_s:.1f} s throughput run of median CPU "
-        f"on {host['cores']} cores: {cpu}; "
-        f"the worker's one event loop was busy {busy:.0%} of the time. "
-        f"The mock LLM saw at most {fast.mock_max_in_flight} calls in flight.",
         "",
         f"Machine: {host['cores']} cores, {host['cpu_model']}, Python {host['python']}, "
         f"Linux {host['kernel']}, {host['date']}" + (" (quick run)" if results.params.quick else "") + ".",
         SHARED_CORES_NOTE,
+        "",
+        REFERENCE_NOTE,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_line(who: str, run: LoadResult) -> str:
+    cpu = ", ".join(
+        f"{who if name == 'worker' else name} {seconds:.1f} s" for name, seconds in run.cpu_s.items()
+    )
+    busy = run.cpu_s["worker"] / run.duration_s
+    return (
+        f"CPU seconds during the {run.duration_s:.1f} s throughput run of median CPU of the {who}: {cpu}; "
+        f"its one event loop was busy {busy:.0%} of the time. "
+        f"The mock LLM saw at most {run.mock_max_in_flight} calls in flight."
+    )
 
 
 def write(results: Results, host: dict[str, str | int | None], directory: Path) -> str:

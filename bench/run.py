@@ -8,8 +8,8 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from bench.report import RESULTS_DIR, Results, machine, write
-from bench.scenarios import Load, LoadResult, Params, run_load, run_stall
+from bench.report import RESULTS_DIR, Reference, Results, machine, write
+from bench.scenarios import WORKERS, Load, Params, run_paired, run_stall
 from bench.stack import Stack
 
 QUICK = {
@@ -60,7 +60,8 @@ def parse_params(argv: list[str] | None = None) -> Params:
 
 
 async def run_all(params: Params, log_dir: Path) -> Results:
-    """Start the stack once and run every scenario on it, each with its own worker and topics."""
+    """Start the stack once and run every scenario on it, each with its own worker and topics;
+    each run of the worker follows one of the reference (bench/reference.py) on the same load."""
     half_rate = params.physical_per_s / 2
     throughput = Load("throughput", params.messages, params.conversations, params.in_flight)
     baseline = Load("baseline", params.baseline_messages, params.baseline_conversations, 1)
@@ -72,32 +73,37 @@ async def run_all(params: Params, log_dir: Path) -> Results:
         half_rate,
     )
     async with Stack(log_dir, params.latency_ms) as stack:
-        throughput_runs = await run_repeated(stack, throughput, params.repeats, params.partitions)
-        (baseline_run,) = await run_repeated(stack, baseline, 1, params.partitions)
-        half_load_runs = await run_repeated(stack, half_load, params.repeats, params.partitions)
-        print(f"bench: stall: {params.stall_messages} messages behind a hanging LLM ...", flush=True)
-        stall = await run_stall(
-            stack,
-            params.stall_messages,
-            params.conversations,
-            params.partitions,
-            params.stall_s,
-            params.sample_every_s,
-        )
-    return Results(params, throughput_runs, baseline_run, half_load_runs, stall)
-
-
-async def run_repeated(stack: Stack, load: Load, count: int, partitions: int) -> tuple[LoadResult, ...]:
-    """`count` runs of `load`, one after the other, each on a fresh worker and topics."""
-    measured = []
-    for run in range(1, count + 1):
-        print(
-            f"bench: {load.name} ({run}/{count}): {load.messages} messages, "
-            f"{load.max_in_flight} in flight ...",
-            flush=True,
-        )
-        measured.append(await run_load(stack, load, partitions))
-    return tuple(measured)
+        throughput_runs = await run_paired(stack, throughput, params.repeats, params.partitions)
+        baseline_runs = await run_paired(stack, baseline, 1, params.partitions)
+        half_load_runs = await run_paired(stack, half_load, params.repeats, params.partitions)
+        stalls = {}
+        for kind in WORKERS:
+            print(
+                f"bench: stall ({kind}): {params.stall_messages} messages behind a hanging LLM ...",
+                flush=True,
+            )
+            stalls[kind] = await run_stall(
+                stack,
+                params.stall_messages,
+                params.conversations,
+                params.partitions,
+                params.stall_s,
+                params.sample_every_s,
+                kind,
+            )
+    return Results(
+        params,
+        throughput_runs.enricher,
+        baseline_runs.enricher[0],
+        half_load_runs.enricher,
+        stalls["enricher"],
+        Reference(
+            throughput_runs.reference,
+            baseline_runs.reference[0],
+            half_load_runs.reference,
+            stalls["reference"],
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bench.checker import Latency, Verdict, check, latency
 from bench.stack import Stack, Worker, cpu_snapshot
 from bench.traffic import Outgoing, Sender, TopicReader, bursts, workload
+
+WorkerKind = Literal["enricher", "reference"]
+"""Which worker a scenario runs: `enricher worker`, or the reference (bench/reference.py)."""
+WORKERS: tuple[WorkerKind, WorkerKind] = ("reference", "enricher")
+"""The order of a pair of runs: each run of the worker right after the reference's."""
 
 SETTLE_S = 2.0  # after the last expected reply, to catch late duplicates
 READ_BACK_TIMEOUT_S = 60.0
@@ -61,6 +67,13 @@ class Load:
     turn by turn, then new ones do (`traffic.bursts`); without, `traffic.workload`."""
     new_wordings: bool = False
     """Every text worded anew (`traffic.workload`)."""
+    worker: WorkerKind = "enricher"
+    """Which worker runs it; the reference reads the same environment, and ignores what only the
+    enricher does (bench/reference.py)."""
+
+    def on(self, worker: WorkerKind) -> Load:
+        """The same load, run by `worker`."""
+        return dataclasses.replace(self, worker=worker)
 
     def plan(self) -> list[Outgoing]:
         """What this load sends, in order."""
@@ -113,6 +126,7 @@ class StallResult:
     samples: list[Sample]
     verdict: Verdict
     worker_peak_rss_mb: float
+    worker: WorkerKind = "enricher"
 
 
 async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
@@ -120,7 +134,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
     env = await stack.scenario_settings(
         load.name, partitions, ENRICHER_MAX_IN_FLIGHT=load.max_in_flight, **load.env
     )
-    worker = await stack.start_worker(load.name, env)
+    worker = await stack.start_worker(load.name, env, reference=load.worker == "reference")
     settings = worker.settings
     physical_per_s = load.max_in_flight / (stack.latency_ms / 1000)
     timeout_s = 60 + load.messages / (0.5 * min(physical_per_s, load.rate_per_s or physical_per_s))
@@ -169,12 +183,41 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
     )
 
 
+@dataclass(frozen=True)
+class Paired:
+    """The runs of one load scenario by each worker, in the order they ran."""
+
+    enricher: tuple[LoadResult, ...]
+    reference: tuple[LoadResult, ...]
+
+
+async def run_paired(stack: Stack, load: Load, count: int, partitions: int) -> Paired:
+    """`count` pairs of runs of `load`, the reference's and then the worker's, each on a fresh
+    process and topics: interleaved, so that the machine's drift hits both alike."""
+    runs: dict[WorkerKind, list[LoadResult]] = {kind: [] for kind in WORKERS}
+    for run in range(1, count + 1):
+        for kind in WORKERS:
+            print(
+                f"bench: {load.name} ({run}/{count}, {kind}): {load.messages} messages, "
+                f"{load.max_in_flight} in flight ...",
+                flush=True,
+            )
+            runs[kind].append(await run_load(stack, load.on(kind), partitions))
+    return Paired(tuple(runs["enricher"]), tuple(runs["reference"]))
+
+
 async def run_stall(
-    stack: Stack, messages: int, conversations: int, partitions: int, duration_s: float, every_s: float
+    stack: Stack,
+    messages: int,
+    conversations: int,
+    partitions: int,
+    duration_s: float,
+    every_s: float,
+    worker_kind: WorkerKind = "enricher",
 ) -> StallResult:
     """Hang the mock LLM, produce a backlog and sample the worker's RSS and buffer; SIGKILL it after."""
     env = await stack.scenario_settings("stall", partitions)
-    worker = await stack.start_worker("stall", env)
+    worker = await stack.start_worker("stall", env, reference=worker_kind == "reference")
     settings = worker.settings
     try:
         await stack.mock.reset()
@@ -203,6 +246,7 @@ async def run_stall(
         samples=samples,
         verdict=check(inputs, (keyed for keyed, _ in reply_records)),
         worker_peak_rss_mb=peak_rss_mb,
+        worker=worker_kind,
     )
 
 

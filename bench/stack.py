@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from app.devtools.broker import EmbeddedBroker, create_topics
 from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.processes import ManagedProcess, free_port, isolated_worker
+from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port, isolated_worker
 from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
@@ -63,7 +63,7 @@ class Proc:
 
 @dataclass
 class Worker:
-    """One `enricher worker` child of a scenario."""
+    """One worker child of a scenario: `enricher worker`, or the reference (bench/reference.py)."""
 
     process: ManagedProcess
     settings: Settings
@@ -166,9 +166,15 @@ class Stack:
             "broker": Proc(self.broker.process.pid),
         }
 
-    async def start_worker(self, name: str, env: dict[str, str], *, wait_ready: bool = True) -> Worker:
-        """Start a worker on `env` and (unless told not to) wait until /readyz says ready."""
-        process = isolated_worker(f"worker-{name}", env, self.log_dir)
+    async def start_worker(
+        self, name: str, env: dict[str, str], *, wait_ready: bool = True, reference: bool = False
+    ) -> Worker:
+        """Start a worker on `env` and (unless told not to) wait until /readyz says ready;
+        with `reference`, the reference worker (bench/reference.py) on the same environment."""
+        if reference:
+            process = reference_worker(f"reference-{name}", env, self.log_dir)
+        else:
+            process = isolated_worker(f"worker-{name}", env, self.log_dir)
         worker = Worker(process.start(), Settings.model_validate(env), Proc(process.pid))
         if not wait_ready:
             return worker
@@ -181,6 +187,18 @@ class Stack:
             await worker.kill()
             raise
         return worker
+
+
+def reference_worker(name: str, env: dict[str, str], log_dir: Path) -> ManagedProcess:
+    """`python -m bench.reference` configured only by `env`, as `isolated_worker` starts the worker."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "bench.reference"],
+        env=inherited | env | {"PYTHONUNBUFFERED": "1"},
+        log_path=log_dir / f"{name}.log",
+        cwd=REPO,  # for `bench` to import; it reads no .env file
+    )
 
 
 def cpu_snapshot(procs: dict[str, Proc]) -> dict[str, float]:
