@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals import pii
@@ -41,16 +42,23 @@ class Masked:
         self, message: CustomerMessage, history: Sequence[HistoryTurn]
     ) -> tuple[CustomerMessage, list[HistoryTurn]]:
         """The message and its history with these texts, masked as `mask([message.text, *turns])`
-        masked them."""
+        masked them; what nothing was masked in is returned as it is, not copied."""
         turns = zip(history, self.texts[1:], strict=True)
         return (
-            message.model_copy(update={"text": self.texts[0]}),
-            [turn.model_copy(update={"text": text}) for turn, text in turns],
+            _with_text(message, self.texts[0]),
+            [_with_text(turn, text) for turn, text in turns],
         )
 
     def restorer(self) -> StreamRestorer:
         """A restorer for an answer that arrives in chunks."""
         return StreamRestorer(self)
+
+
+Texted = TypeVar("Texted", CustomerMessage, HistoryTurn)
+
+
+def _with_text(item: Texted, text: str) -> Texted:
+    return item if item.text == text else item.model_copy(update={"text": text})
 
 
 class StreamRestorer:
