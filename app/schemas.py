@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=4096)  # asked for by the chunks and by the reply of one message
 def reply_id_for(message_id: str) -> str:
     """The stable reply id: the same message_id always gives the same reply_id."""
     return str(uuid.uuid5(REPLY_NAMESPACE, message_id))
