@@ -72,8 +72,13 @@ async def run_all(params: Params, log_dir: Path) -> Results:
         params.in_flight,
         half_rate,
     )
+    # Every setting at its default: messages that queued behind a reply are answered by the next.
+    coalesced = dataclasses.replace(
+        throughput, name="throughput-coalesced", env={"ENRICHER_COALESCE": "queued"}
+    )
     async with Stack(log_dir, params.latency_ms) as stack:
         throughput_runs = await run_paired(stack, throughput, params.repeats, params.partitions)
+        coalesced_runs = await run_paired(stack, coalesced, params.repeats, params.partitions)
         baseline_runs = await run_paired(stack, baseline, 1, params.partitions)
         half_load_runs = await run_paired(stack, half_load, params.repeats, params.partitions)
         stalls = {}
@@ -102,7 +107,9 @@ async def run_all(params: Params, log_dir: Path) -> Results:
             baseline_runs.reference[0],
             half_load_runs.reference,
             stalls["reference"],
+            coalesced_runs.reference,
         ),
+        coalesced_runs.enricher,
     )
 
 
