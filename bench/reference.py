@@ -47,6 +47,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
+from app.kafka.internals import FETCH_MAX_WAIT_MS
 from app.schemas import reply_id_for, rfc3339, utc_now
 from app.settings import Settings
 
@@ -124,6 +125,9 @@ class Reference:
             auto_offset_reset="earliest",
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
+            # The worker's fetch wait: aiokafka's default of 500 ms is held in full by the embedded
+            # broker, which added up to half a second to each reply and batched the fetches.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
         pool = aioredis.BlockingConnectionPool.from_url(
