@@ -39,7 +39,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
-import httpx2
 import openai
 import redis.asyncio as aioredis
 import uvloop
@@ -48,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from app.kafka.internals import FETCH_MAX_WAIT_MS
+from app.llm.client import openai_client
 from app.schemas import reply_id_for, rfc3339, utc_now
 from app.settings import Settings
 
@@ -136,18 +136,7 @@ class Reference:
             decode_responses=True,
         )
         self.redis = aioredis.Redis(connection_pool=pool)
-        timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
-        limits = httpx2.Limits(
-            max_connections=settings.max_in_flight + 8, max_keepalive_connections=settings.max_in_flight + 8
-        )
-        self.llm = openai.AsyncOpenAI(
-            base_url=settings.openai_base_url,
-            api_key=settings.api_key_value,
-            max_retries=0,
-            timeout=timeout,
-            default_headers=settings.llm_header_values,
-            http_client=openai.DefaultAioHttpClient(limits=limits, timeout=timeout),
-        )
+        self.llm = openai_client(settings)  # the worker's own client settings
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
         self.pending: dict[TopicPartition, deque[Item]] = {}  # per partition, in offset order
         self.to_commit: dict[TopicPartition, int] = {}

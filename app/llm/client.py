@@ -75,6 +75,24 @@ class CallOptions:
     max_tokens: int | None = None
 
 
+def openai_client(settings: Settings) -> openai.AsyncOpenAI:
+    """The one AsyncOpenAI client of a process: no retries of its own (tenacity is the policy), the
+    attempt timeout, 3 s to connect, and a pool a little larger than the calls in flight."""
+    pool = httpx2.Limits(
+        max_connections=settings.max_in_flight + 8,
+        max_keepalive_connections=settings.max_in_flight + 8,
+    )
+    timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
+    return openai.AsyncOpenAI(
+        api_key=settings.api_key_value,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=timeout,
+        default_headers=settings.llm_header_values,
+        http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
+    )
+
+
 class LLMClient:
     """One AsyncOpenAI client per process; `complete()` is the only way to call the LLM."""
 
@@ -92,19 +110,7 @@ class LLMClient:
             max_probe_interval_s=BREAKER_MAX_PROBE_INTERVAL_S,
         )
         """Holds new messages while the LLM keeps failing; `Lanes` waits on `breaker.admit`."""
-        pool = httpx2.Limits(
-            max_connections=settings.max_in_flight + 8,
-            max_keepalive_connections=settings.max_in_flight + 8,
-        )
-        timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
-        self._client = openai.AsyncOpenAI(
-            api_key=settings.api_key_value,
-            base_url=settings.openai_base_url,
-            max_retries=0,
-            timeout=timeout,
-            default_headers=settings.llm_header_values,
-            http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
-        )
+        self._client = openai_client(settings)
 
     @property
     def concurrency_limit(self) -> int:
