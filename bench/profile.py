@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +107,21 @@ class Row:
     total_share: float
 
 
+def stacks(collapsed: Iterable[str]) -> Iterator[tuple[list[Frame], int]]:
+    """Each stack of collapsed stacks (`frame;frame;... count` per line, root first), with its count."""
+    for line in collapsed:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if stack and count_text.isdigit():
+            yield [Frame.of(raw) for raw in stack.split(";")], int(count_text)
+
+
 def top_functions(collapsed: Iterable[str], top: int = TOP) -> tuple[int, list[Row], list[Row]]:
     """The samples counted, and the `top` functions by self and by total share, from collapsed
     stacks (`frame;frame;... count` per line, root first)."""
     own: collections.Counter[Frame] = collections.Counter()
     anywhere: collections.Counter[Frame] = collections.Counter()
     samples = 0
-    for line in collapsed:
-        stack, _, count_text = line.rstrip("\n").rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [Frame.of(raw) for raw in stack.split(";")]
+    for frames, count in stacks(collapsed):
         samples += count
         own[frames[-1]] += count
         for frame in set(frames):
@@ -139,19 +142,16 @@ def shares(collapsed: Iterable[str], groups: dict[str, tuple[tuple[str, str], ..
     """Each group's share of the samples: those with a frame of the group anywhere in the stack."""
     counts = dict.fromkeys(groups, 0)
     samples = 0
-    for line in collapsed:
-        stack, _, count_text = line.rstrip("\n").rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        samples += int(count_text)
-        frames = {Frame.of(raw).name for raw in stack.split(";")}
+    for frames, count in stacks(collapsed):
+        samples += count
+        names = {frame.name for frame in frames}
         for name, matchers in groups.items():
             if any(
                 f"({path}" in frame and frame.startswith(prefix)
-                for frame in frames
+                for frame in names
                 for path, prefix in matchers
             ):
-                counts[name] += int(count_text)
+                counts[name] += count
     return {name: count / samples if samples else 0.0 for name, count in counts.items()}
 
 
