@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -61,17 +62,31 @@ def host_path(service_name: str, container_path: str) -> Path:
     raise AssertionError(f"{container_path} is not mounted into {service_name}")
 
 
-def environment(service_name: str) -> dict[str, str]:
-    """A service's environment (mapping syntax) with `${VAR:-default}` and `${VAR:?message}` as
-    compose would interpolate them in an empty shell environment; a required variable gets a
-    placeholder value."""
+def interpolated(text: str, shell: Mapping[str, str] | None = None) -> str:
+    """`text` with `${VAR}`, `${VAR:-default}` and `${VAR:?message}` as compose interpolates them
+    in a shell environment of `shell` only; a required variable that is unset gets a placeholder
+    value (compose would refuse to start)."""
+    given = shell or {}
 
     def interpolate(match: re.Match[str]) -> str:
-        operator, default = match.group(2) or "", match.group(3) or ""
+        name, operator, default = match.group(1), match.group(2) or "", match.group(3) or ""
+        if given.get(name):
+            return given[name]
         return "placeholder" if "?" in operator else default
 
+    return _INTERPOLATION.sub(interpolate, text)
+
+
+def interpolations() -> list[tuple[str, str]]:
+    """Every `${VAR...}` of docker-compose.yml: the variable and its operator (`:-`, `:?`, ...)."""
+    return [(match.group(1), match.group(2) or "") for match in _INTERPOLATION.finditer(COMPOSE.read_text())]
+
+
+def environment(service_name: str, shell: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A service's environment (mapping syntax), interpolated as compose would in a shell
+    environment of `shell` only (see `interpolated`)."""
     raw = service(service_name).get("environment", {})
-    return {name: _INTERPOLATION.sub(interpolate, str(value)) for name, value in raw.items()}
+    return {name: interpolated(str(value), shell) for name, value in raw.items()}
 
 
 def contract_variables() -> dict[str, str]:

@@ -3,7 +3,10 @@ and a worker environment the contract names and the worker's settings accept."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
+
+import pytest
 
 from app.settings import Settings
 from tests.deploy.conftest import LoadSettings
@@ -19,9 +22,14 @@ from tests.deploy.files import (
     contract_variables,
     environment,
     host_path,
+    interpolated,
+    interpolations,
     load_yaml,
     service,
 )
+
+CHAT = "chat"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|TOKEN")
 
 
 def _worker_web_port() -> int:
@@ -90,16 +98,18 @@ def test_each_worker_is_scraped_on_its_own_at_the_web_port() -> None:
     assert WORKER not in static_hosts
 
 
-def test_the_worker_is_given_only_variables_of_the_contract() -> None:
+@pytest.mark.parametrize("service_name", [WORKER, CHAT])
+def test_the_worker_and_chat_are_given_only_variables_of_the_contract(service_name: str) -> None:
     contract = contract_variables()
     assert {"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_PASSWORD", "ENRICHER_WEB_PORT"} <= set(contract)  # parsed
-    for name in environment(WORKER):
+    for name in environment(service_name):
         assert name in contract, f"{name} is not a variable of docs/CONTRACT.md"
         assert not contract[name].startswith("not built"), f"{name} is not built yet"
 
 
-def test_the_worker_accepts_its_environment(settings_from: LoadSettings) -> None:
-    settings = settings_from(environment(WORKER))
+@pytest.mark.parametrize("service_name", [WORKER, CHAT])
+def test_the_worker_and_chat_accept_their_environment(settings_from: LoadSettings, service_name: str) -> None:
+    settings = settings_from(environment(service_name))
     services = compose()["services"]
     for address in settings.kafka_bootstrap_servers.split(","):
         assert address.rsplit(":", 1)[0] in services, f"{address} is not a service of the stack"
@@ -125,3 +135,43 @@ def test_the_datasource_is_the_compose_prometheus() -> None:
     assert url.hostname in compose()["services"]
     assert url.port == 9090  # Prometheus's default listen address, which the service keeps
     assert not any(arg.startswith("--web.listen-address") for arg in service("prometheus")["command"])
+
+
+def test_no_secret_has_a_default_so_compose_refuses_to_start_without_it() -> None:
+    secrets = [(name, operator) for name, operator in interpolations() if SECRET_NAME.search(name)]
+    assert {"REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "OPENAI_API_KEY"} <= {name for name, _ in secrets}
+    for name, operator in secrets:
+        assert operator == ":?", f"${{{name}}} must be required (`${{{name}:?...}}`), not given a default"
+    grafana = service("grafana")["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_redis_asks_for_the_password_the_worker_and_chat_give() -> None:
+    shell = {"REDIS_PASSWORD": "s3cret"}
+    command = [interpolated(arg, shell) for arg in service("redis")["command"]]
+    assert command[command.index("--requirepass") + 1] == "s3cret"
+    assert environment("redis", shell)["REDISCLI_AUTH"] == "s3cret"  # the health check's redis-cli
+    for name in (WORKER, CHAT):
+        url = urlsplit(environment(name, shell)["REDIS_URL"])
+        assert (url.hostname, url.password) == ("redis", "s3cret"), name
+
+
+def test_published_ports_listen_on_localhost_unless_told_otherwise() -> None:
+    published = {
+        name: [str(port) for port in spec.get("ports", [])] for name, spec in compose()["services"].items()
+    }
+    assert {name for name, ports in published.items() if ports} == {"prometheus", "grafana", CHAT}
+    binds = {"prometheus": "PROMETHEUS_BIND", "grafana": "GRAFANA_BIND", CHAT: "CHAT_BIND"}
+    for name, variable in binds.items():
+        for port in published[name]:
+            assert interpolated(port).split(":")[0] == "127.0.0.1", f"{name} publishes {port}"
+            assert interpolated(port, {variable: "0.0.0.0"}).split(":")[0] == "0.0.0.0", variable
+
+
+def test_the_chat_container_checks_its_own_health_page() -> None:
+    chat = service(CHAT)
+    port = environment(CHAT)["ENRICHER_CHAT_PORT"]
+    assert chat["command"][:2] == ["enricher", "chat"]
+    assert [str(p).rsplit(":", 1)[1] for p in chat["ports"]] == [port]
+    check = " ".join(chat["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in check
