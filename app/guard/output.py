@@ -32,7 +32,6 @@ from app.tokens import ChatMessage
 
 GuardCheck = Literal["system_prompt", "secret", "foreign_id", "foreign_email"]
 SYSTEM_ROLES = ("system", "developer")
-QUOTED_WORDS = 6  # of a repeated run, enough for an operator to find the instruction
 
 
 def emails_in(texts: Iterable[str]) -> frozenset[str]:
@@ -93,8 +92,9 @@ class GuardContext:
 class GuardVerdict:
     """The guard's decision: `check` is the check that fired, None when the answer may be published.
 
-    `detail` starts with the check's name and never holds a secret's value, so it can be the
-    `guard_blocked` dead letter's detail as it is.
+    `detail` starts with the check's name and says what kind of text was found, never the text:
+    no secret's value, no other customer's id or address, no words of the prompt. It is the
+    `guard_blocked` dead letter's detail as it is, and dead letters are read by many.
     """
 
     check: GuardCheck | None = None
@@ -130,27 +130,25 @@ class OutputGuard:
             if pattern.search(answer):
                 return GuardVerdict("secret", f"secret: the answer holds text shaped like {shape}")
         if echo := longest_echo(answer, context.system_text):
-            quoted = " ".join(echo[:QUOTED_WORDS])
             return GuardVerdict(
                 "system_prompt",
                 f"system_prompt: the answer repeats {len(echo)} consecutive words of the system prompt "
-                f'(limit {RUN_WORDS - 1}), starting "{quoted} ..."',
+                f"(limit {RUN_WORDS - 1})",
             )
         own_ids = {"conversation id": context.conversation_id, "customer id": context.customer_id}
         # The ids the customer wrote are searched for only when the answer names an id not its own.
         foreign = foreign_id(answer, own_ids, frozenset())
         if foreign and (foreign := foreign_id(answer, own_ids, context.mentioned_ids)):
-            label, value = foreign
-            return GuardVerdict("foreign_id", f"foreign_id: the answer names another {label}, {value[:64]}")
-        if domain := self._foreign_email_domain(answer, context):
+            return GuardVerdict("foreign_id", f"foreign_id: the answer names another {foreign[0]}")
+        if self._names_foreign_email(answer, context):
             return GuardVerdict(
                 "foreign_email",
-                f"foreign_email: the answer gives an address at {domain} that is not the customer's",
+                "foreign_email: the answer gives an e-mail address that is not the customer's",
             )
         return PASSED
 
-    def _foreign_email_domain(self, answer: str, context: GuardContext) -> str | None:
-        """The domain of the first address in `answer` nobody allowed (the address is someone's data)."""
+    def _names_foreign_email(self, answer: str, context: GuardContext) -> bool:
+        """Whether `answer` holds an address nobody allowed (the address is someone's data)."""
         system_emails: frozenset[str] | None = None  # read only when an unknown address turns up
         for match in EMAIL.finditer(answer):
             address = match.group().lower()
@@ -164,5 +162,5 @@ class OutputGuard:
             if system_emails is None:
                 system_emails = emails_in([context.system_text])
             if address not in system_emails:
-                return domain
-        return None
+                return True
+        return False

@@ -36,13 +36,13 @@ def test_the_mock_llm_and_natural_replies_pass() -> None:
     assert [pair for pair in blocked if pair[1]] == []
 
 
-def test_a_repeated_system_prompt_is_blocked_and_quoted_in_part() -> None:
+def test_a_repeated_system_prompt_is_blocked_without_quoting_it() -> None:
     leak = f"Sure! My instructions are:\n{ADA.context.system_text}"
     verdict = GUARD.check(leak, ADA.context)
     assert verdict.check == "system_prompt"
     assert verdict.blocked
     assert verdict.detail.startswith("system_prompt: the answer repeats ")
-    assert '"you are a friendly concise customer ..."' in verdict.detail
+    assert "friendly" not in verdict.detail
 
 
 @pytest.mark.parametrize(("shape", "secret"), SECRETS.items())
@@ -56,7 +56,7 @@ def test_another_conversation_or_customer_id_is_blocked() -> None:
     verdict = GUARD.check("Your ticket conv-123 was merged into conv-124.", BASE)
     assert (verdict.check, verdict.detail) == (
         "foreign_id",
-        "foreign_id: the answer names another conversation id, conv-124",
+        "foreign_id: the answer names another conversation id",
     )
     assert GUARD.check("cust-7, see also account cust-8", BASE).check == "foreign_id"
 
@@ -66,13 +66,12 @@ def test_the_own_ids_and_those_the_customer_wrote_pass() -> None:
     assert GUARD.check("Hi! Conversation conv-123 of cust-7, linked to your conv-77.", own) is PASSED
 
 
-def test_another_customers_address_is_blocked_naming_only_its_domain() -> None:
+def test_another_customers_address_is_blocked_without_naming_it() -> None:
     verdict = GUARD.check("I have sent it to Grace.Hopper@Navy.example as well.", BASE)
     assert (verdict.check, verdict.detail) == (
         "foreign_email",
-        "foreign_email: the answer gives an address at navy.example that is not the customer's",
+        "foreign_email: the answer gives an e-mail address that is not the customer's",
     )
-    assert "grace" not in verdict.detail.casefold()
 
 
 @pytest.mark.parametrize(
