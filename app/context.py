@@ -24,8 +24,16 @@ from app.errors import ContextUnavailable
 from app.handoff.state import HUMAN
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient, answers, connection_cap
-from app.redis_keys import fallback_streak_key, history_key, profile_key, published_key, reply_key, state_key
-from app.schemas import HistoryTurn, Reply, reply_id_for
+from app.redis_keys import (
+    failure_key,
+    fallback_streak_key,
+    history_key,
+    profile_key,
+    published_key,
+    reply_key,
+    state_key,
+)
+from app.schemas import ErrorInfo, HistoryTurn, Reply, reply_id_for
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,8 @@ class Context:
     """The stored reply of each message answered before, by message id."""
     published: frozenset[str] = frozenset()
     """The messages whose stored reply the broker took before."""
+    failures: dict[str, ErrorInfo] = field(default_factory=dict)
+    """Why the stored fallback reply of a message not published yet was made: its dead letter."""
     profile: dict[str, str] = field(default_factory=dict)
     history: list[HistoryTurn] = field(default_factory=list)
     human: bool = False
@@ -147,14 +157,33 @@ class ContextStore:
                 stored[message_id] = reply
                 if was_published:
                     published.add(message_id)
+        unpublished = [m for m, reply in stored.items() if reply.status == "fallback" and m not in published]
         return Context(
             stored=stored,
             published=frozenset(published),
+            failures=await self._failures(unpublished),
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
             human=state == HUMAN,
             fallbacks=int(streak) if streak and streak.isdigit() else 0,
         )
+
+    async def _failures(self, message_ids: Sequence[str]) -> dict[str, ErrorInfo]:
+        """The stored failure of each message, where Redis has one. Asked for only after a crash
+        between a fallback reply and its published mark, so a round trip of its own."""
+        if not message_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)  # GETs, not MGET: on a cluster the keys' slots differ
+        for message_id in message_ids:
+            pipe.get(failure_key(message_id))
+        found: list[str | None] = await self._guarded("lookup", pipe.execute(), [])
+        failures = {}
+        for message_id, raw in zip(message_ids, found, strict=False):
+            try:
+                failures[message_id] = ErrorInfo.model_validate_json(raw or "")
+            except ValidationError:
+                continue
+        return failures
 
     async def profile(self, customer_id: str | None) -> dict[str, str]:
         """The customer's profile fields, or {} when unknown or Redis is down."""
@@ -166,11 +195,16 @@ class ContextStore:
         return fields
 
     async def record(
-        self, reply: Reply, turns: list[HistoryTurn], fallbacks_before: int = 0
+        self,
+        reply: Reply,
+        turns: list[HistoryTurn],
+        fallbacks_before: int = 0,
+        failure: ErrorInfo | None = None,
     ) -> dict[str, Reply]:
         """Add the reply's turns to the history (once per reply), then store the reply for each
-        message it answers, unless one is stored already; count a fallback reply into the
-        conversation's fallbacks in a row (`fallbacks_before` of them), or end the count.
+        message it answers, unless one is stored already, with the `failure` a fallback reply was
+        made for; count a fallback reply into the conversation's fallbacks in a row
+        (`fallbacks_before` of them), or end the count.
 
         One round trip on a single server (a pipeline runs its commands in order); two on a
         cluster, turns first, as the keys may live on different nodes.
@@ -190,6 +224,9 @@ class ContextStore:
                 pipe.delete(streak)
 
         def replies(pipe: AnyPipeline) -> None:
+            if failure is not None:  # before the replies: a stored fallback always has its failure
+                for message_id in reply.answers:
+                    pipe.set(failure_key(message_id), failure.model_dump_json(), ex=self._ttl_s)
             for message_id in reply.answers:  # its own message last: once its key is there, all are
                 pipe.eval(STORE_REPLY, 1, reply_key(message_id), value, self._ttl_s)
 

@@ -13,10 +13,10 @@ from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
 from app.guard.output import GuardContext
 from app.llm.client import CallOptions, DeltaSink
 from app.prompts.library import RenderedPrompt
-from app.reply_records import customer_turns, priced, reply_record, turns_of
+from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
-from app.schemas import CustomerMessage, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
+from app.schemas import CustomerMessage, ErrorInfo, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
 from app.signals.labels import count
 from app.signals.masking import Masked
 from app.signals.models import Signals
@@ -141,7 +141,10 @@ def _replayed(message: CustomerMessage, known: Context) -> Outcome | None:
     stored = known.stored.get(message.message_id)
     if stored is None:
         return None
-    return Outcome(stored, replayed=True, published=message.message_id in known.published)
+    # A fallback not marked published may have lost its dead letter in a crash: it goes out again.
+    failure = known.failures.get(message.message_id)
+    dead_letter = Failure(failure.kind, failure.detail) if failure is not None else None
+    return Outcome(stored, dead_letter, replayed=True, published=message.message_id in known.published)
 
 
 async def _for_human(message: CustomerMessage, resources: Resources) -> Outcome:
@@ -217,7 +220,9 @@ async def _reply_to(
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = reply_record(fresh, fallback, fallback.text, "fallback", llm.model, Usage(), started, found)
     # A reply stored by another worker meanwhile counts instead of this one.
-    counting = await resources.context.record(reply, turns_of(fresh, reply), known.fallbacks)
+    # Kept for the dead letter a redelivery writes again; a provider's error body may quote a key.
+    stored_failure = ErrorInfo(kind=failure.kind, detail=KEY_SHAPED(failure.detail)) if failure else None
+    counting = await resources.context.record(reply, turns_of(fresh, reply), known.fallbacks, stored_failure)
     return {message_id: Outcome(reply, failure) for message_id, reply in counting.items()}
 
 

@@ -24,6 +24,12 @@ def published_key(message_id: str) -> str:
     return f"reply:{message_id}:published"
 
 
+def failure_key(message_id: str) -> str:
+    """Why a fallback reply to one message was made (its dead letter's kind and detail): a
+    redelivery that publishes the stored fallback again writes its dead letter again too."""
+    return f"reply:{message_id}:failure"
+
+
 def state_key(conversation_id: str) -> str:
     """`human` while a human has the conversation; absent otherwise (the contract's key)."""
     return f"conversation:{conversation_id}:state"

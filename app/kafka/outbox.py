@@ -41,14 +41,15 @@ class Outbox:
         """For a reply that was not published before and that no later message of its batch
         publishes: the closing chunk, the handoff record of a `handoff` reply, and the reply. For
         a message of a conversation a human has: its record on the handoff topic. Then the dead
-        letter if there is one. Each in the input's trace.
+        letter if there is one, and only then the reply's published mark. Each in the input's trace.
 
         Raises what the producer raises when the broker does not take a record.
         """
         reply, failure = outcome.reply, outcome.dead_letter
         if outcome.for_human is not None:
             await self._deliver_handoff(outcome.for_human, trace)
-        if reply is not None and not (outcome.published or outcome.covered):
+        publishing = reply is not None and not (outcome.published or outcome.covered)
+        if reply is not None and publishing:
             if chunks is not None and not outcome.replayed:  # a replay's chunks went out the first time
                 # A text not from the LLM (fallback, handoff) streams as one chunk.
                 await chunks.finish(reply.text if reply.status != "ok" else None)
@@ -58,13 +59,15 @@ class Outbox:
             await self._publisher.deliver(
                 self._topics.replies, reply.conversation_id.encode(), value, trace.headers()
             )
-            # After the broker's ack: a crash before this line repeats the reply, never loses it.
-            await self._mark_published(reply.answers)
         if failure is not None:
             source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
             await self._dead_letters.send(
                 failure.kind, failure.detail, source, message.key, message.value, trace
             )
+        if reply is not None and publishing:
+            # After the broker's acks of the reply and of its dead letter: a crash before this line
+            # repeats both (the redelivery finds the reply and its failure stored), never loses one.
+            await self._mark_published(reply.answers)
 
     async def _deliver_handoff(self, record: Handoff | ForHuman, trace: TraceContext) -> None:
         key = record.conversation_id.encode()

@@ -4,15 +4,18 @@ test_provider_outages.py)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import time
 
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.devtools.mock_llm.admin import MockAdmin
+from app.redis_keys import published_key
 from tests.helpers.delivery import (
     assert_consistent_duplicates,
     assert_in_input_order,
@@ -176,3 +179,35 @@ async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
     assert_consistent_duplicates(replies)
     assert_in_input_order(replies)
     assert "queued events handed back" in first.process.log_path.read_text()
+
+
+async def test_a_fallback_repeated_before_its_published_mark_writes_its_dead_letter_again(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    dlq, replies_topic = env["ENRICHER_DLQ_TOPIC"], env["ENRICHER_REPLY_TOPIC"]
+    await mock_admin.script({"match": "a refused question", "status": 400})
+    await worker_factory()
+    record = request("fb-1", "c-fb", "a refused question")
+    await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], [record])
+    [first] = await replies_to_all(kafka, replies_topic, [record], timeout_s=30)
+    assert first["status"] == "fallback"
+    [letter] = json_values(await read_topic(kafka, dlq, until=at_least(1)))
+    assert letter["error"]["kind"] == "llm_rejected"
+    async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
+        assert await redis.exists(published_key("fb-1"))  # set after the dead letter's ack
+        # What a crash after the reply, before its dead letter, leaves: the reply out, no mark.
+        await redis.delete(published_key("fb-1"))
+        await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], [record])  # the redelivery
+        letters = json_values(await read_topic(kafka, dlq, until=at_least(2), settle_s=1))
+        assert [entry["error"] for entry in letters] == [letter["error"]] * 2
+        assert base64.b64decode(letters[1]["raw_b64"]) == record[1]
+        replies = json_values(await read_topic(kafka, replies_topic, until=at_least(2), settle_s=1))
+        assert len(replies) == 2
+        assert_consistent_duplicates(replies)
+        for _ in range(100):  # marked once the repeat's records are acknowledged
+            if await redis.exists(published_key("fb-1")):
+                break
+            await asyncio.sleep(0.1)
+        assert await redis.exists(published_key("fb-1"))
+    assert calls_per_text(await mock_admin.requests()) == {"a refused question": 1}
