@@ -1,7 +1,8 @@
 """Placeholders for personal data: what leaves for the remote LLM, and the originals put back after.
 
-`mask(texts)` masks a conversation's texts together (the message and its history turns), so a
-value has one placeholder in all of them: `[EMAIL_1]` in the history and in the message is the
+`mask(texts)` masks a conversation's texts together (the message and its history turns, and for
+the worker's prompt the profile's fields and the message's metadata: `prompt_texts`), so a value
+has one placeholder in all of them: `[EMAIL_1]` in the history, the profile and the message is the
 same address, and the LLM can refer to it. `Masked.restore` puts the originals back into the
 answer; a placeholder the LLM made up stays as it is, since there is nothing to put back.
 """
@@ -9,18 +10,18 @@ answer; a placeholder the LLM made up stays as it is, since there is nothing to 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals import pii
 from app.signals.pii import PiiKind
 
-PLACEHOLDER = re.compile(r"\[(EMAIL|IBAN|CARD|PHONE)_(\d+)\]")
-# The longest tail of a stream chunk that may still become a placeholder: held back until the
-# next chunk says, so a placeholder split across chunks is restored whole.
-PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,5}(?:_\d*)?)?$")
+PLACEHOLDER = re.compile(rf"\[({'|'.join(kind.upper() for kind in pii.KINDS)})_(\d+)\]")
+# The longest tail of a stream chunk that may still become a placeholder (`[TAX_ID_1]` the longest
+# name): held back until the next chunk says, so a placeholder split across chunks is restored whole.
+PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,6}(?:_[A-Z]{0,2})?(?:_\d*)?)?$")
 NOT_WORDS = re.compile(rf"{PLACEHOLDER.pattern}|\d+")
 
 
@@ -48,6 +49,23 @@ class Masked:
             _with_text(message, self.texts[0]),
             [_with_text(turn, text) for turn, text in turns],
         )
+
+    def prompt_parts(
+        self, message: CustomerMessage, history: Sequence[HistoryTurn], customer: Mapping[str, str]
+    ) -> tuple[CustomerMessage, list[HistoryTurn], Mapping[str, str]]:
+        """The message (its text and metadata), its history and the customer's profile with these
+        texts, as `mask(prompt_texts(message, history, customer))` masked them."""
+        turns_end = 1 + len(history)
+        fields_end = turns_end + len(customer)
+        asked, turns = Masked(self.texts[:turns_end], self.originals, self.kinds).onto(message, history)
+        fields = self.texts[turns_end:fields_end]
+        if any(text != str(value) for text, value in zip(fields, customer.values(), strict=True)):
+            customer = dict(zip(customer, fields, strict=True))
+        leaves = iter(self.texts[fields_end:])
+        metadata = _replaced(message.metadata, leaves)
+        if metadata is not message.metadata:
+            asked = asked.model_copy(update={"metadata": metadata})
+        return asked, turns, customer
 
     def restorer(self) -> StreamRestorer:
         """A restorer for an answer that arrives in chunks."""
@@ -114,6 +132,47 @@ def mask(texts: Sequence[str]) -> Masked:
             position = span.end
         masked.append("".join([*pieces, text[position:]]))
     return Masked(texts=tuple(masked), originals=originals, kinds=pii.kinds(found))
+
+
+def prompt_texts(
+    message: CustomerMessage, history: Sequence[HistoryTurn], customer: Mapping[str, str]
+) -> list[str]:
+    """What of a message's conversation reaches the LLM's prompt, for `mask`: the message's text,
+    its history's, the profile's fields and each value in the message's metadata, in the order
+    `Masked.prompt_parts` reads them back."""
+    return [
+        message.text,
+        *(turn.text for turn in history),
+        *(str(value) for value in customer.values()),
+        *_leaves(message.metadata),
+    ]
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    """The values in a JSON-like object, depth first, as text (a phone number may be a number)."""
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def _replaced(value: Any, masked: Iterator[str]) -> Any:
+    """`value` with its leaves (`_leaves`) taken from `masked` in turn; what is unchanged is the
+    same object."""
+    if isinstance(value, Mapping):
+        items = {key: _replaced(item, masked) for key, item in value.items()}
+        return value if all(items[key] is item for key, item in value.items()) else items
+    if isinstance(value, list | tuple):
+        replaced = [_replaced(item, masked) for item in value]
+        return value if all(new is old for new, old in zip(replaced, value, strict=True)) else replaced
+    if value is None or isinstance(value, bool):
+        return value
+    text = next(masked)
+    return value if text == str(value) else text
 
 
 def wording(masked_text: str) -> str:

@@ -1,39 +1,68 @@
-"""Personal data in a customer's text: e-mail addresses, phone numbers, card numbers, IBANs.
+"""Personal data in a customer's text: e-mail addresses, phone, card and national id numbers, IBANs.
 
 Rules, not a model, so each decision can be read here and tested:
 - **email**: `local@domain.tld`, the usual characters.
 - **iban**: two letters, two check digits, 11 to 30 letters or digits (grouped by 4 or not), and the
   ISO 13616 mod-97 checksum must hold; a reference number shaped like an IBAN fails it.
-- **card**: 13 to 19 digits (grouped by spaces or dashes or not) starting with 2 to 6, the first
-  digits of every major network, and the Luhn checksum must hold. Longer digit runs (tracking
-  numbers) are never cut into a card-sized piece.
+- **nir** (French INSEE number): 13 digits starting with 1, 2, 3, 4, 7 or 8 (Corsica's `2A`/`2B`
+  allowed), grouped as written on the carte Vitale or not, and a 2-digit key, 97 - n mod 97.
+- **tax_id** (German Steuer-ID): 11 digits (`12 345 678 903` or bare), not starting with 0; in
+  the first ten one digit appears twice or three times (never three in a row) and every other at
+  most once, and the last is the ISO 7064 MOD 11,10 check digit.
+- **ssn** (US): `123-45-6789`; with spaces or bare only right after a word for it (`SSN`,
+  `social security`). Never area 000, 666 or 900-999, group 00 or serial 0000.
+- **nino** (UK National Insurance number): `AB 12 34 56 C` or `AB123456C`: the prefix's first
+  letter not D, F, I, Q, U or V, its second not D, F, I, O, Q, U or V, never BG, GB, KN, NK, NT,
+  TN or ZZ (so HMRC's specimen `QQ 12 34 56 C` is no one's), and a suffix A to D.
+- **card**: 13 to 19 digits (grouped by spaces, dashes, dots or a line break, or not) starting
+  with 2 to 6, the first digits of every major network, and the Luhn checksum must hold. Longer
+  digit runs (tracking numbers) are never cut into a card-sized piece.
 - **phone**: international numbers (`+` or `00`, 8 to 15 digits); national numbers with a trunk
   `0` (9 to 12 digits, e.g. `030 1234567`, `06 12 34 56 78`, `07700 900123`); North American
-  `(555) 123-4567` / `555-123-4567`; Spanish and Italian mobiles, which have no trunk `0`, only when
-  grouped (`612 34 56 78`, `333 123 4567`); any 7 to 15 digits right after a word for phone. Never
-  a date (`03.04.2024`, `2024-06-15`), and never a number right after a word for an order, invoice,
-  tracking or customer number: these are what a support conversation is full of.
+  `(555) 123-4567` / `555-123-4567`, and plain `4155552671` / `415 555 2671` when the
+  `phonenumbers` library knows the number as a valid US one (an assigned area code and exchange; it
+  costs about 40 µs, paid only by ten digits of that shape); Spanish and Italian mobiles, which
+  have no trunk `0`, only when grouped (`612 34 56 78`, `333 123 4567`); any 7 to 15 digits right
+  after a word for phone. Never a date (`03.04.2024`, `2024-06-15`), and never a number right after
+  a word for an order, invoice, tracking or customer number: these are what a support conversation
+  is full of.
 
 Spans found earlier in that order win over later ones that overlap them (an IBAN's digits are no
-phone number).
+phone number, a NIR's are no card's).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-PiiKind = Literal["email", "iban", "card", "phone"]
-KINDS: tuple[PiiKind, ...] = ("email", "iban", "card", "phone")
+import phonenumbers
+
+PiiKind = Literal["email", "iban", "nir", "tax_id", "ssn", "nino", "card", "phone"]
+KINDS: tuple[PiiKind, ...] = ("email", "iban", "nir", "tax_id", "ssn", "nino", "card", "phone")
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.IGNORECASE)
-# Digit groups separated by one space or dash; `(?<![\w+])` and `(?![\w-])` keep a match from
-# starting or ending inside a longer code (a tracking number's tail is not a card).
-CARD = re.compile(r"(?<![\w+\-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)")
+# Digit groups separated by one space, dash, dot or line break; `(?<![\w+])` and `(?![\w-])` keep a
+# match from starting or ending inside a longer code (a tracking number's tail is not a card).
+CARD = re.compile(r"(?<![\w+\-])(?<!\d[ .\-\n])\d(?:(?:[ .\-]|\r?\n)?\d){12,18}(?![\w-]|[ .\-\n]\d)")
+# A national id is never part of a longer run of digits (in groups or not) either.
+_ALONE_BEFORE, _ALONE_AFTER = r"(?<![\w+\-])(?<!\d[ .\-])", r"(?![\w-]|[ .\-]\d)"
+NIR = re.compile(
+    rf"{_ALONE_BEFORE}[1-478] ?\d\d ?\d\d ?(?:\d\d|2[AB]) ?\d{{3}} ?\d{{3}} ?\d\d{_ALONE_AFTER}",
+    re.IGNORECASE,
+)
+TAX_ID = re.compile(rf"{_ALONE_BEFORE}[1-9]\d ?\d{{3}} ?\d{{3}} ?\d{{3}}{_ALONE_AFTER}")
+SSN = re.compile(rf"{_ALONE_BEFORE}\d{{3}}([- ]?)\d\d\1\d{{4}}{_ALONE_AFTER}")
+NINO = re.compile(r"(?<![\w-])[A-Z]{2} ?\d\d ?\d\d ?\d\d ?[A-D](?![\w-])", re.IGNORECASE)
+SSN_WORDS = re.compile(r"(?<!\w)(?:ssn|social security)\w*\W{0,6}(?:\w+\W{1,3}){0,2}$", re.IGNORECASE)
+NINO_FIRST, NINO_SECOND = frozenset("DFIQUV"), frozenset("DFIOQUV")
+NINO_UNUSED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+CORSICA = {"2A": "19", "2B": "18"}  # the NIR's departments with a letter, as its key counts them
 PHONE = re.compile(
     r"(?<![\w+\-/.])(?<!\d[ .\-/])(?:\+|00)?(?:\(\d{1,4}\)[ .\-/]?)?\d(?:[ .\-/]?\(?\d\)?){5,16}"
     r"(?![\w\-/]|[.,]\d|[ .\-/]\d)"
@@ -44,6 +73,8 @@ TWO_DIGITS = re.compile(r"\d\d")
 SIX_DIGITS = re.compile(r"\d(?:[ .\-/()]{0,3}\d){5}")
 DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
 NANP = re.compile(r"\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}")
+# A US number written plainly: area code and exchange start with 2 to 9 (a Unix time never does).
+PLAIN_NANP = re.compile(r"[2-9]\d\d( ?)[2-9]\d\d\1\d{4}")
 GROUPED_MOBILE = re.compile(r"[6-9]\d{2}(?: \d{2}){3}|[6-9]\d{2} \d{3} \d{3}|3\d{2} \d{3} \d{3,4}")
 PHONE_WORDS = re.compile(
     r"(?<!\w)(?:phone|call|text|mobile|cell|tel|telefon|handy|mobil|anrufen|rückruf|zurück unter|"
@@ -106,6 +137,10 @@ def _candidates(text: str) -> Iterator[Span]:
             yield _span("iban", match)
     if not SIX_DIGITS.search(text):
         return
+    for kind, pattern, valid in NATIONAL_IDS:
+        for match in pattern.finditer(text):
+            if valid(match.group(), text[max(0, match.start() - 40) : match.start()]):
+                yield _span(kind, match)
     for match in CARD.finditer(text):
         digits = _digits(match.group())
         if digits[0] in "23456" and luhn_valid(digits):
@@ -122,6 +157,8 @@ def _span(kind: PiiKind, match: re.Match[str]) -> Span:
 def _is_phone(candidate: str, before: str) -> bool:
     """Whether a run of digits and separators is a phone number, by its shape and the words before it."""
     digits = _digits(candidate)
+    if SSN_WORDS.search(before):  # named a social security number: it is none, or no valid one
+        return False
     if candidate.startswith(("+", "00")):
         return 8 <= len(digits) <= 15
     if DATE.fullmatch(candidate):
@@ -132,7 +169,64 @@ def _is_phone(candidate: str, before: str) -> bool:
         return False
     if digits.startswith("0"):
         return 9 <= len(digits) <= 12
+    if PLAIN_NANP.fullmatch(candidate):
+        return us_phone_valid(digits)
     return bool(NANP.fullmatch(candidate) or GROUPED_MOBILE.fullmatch(candidate))
+
+
+def us_phone_valid(digits: str) -> bool:
+    """Whether ten digits are a valid US number by libphonenumber's metadata (its area codes and
+    exchanges in use)."""
+    return bool(phonenumbers.is_valid_number(phonenumbers.parse(digits, "US")))
+
+
+def nir_valid(candidate: str, _before: str = "") -> bool:
+    """The key of a French INSEE number: 97 - (the first 13 digits mod 97), Corsica's 2A and 2B
+    counted as 19 and 18."""
+    compact = candidate.replace(" ", "").upper()
+    department = CORSICA.get(compact[5:7], compact[5:7])
+    if not department.isdigit():  # a letter anywhere but in Corsica's department
+        return False
+    return int(compact[13:]) == 97 - int(compact[:5] + department + compact[7:13]) % 97
+
+
+def tax_id_valid(candidate: str, _before: str = "") -> bool:
+    """A German Steuer-ID's structure (one digit of the first ten repeated, twice or three times
+    but not three in a row) and its ISO 7064 MOD 11,10 check digit."""
+    digits = candidate.replace(" ", "")
+    repeated = [(digit, times) for digit, times in Counter(digits[:10]).items() if times > 1]
+    if len(repeated) != 1 or repeated[0][1] > 3 or repeated[0][0] * 3 in digits[:10]:
+        return False
+    product = 10
+    for digit in digits[:10]:
+        total = (int(digit) + product) % 10 or 10
+        product = total * 2 % 11
+    return (11 - product) % 10 == int(digits[10])
+
+
+def ssn_valid(candidate: str, before: str = "") -> bool:
+    """A US Social Security number's ranges (no area 000, 666 or 9xx, group 00, serial 0000); only
+    dashed unless a word for it comes right before."""
+    digits = _digits(candidate)
+    if not SSN_WORDS.search(before) and ("-" not in candidate or NUMBER_WORDS.search(before)):
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def nino_valid(candidate: str, _before: str = "") -> bool:
+    """A UK National Insurance number's prefix rules (HMRC's NIM39110)."""
+    prefix = candidate[:2].upper()
+    return prefix[0] not in NINO_FIRST and prefix[1] not in NINO_SECOND and prefix not in NINO_UNUSED
+
+
+# In order of precedence; each check is given the match and the 40 characters before it.
+NATIONAL_IDS: tuple[tuple[PiiKind, re.Pattern[str], Callable[[str, str], bool]], ...] = (
+    ("nir", NIR, nir_valid),
+    ("tax_id", TAX_ID, tax_id_valid),
+    ("ssn", SSN, ssn_valid),
+    ("nino", NINO, nino_valid),
+)
 
 
 def luhn_valid(digits: str) -> bool:

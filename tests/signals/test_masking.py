@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.signals.masking import mask
+from app.schemas import CustomerMessage, HistoryTurn
+from app.signals.masking import mask, prompt_texts
 
 HISTORY = "My address is Ada@Example.com and my card 4111 1111 1111 1111."
 MESSAGE = "Still nothing at ada@example.com; card 4111111111111111, call +44 20 7946 0958."
@@ -73,3 +74,44 @@ def test_a_stream_restores_placeholders_cut_across_chunks() -> None:
     assert shown == ["We wrote to ", "", "ada@example.com and ", "[will call +44 20 7946 0958", " soon [x] "]
     assert restorer.flush() == "["
     assert "".join(shown) + "[" == masked.restore("".join(chunks))
+
+
+def test_national_ids_get_placeholders_of_their_kind_restored_in_a_stream() -> None:
+    masked = mask(["SSN 123-45-6789, NI AB123456C, Steuer-ID 12345678995, NIR 1 84 12 76 451 089 46"])
+
+    assert masked.texts == ("SSN [SSN_1], NI [NINO_1], Steuer-ID [TAX_ID_1], NIR [NIR_1]",)
+    restorer = masked.restorer()
+    shown = [restorer.feed(chunk) for chunk in ["Your id [TAX", "_I", "D_1] and [NI", "R_1]."]]
+    assert "".join(shown) + restorer.flush() == "Your id 12345678995 and 1 84 12 76 451 089 46."
+    assert shown[:2] == ["Your id ", ""]  # `[TAX_I` may still become a placeholder: held back
+
+
+def test_the_profile_and_the_metadata_share_the_conversations_placeholders() -> None:
+    asked = CustomerMessage(
+        message_id="m-1",
+        conversation_id="c-1",
+        text="Mail me at ada@example.com",
+        metadata={"callback": {"phone": 4155552671, "ok": True}, "tags": ["vip", "ada@example.com"]},
+    )
+    history = [HistoryTurn(role="customer", text="my card 4111 1111 1111 1111", message_id="m-0", at="t")]
+    profile = {"name": "Ada", "notes": "prefers ada@example.com; SSN 123-45-6789"}
+
+    masked = mask(prompt_texts(asked, history, profile))
+    message, turns, customer = masked.prompt_parts(asked, history, profile)
+
+    assert message.text == "Mail me at [EMAIL_1]"
+    assert message.metadata == {"callback": {"phone": "[PHONE_1]", "ok": True}, "tags": ["vip", "[EMAIL_1]"]}
+    assert turns[0].text == "my card [CARD_1]"
+    assert customer == {"name": "Ada", "notes": "prefers [EMAIL_1]; SSN [SSN_1]"}
+    assert masked.restore("[EMAIL_1] [SSN_1] [PHONE_1]") == "ada@example.com 123-45-6789 4155552671"
+
+
+def test_a_prompt_without_personal_data_is_not_copied() -> None:
+    asked = CustomerMessage(message_id="m-1", conversation_id="c-1", text="Hi", metadata={"tags": ["a"]})
+    profile = {"name": "Ada", "tier": "gold"}
+
+    message, turns, customer = mask(prompt_texts(asked, [], profile)).prompt_parts(asked, [], profile)
+
+    assert (message, turns, customer) == (asked, [], profile)
+    assert message is asked
+    assert customer is profile

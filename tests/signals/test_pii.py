@@ -15,6 +15,20 @@ FOUND = [
     ("card 4111 1111 1111 1111 was charged", "card", "4111 1111 1111 1111"),
     ("card 4111-1111-1111-1111", "card", "4111-1111-1111-1111"),
     ("Amex 378282246310005.", "card", "378282246310005"),
+    ("card 4111.1111.1111.1111 declined", "card", "4111.1111.1111.1111"),
+    ("my card is 5555 5555 5555\n4444 thanks", "card", "5555 5555 5555\n4444"),
+    ("SSN 123-45-6789", "ssn", "123-45-6789"),
+    ("my social security number is 078 05 1120", "ssn", "078 05 1120"),
+    ("ssn: 078051120", "ssn", "078051120"),
+    ("NI number AB123456C", "nino", "AB123456C"),
+    ("my NI is ab 12 34 56 c.", "nino", "ab 12 34 56 c"),
+    ("Steuer-ID 12345678995", "tax_id", "12345678995"),
+    ("Steuer-ID: 12 345 678 995", "tax_id", "12 345 678 995"),
+    ("numéro de sécu 2 85 03 75 123 456 88", "nir", "2 85 03 75 123 456 88"),
+    ("NIR 269052A12345688", "nir", "269052A12345688"),
+    ("call 4155552671", "phone", "4155552671"),
+    ("reach me on 415 555 2671", "phone", "415 555 2671"),
+    ("E.164: +14155552671", "phone", "+14155552671"),
     ("call +44 20 7946 0958 now", "phone", "+44 20 7946 0958"),
     ("0049 30 1234567", "phone", "0049 30 1234567"),
     ("Rufen Sie 030 1234567 an", "phone", "030 1234567"),
@@ -45,6 +59,26 @@ NOT_FOUND = [
     "Kundennummer 12345678, Bestellnummer 987654321",
     "2,5 kg, 30 x 20 x 10 cm",
     "user@localhost is no address",
+    "card 4111.1111.1111.1112 (fails Luhn)",
+    "SSN 000-12-3456 (area 000)",
+    "SSN 666-12-3456 (area 666)",
+    "SSN 912-34-5678 (area 9xx)",
+    "SSN 123-00-4567 (group 00)",
+    "SSN 123-45-0000 (serial 0000)",
+    "order 123-45-6789 shipped",
+    "parcel 123456789 arrived",
+    "QQ 12 34 56 C is HMRC's specimen, Q no first letter",
+    "GB123456A (prefix never issued)",
+    "DA123456A (D no first letter)",
+    "AB123456E (suffix E)",
+    "Steuer-ID 12345678994 (check digit)",
+    "Steuer-ID 12345678903 (no digit repeated)",
+    "NIR 2 85 03 75 123 456 87 (key)",
+    "at 1718451234 (a Unix time)",
+    "logged 1718451234567",
+    "ref 4155552671",
+    "order 5551234567 (555 is no area code)",
+    "batch 20240615103000",
 ]
 
 
@@ -72,6 +106,23 @@ def test_checksums() -> None:
     assert not pii.luhn_valid("4111111111111112")
     assert pii.iban_valid("FR76 3000 6000 0112 3456 7890 189")
     assert not pii.iban_valid("FR77 3000 6000 0112 3456 7890 189")
+
+
+def test_national_id_checks() -> None:
+    assert pii.nir_valid("1 84 12 76 451 089 46")
+    assert not pii.nir_valid("1 84 12 76 451 089 45")
+    assert pii.nir_valid("2 69 05 2A 123 456 88")  # Corsica: 2A counts as 19
+    assert not pii.nir_valid("2 69 05 2B 123 456 88")
+    assert pii.tax_id_valid("86095742719")
+    assert not pii.tax_id_valid("86095742718")
+    assert not pii.tax_id_valid("11123456780")  # a digit three times in a row
+    assert pii.ssn_valid("123-45-6789")
+    assert not pii.ssn_valid("123456789")  # bare, without a word for it
+    assert pii.ssn_valid("123456789", "SSN ")
+    assert pii.nino_valid("AB123456C")
+    assert not pii.nino_valid("ZZ123456C")
+    assert pii.us_phone_valid("4155552671")
+    assert not pii.us_phone_valid("5551234567")
 
 
 def test_kinds_are_listed_once_in_a_fixed_order() -> None:
