@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from app.context import Context
 from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
 from app.guard.output import GuardContext
+from app.guard.window import GuardWindow
 from app.llm.client import CallOptions, DeltaSink
 from app.prompts.library import RenderedPrompt
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
@@ -18,7 +19,7 @@ from app.resources import Resources
 from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, ErrorInfo, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
 from app.signals.labels import count
-from app.signals.masking import Masked, mask, prompt_texts
+from app.signals.masking import Masked
 from app.signals.models import Signals
 from app.tokens import fits_budget
 
@@ -166,7 +167,7 @@ async def _reply_to(
     llm = resources.llm
     message = together(fresh)
     customer, now = known.profile, utc_now()
-    signals, masked = await _read(resources, prompt_texts(message, known.history, customer))
+    signals, masked = await _read(resources, [message.text, *(turn.text for turn in known.history)])
     found = signals.as_record() if signals is not None else None
     prompts = resources.prompts.current
     reason = prompts.handoff_rules.decide(
@@ -186,12 +187,12 @@ async def _reply_to(
         counting = await resources.context.record(reply, turns_of(fresh, reply))
         await resources.context.hand_to_human(message.conversation_id)
         return {message_id: Outcome(reply) for message_id, reply in counting.items()}
-    masked_message, history, profile = masked.prompt_parts(message, known.history, customer)
+    masked_message, history = masked.onto(message, known.history)
     asked = _as_asked(masked_message, signals.language if signals is not None else None)
     template = prompts.select(asked, customer, found)
     prompt = fit_history(
         lambda turns: prompts.render(
-            template, message=asked, customer=profile, history=turns, now=now, signals=found
+            template, message=asked, customer=customer, history=turns, now=now, signals=found
         ),
         history,
         resources.settings.max_prompt_tokens,
@@ -199,7 +200,10 @@ async def _reply_to(
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
     failure = None
-    restoring = RestoringSink(sink_for(message), masked) if sink_for is not None else None
+    guarded = GuardContext.for_message(prompt.messages, message, customer, known.history)
+    # The stream goes through the guard's window: a chunk holds only text the guard has passed.
+    window = GuardWindow(sink_for(message), resources.guard, guarded) if sink_for is not None else None
+    restoring = RestoringSink(window, masked) if window is not None else None
     try:
         completion = await llm.complete(prompt.messages, options, restoring)
         if restoring is not None:
@@ -210,12 +214,13 @@ async def _reply_to(
         usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
         text = masked.restore(completion.text)
         # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
-        guarded = GuardContext.for_message(prompt.messages, message, customer, known.history)
         verdict = resources.guard.check(text, guarded)
         if verdict.blocked:
             failure = Failure("guard_blocked", verdict.detail)
         else:
             reply = reply_record(fresh, prompt, text, "ok", completion.model, usage, started, found)
+            if window is not None:
+                await window.release()
     if failure is not None:
         fallback = prompts.render_fallback(message=message, customer=customer, now=now)
         reply = reply_record(fresh, fallback, fallback.text, "fallback", llm.model, Usage(), started, found)
@@ -236,15 +241,13 @@ def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
 
 async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None, Masked]:
     """What the embedded models find in the message (`texts[0]`), counted, and the texts as they
-    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer.
-    The masking needs no model: it holds with `ENRICHER_SIGNALS=off` too."""
-    masking = resources.settings.pii_masking == "on"
+    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer."""
     as_written = Masked(tuple(texts), {}, ())
     if resources.signals is None:
-        return None, mask(texts) if masking else as_written
+        return None, as_written
     signals, masked = (await resources.signals.get()).read(texts)
     count(signals)
-    return signals, masked if masking else as_written
+    return signals, masked if resources.settings.pii_masking == "on" else as_written
 
 
 def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage:
