@@ -19,7 +19,7 @@ from app.resources import Resources
 from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, ErrorInfo, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
 from app.signals.labels import count
-from app.signals.masking import Masked
+from app.signals.masking import Masked, mask, prompt_texts
 from app.signals.models import Signals
 from app.tokens import fits_budget
 
@@ -167,7 +167,7 @@ async def _reply_to(
     llm = resources.llm
     message = together(fresh)
     customer, now = known.profile, utc_now()
-    signals, masked = await _read(resources, [message.text, *(turn.text for turn in known.history)])
+    signals, masked = await _read(resources, prompt_texts(message, known.history, customer))
     found = signals.as_record() if signals is not None else None
     prompts = resources.prompts.current
     reason = prompts.handoff_rules.decide(
@@ -187,12 +187,12 @@ async def _reply_to(
         counting = await resources.context.record(reply, turns_of(fresh, reply))
         await resources.context.hand_to_human(message.conversation_id)
         return {message_id: Outcome(reply) for message_id, reply in counting.items()}
-    masked_message, history = masked.onto(message, known.history)
+    masked_message, history, profile = masked.prompt_parts(message, known.history, customer)
     asked = _as_asked(masked_message, signals.language if signals is not None else None)
     template = prompts.select(asked, customer, found)
     prompt = fit_history(
         lambda turns: prompts.render(
-            template, message=asked, customer=customer, history=turns, now=now, signals=found
+            template, message=asked, customer=profile, history=turns, now=now, signals=found
         ),
         history,
         resources.settings.max_prompt_tokens,
@@ -241,13 +241,15 @@ def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
 
 async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None, Masked]:
     """What the embedded models find in the message (`texts[0]`), counted, and the texts as they
-    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer."""
+    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer.
+    The masking needs no model: it holds with `ENRICHER_SIGNALS=off` too."""
+    masking = resources.settings.pii_masking == "on"
     as_written = Masked(tuple(texts), {}, ())
     if resources.signals is None:
-        return None, as_written
+        return None, mask(texts) if masking else as_written
     signals, masked = (await resources.signals.get()).read(texts)
     count(signals)
-    return signals, masked if resources.settings.pii_masking == "on" else as_written
+    return signals, masked if masking else as_written
 
 
 def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage:
