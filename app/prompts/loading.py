@@ -28,7 +28,8 @@ from app.prompts.file_format import (
     read_prompt_file,
     read_samples,
 )
-from app.prompts.rendering import CompiledTemplate, render_chat, sandbox
+from app.prompts.rendering import CompiledTemplate, render_chat
+from app.prompts.sandbox import sandbox
 from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 from app.signals.intents_file import read_intents
 

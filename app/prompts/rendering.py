@@ -1,9 +1,9 @@
 """Rendering a compiled template into chat messages, in the sandbox and within the size and time limits.
 
-Templates run in Jinja2's immutable sandbox with StrictUndefined and see only plain data. The
-customer's words reach only the user part: the system part (and the reply of a fallback or handoff)
-is rendered without `message.text` and `history`, and `<customer_message>` tags in customer text
-are rewritten so the text cannot close its delimiter.
+Templates run in the bounded sandbox of `sandbox.py` (Jinja2's immutable one) with StrictUndefined
+and see only plain data. The customer's words reach only the user part: the system part (and the
+reply of a fallback or handoff) is rendered without `message.text` and `history`, and
+`<customer_message>` tags in customer text are rewritten so the text cannot close its delimiter.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.errors import TemplateError
 from app.prompts.diagnostics import missing_value_problem, value_paths
 from app.prompts.file_format import SAMPLE_REASON, PromptTemplate
+from app.prompts.sandbox import budgeted
 from app.schemas import CustomerMessage, HistoryTurn, PromptRef, rfc3339
 from app.tokens import ChatMessage
 
@@ -30,13 +30,6 @@ ROLES = {"customer": "user", "agent": "assistant"}
 DELIMITER_TAG = re.compile(r"<\s*(/?)\s*customer_message\s*>", re.IGNORECASE)
 MAX_RENDER_CHARS = 50_000
 MAX_RENDER_S = 1.0
-
-
-def sandbox() -> ImmutableSandboxedEnvironment:
-    """The environment every template is parsed, compiled and rendered in."""
-    return ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
 
 
 @dataclass(frozen=True)
@@ -160,13 +153,16 @@ def _render_block(entry: CompiledTemplate, block: str, variables: dict[str, Any]
     parts: list[str] = []
     size = 0
     location = f"{entry.template.path}:{entry.block_lines[block]}"
-    for chunk in _chunks(entry, block, variables):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > MAX_RENDER_CHARS:
-            raise TemplateError(f"the {block} part renders to over {MAX_RENDER_CHARS:,} characters", location)
-        if time.monotonic() > deadline:
-            raise TemplateError(f"the {block} part takes over {MAX_RENDER_S}s to render", location)
+    with budgeted():  # the operand and loop bounds hold between chunks too (app/prompts/sandbox.py)
+        for chunk in _chunks(entry, block, variables):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_RENDER_CHARS:
+                raise TemplateError(
+                    f"the {block} part renders to over {MAX_RENDER_CHARS:,} characters", location
+                )
+            if time.monotonic() > deadline:
+                raise TemplateError(f"the {block} part takes over {MAX_RENDER_S}s to render", location)
     return "".join(parts).strip()
 
 
