@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     history_turns: int = Field(20, validation_alias=_env("ENRICHER_HISTORY_TURNS"), ge=0)
     history_ttl_s: int = Field(86400, validation_alias=_env("ENRICHER_HISTORY_TTL_S"), ge=1)
     web_port: int = Field(6066, validation_alias=_env("ENRICHER_WEB_PORT"), ge=1, le=65535)
-    # The models embedded in the worker (app/signals); off: no signals, no masking, no models loaded.
+    # The models embedded in the worker (app/signals); off: no signals, no models loaded (personal
+    # data is masked all the same: rules, not models).
     signals: Literal["on", "off"] = Field("on", validation_alias=_env("ENRICHER_SIGNALS"))
     # Personal data in the customer's text and history becomes placeholders before the prompt
     # leaves for the LLM, and the originals are put back into the reply (promise 7).
