@@ -80,7 +80,8 @@ PHONE_WORDS = re.compile(
     r"(?<!\w)(?:phone|call|text|mobile|cell|tel|telefon|handy|mobil|anrufen|rückruf|zurück unter|"
     r"téléphone|portable|appel|rappel|teléfono|móvil|llam|llám|cellulare|telefono|chiam|richiam|"
     r"telefoon|bel|mobiel)"
-    r"\w*\W{0,6}(?:\w+\W{1,3}){0,2}$",
+    # Words between it and the number, but no other number: that one's the phone.
+    r"\w*\W{0,6}(?:[^\W\d]+\W{1,3}){0,2}$",
     re.IGNORECASE,
 )
 NUMBER_WORDS = re.compile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,6 +13,9 @@ from app.signals import pii
 from app.signals.models import SignalModels, Signals
 
 LABELLED = Path(__file__).with_name("labelled.yaml")
+# Personal data in every format, and near misses: scored per kind with the messages above.
+PERSONAL_DATA = Path(__file__).with_name("personal_data.yaml")
+Labels = frozenset[tuple[str, str]]
 # VADER's own convention: a compound score within ±0.05 is neutral.
 NEUTRAL_BAND = 0.05
 
@@ -24,7 +28,18 @@ class Case:
     language: str
     intent: str
     tone: str | None
-    pii: frozenset[tuple[str, str]]
+    pii: Labels
+
+
+@dataclass(frozen=True)
+class KindScore:
+    """How the personal-data rules do on one kind: share of spans found that are right
+    (precision), share of labelled spans found (recall), and how many each."""
+
+    precision: float
+    recall: float
+    labelled: int
+    found: int
 
 
 @dataclass(frozen=True)
@@ -46,10 +61,37 @@ def read_cases(path: Path = LABELLED) -> list[Case]:
             language=entry["language"],
             intent=entry["intent"],
             tone=entry.get("tone"),
-            pii=frozenset((kind, value) for found in entry.get("pii", []) for kind, value in found.items()),
+            pii=_labels(entry),
         )
         for entry in yaml.safe_load(path.read_text(encoding="utf-8"))
     ]
+
+
+def personal_data_texts() -> list[tuple[str, Labels]]:
+    """Every labelled text with its personal data: the messages and personal_data.yaml's texts."""
+    entries = [*yaml.safe_load(PERSONAL_DATA.read_text(encoding="utf-8"))]
+    return [(case.text, case.pii) for case in read_cases()] + [
+        (entry["text"], _labels(entry)) for entry in entries
+    ]
+
+
+def pii_by_kind(texts: Sequence[tuple[str, Labels]]) -> dict[str, KindScore]:
+    """Precision and recall of the personal-data rules on `texts`, per kind (`pii.KINDS`)."""
+    expected = {(n, *span) for n, (_, labels) in enumerate(texts) for span in labels}
+    spans = {(n, span.kind, span.value) for n, (text, _) in enumerate(texts) for span in pii.find(text)}
+    scores = {}
+    for kind in pii.KINDS:
+        labelled = {span for span in expected if span[1] == kind}
+        found = {span for span in spans if span[1] == kind}
+        right = len(labelled & found)
+        scores[kind] = KindScore(
+            right / max(len(found), 1), right / max(len(labelled), 1), len(labelled), len(found)
+        )
+    return scores
+
+
+def _labels(entry: dict[str, Any]) -> Labels:
+    return frozenset((kind, str(value)) for found in entry.get("pii", []) for kind, value in found.items())
 
 
 def tone(sentiment: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.signals.intents_file import UNKNOWN, load_intents
 from app.signals.models import SignalModels
 from tests.signals.conftest import PROMPTS
-from tests.signals.labelled import read_cases, score
+from tests.signals.labelled import personal_data_texts, pii_by_kind, read_cases, score
 
 
 def test_accuracy_floors(models: SignalModels) -> None:
@@ -20,6 +20,13 @@ def test_accuracy_floors(models: SignalModels) -> None:
     assert scores.tone >= 0.85
     assert scores.pii_precision >= 0.95
     assert scores.pii_recall >= 0.95
+
+
+def test_each_kind_of_personal_data_is_found_and_only_it() -> None:
+    scores = pii_by_kind(personal_data_texts())
+
+    assert {kind: score for kind, score in scores.items() if score.labelled < 3} == {}
+    assert {kind: score for kind, score in scores.items() if min(score.precision, score.recall) < 0.95} == {}
 
 
 def test_the_set_is_varied_and_unseen() -> None:
