@@ -38,3 +38,8 @@ def state_key(conversation_id: str) -> str:
 def fallback_streak_key(conversation_id: str) -> str:
     """How many of the conversation's latest replies in a row were the fallback."""
     return f"conversation:{conversation_id}:fallbacks"
+
+
+def owner_key(conversation_id: str) -> str:
+    """The customer who first wrote in the conversation: only they may post, listen, read its replies."""
+    return f"conversation:{conversation_id}:owner"

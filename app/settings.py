@@ -26,6 +26,23 @@ LOOPBACK_HOSTS = frozenset({"localhost"})
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 # A variable so named never has its value shown.
 SECRET_MARKERS = ("KEY", "SECRET", "URL", "PASSWORD", "HEADERS")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MIN_JWT_SECRET_CHARS = 32  # HS256 wants a key at least as long as its hash (RFC 7518, 3.2)
+
+
+def read_studio_tokens(path: Path) -> dict[str, str]:
+    """The staff tokens file (`name:sha256hex` a line; blank lines and `#` comments skipped) as
+    the staff's names by their tokens' SHA-256; ValueError naming the line when one is malformed."""
+    names: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, digest = line.strip().rpartition(":")
+        digest = digest.lower()
+        if not name or not SHA256_HEX.fullmatch(digest):
+            raise ValueError(f"line {number} of {path.name}: expected name:sha256hex")
+        names[digest] = name
+    return names
 
 
 def _env(name: str) -> AliasChoices:
@@ -128,6 +145,27 @@ class Settings(BaseSettings):
     # answered together by the next reply; off: one reply per message.
     coalesce: Literal["queued", "off"] = Field("queued", validation_alias=_env("ENRICHER_COALESCE"))
     chat_port: int = Field(8080, validation_alias=_env("ENRICHER_CHAT_PORT"), ge=1, le=65535)
+    # Who may use the gateway's pages: docs/CONTRACT.md, "Who may use the pages".
+    studio_tokens_file: FilePath | None = Field(None, validation_alias=_env("ENRICHER_STUDIO_TOKENS_FILE"))
+    auth_proxy_header: str | None = Field(None, validation_alias=_env("ENRICHER_AUTH_PROXY_HEADER"))
+    trusted_proxies: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = Field(
+        (), validation_alias=_env("ENRICHER_TRUSTED_PROXIES")
+    )
+    chat_jwt_secret: SecretStr | None = Field(None, validation_alias=_env("ENRICHER_CHAT_JWT_SECRET"))
+    chat_jwks_url: str | None = Field(None, validation_alias=_env("ENRICHER_CHAT_JWKS_URL"))
+    chat_dev_login: Literal["on", "off"] = Field("off", validation_alias=_env("ENRICHER_CHAT_DEV_LOGIN"))
+    chat_allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("ENRICHER_CHAT_ALLOWED_ORIGINS")
+    )
+    chat_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("localhost", "127.0.0.1"), validation_alias=_env("ENRICHER_CHAT_ALLOWED_HOSTS"), min_length=1
+    )
+    chat_posts_per_min: int = Field(30, validation_alias=_env("ENRICHER_CHAT_POSTS_PER_MIN"), ge=1)
+    studio_tries_per_min: int = Field(10, validation_alias=_env("ENRICHER_STUDIO_TRIES_PER_MIN"), ge=1)
+    chat_streams_per_identity: int = Field(
+        8, validation_alias=_env("ENRICHER_CHAT_STREAMS_PER_IDENTITY"), ge=1
+    )
+    chat_streams_total: int = Field(1000, validation_alias=_env("ENRICHER_CHAT_STREAMS_TOTAL"), ge=1)
     shutdown_grace_s: float = Field(30.0, validation_alias=_env("ENRICHER_SHUTDOWN_GRACE_S"), gt=0)
     input_partitions: int = Field(8, validation_alias=_env("ENRICHER_INPUT_PARTITIONS"), ge=1)
     log_level: str = Field("INFO", validation_alias=_env("ENRICHER_LOG_LEVEL"))
@@ -139,9 +177,9 @@ class Settings(BaseSettings):
         "none", validation_alias=_env("ENRICHER_PRODUCER_COMPRESSION")
     )
 
-    @field_validator("fallback_models", mode="before")
+    @field_validator("fallback_models", "chat_allowed_origins", "chat_allowed_hosts", mode="before")
     @classmethod
-    def _split_models(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -189,6 +227,57 @@ class Settings(BaseSettings):
         PriceTable.load(value)  # a ValueError names the file and the entry
         return value
 
+    @field_validator("studio_tokens_file")
+    @classmethod
+    def _check_tokens_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_studio_tokens(value)
+        return value
+
+    @field_validator("auth_proxy_header")
+    @classmethod
+    def _check_proxy_header(cls, value: str | None) -> str | None:
+        if value is not None and not HEADER_NAME.fullmatch(value):
+            raise ValueError("not an HTTP header name")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(
+                    ipaddress.ip_network(part.strip(), strict=False)
+                    for part in value.split(",")
+                    if part.strip()
+                )
+            except ValueError as error:
+                raise ValueError(f"not addresses or CIDRs ({error})") from None
+        return value
+
+    @field_validator("chat_jwt_secret")
+    @classmethod
+    def _check_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_JWT_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("chat_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme != "https" and not is_loopback_url(value)):
+            raise ValueError("must be an https URL (or http on this machine)")
+        return value
+
+    @field_validator("chat_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(f"{origin!r} is not an origin such as https://chat.example.com")
+        return tuple(origin.lower() for origin in value)
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -203,6 +292,16 @@ class Settings(BaseSettings):
             raise ValueError("OPENAI_API_KEY: required unless OPENAI_BASE_URL is the built-in mock LLM")
         if self.llm_timeout_s > self.llm_deadline_s:
             raise ValueError("ENRICHER_LLM_TIMEOUT_S: must not exceed ENRICHER_LLM_DEADLINE_S")
+        return self
+
+    @model_validator(mode="after")
+    def _check_doors(self) -> Settings:
+        if self.chat_dev_login == "on" and self.chat_jwt_secret is None:
+            raise ValueError("ENRICHER_CHAT_DEV_LOGIN: on needs ENRICHER_CHAT_JWT_SECRET to sign with")
+        if self.auth_proxy_header is not None and not self.trusted_proxies:
+            raise ValueError(
+                "ENRICHER_AUTH_PROXY_HEADER: needs ENRICHER_TRUSTED_PROXIES, the proxy's address"
+            )
         return self
 
     @model_validator(mode="after")

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.chat.api import ChatApi
+from app.chat.doors import Doors, Entrance
 from app.chat.feed import ReplyFeed
 from app.chat.hub import ConversationHub
 from app.chat.intake import Intake
@@ -31,13 +34,17 @@ STATIC = Path(__file__).with_name("static")
 SHUTDOWN_GRACE_S = 2  # event streams never end by themselves: cut them after this long
 
 
-def build_app(settings: Settings, *, address: str = "") -> Starlette:
-    """The gateway for `settings`; prints `address` once it serves."""
+def build_app(settings: Settings, *, address: str = "", host: str = "") -> Starlette:
+    """The gateway for `settings` bound to `host` (a name it answers to besides
+    ENRICHER_CHAT_ALLOWED_HOSTS); prints `address` once it serves."""
     hub = ConversationHub()
+    doors = Doors(settings)
+    dev_login = settings.chat_dev_login == "on"
+    store = ChatStore(settings)
     api = ChatApi(
-        hub, ReplyFeed(settings, hub), Intake(settings), ChatStore(settings), settings.max_input_chars
+        hub, ReplyFeed(settings, hub), Intake(settings), store, settings.max_input_chars, doors, dev_login
     )
-    studio = StudioApi(settings, api.store)
+    studio = StudioApi(settings, api.store, doors)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,7 +85,13 @@ def build_app(settings: Settings, *, address: str = "") -> Starlette:
         *studio.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # The route-less pages and health are anyone's; every other route declares who (api, studio).
+    hosts = [*settings.chat_allowed_hosts, *([host] if host not in ("", "0.0.0.0", "::") else [])]
+    middleware = [
+        Middleware(Entrance, allowed_origins=settings.chat_allowed_origins),
+        Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def run_chat(settings: Settings, host: str) -> None:
@@ -88,13 +101,14 @@ def run_chat(settings: Settings, host: str) -> None:
         logging.WARNING
     )  # its start-up chatter: the address is printed
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    app = build_app(settings, address=f"http://{shown}:{settings.chat_port}/")
+    app = build_app(settings, address=f"http://{shown}:{settings.chat_port}/", host=host)
     config = uvicorn.Config(
         app,
         host=host,
         port=settings.chat_port,
         log_config=None,  # ours, above
         access_log=False,
+        proxy_headers=False,  # the peer is the socket's: ENRICHER_TRUSTED_PROXIES decides whom to believe
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         lifespan="on",
     )

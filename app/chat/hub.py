@@ -118,16 +118,15 @@ class ConversationHub:
         """A subscription starting after `last_event_id`.
 
         Without one (a new page) nothing is replayed. An id of this process replays what came
-        after it; one of another process (the gateway restarted) replays all that is kept,
-        since the browser has seen none of it.
+        after it; one of another process (the gateway restarted) replays nothing: its numbers
+        mean nothing here, and the page asks for the stored replies it missed instead.
         """
         self.watch(conversation_id)
         conversation = self._conversations[conversation_id]
         backlog: list[Event] = []
-        if last_event_id:
-            boot, _, seq = last_event_id.partition(".")
-            after = int(seq) if boot == self.boot and seq.isdigit() else 0
-            backlog = [event for event in conversation.recent if event.seq > after]
+        boot, _, seq = (last_event_id or "").partition(".")
+        if boot == self.boot and seq.isdigit():
+            backlog = [event for event in conversation.recent if event.seq > int(seq)]
         subscription = Subscription(conversation_id, backlog, self._queue_events)
         conversation.subscribers.add(subscription)
         return subscription

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import StreamingResponse
 
@@ -17,7 +17,9 @@ def frame(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {event.data}\n\n"
 
 
-async def _lines(hub: ConversationHub, subscription: Subscription) -> AsyncIterator[str]:
+async def _lines(
+    hub: ConversationHub, subscription: Subscription, release: Callable[[], None]
+) -> AsyncIterator[str]:
     try:
         # The `ready` event tells the page that it is connected, and to which gateway process.
         yield f'retry: {RETRY_MS}\nevent: ready\ndata: {{"boot": "{hub.boot}"}}\n\n'
@@ -25,9 +27,15 @@ async def _lines(hub: ConversationHub, subscription: Subscription) -> AsyncItera
             yield ": keep-alive\n\n" if event is None else frame(event)
     finally:
         hub.unsubscribe(subscription)
+        release()
 
 
-def event_stream(hub: ConversationHub, subscription: Subscription) -> StreamingResponse:
-    """The response that streams `subscription` until the browser goes or the gateway stops."""
+def event_stream(
+    hub: ConversationHub, subscription: Subscription, release: Callable[[], None]
+) -> StreamingResponse:
+    """The response that streams `subscription` until the browser goes or the gateway stops, then
+    calls `release` (the stream's slot)."""
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering either
-    return StreamingResponse(_lines(hub, subscription), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(
+        _lines(hub, subscription, release), media_type="text/event-stream", headers=headers
+    )

@@ -1,5 +1,5 @@
-"""What the gateway reads from Redis, by the worker's key layout: customer profiles to choose
-from, and a stored reply for a page that missed it while it was offline."""
+"""What the gateway keeps in Redis, by the worker's key layout: customer profiles to choose
+from, a stored reply for a page that missed it while it was offline, and who owns a conversation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from app.redis_client import FAILURES, RedisClient, connect
-from app.redis_keys import profile_key, reply_key
+from app.redis_keys import owner_key, profile_key, reply_key
 from app.settings import Settings
 
 MAX_CUSTOMERS = 100
@@ -19,9 +19,10 @@ class StoreUnavailable(Exception):
 
 
 class ChatStore:
-    """Read-only access to profiles and stored replies; never writes."""
+    """Profiles and stored replies, read only; conversations' owners, written once each."""
 
     def __init__(self, settings: Settings) -> None:
+        self._owner_ttl_s = settings.history_ttl_s  # the owner lives as long as the history
         self._redis: RedisClient = connect(
             settings.redis_url.get_secret_value(), MAX_CONNECTIONS, cluster=settings.redis_cluster == "on"
         )
@@ -53,6 +54,31 @@ class ChatStore:
         if isinstance(document, dict) and document.get("conversation_id") == conversation_id:
             return document
         return None
+
+    async def claim(self, conversation_id: str, customer_id: str) -> str:
+        """The conversation's owner: `customer_id` if nobody owned it (now they do), else who does.
+
+        Each claim by the owner renews the key for as long as the history is kept, so another
+        customer never inherits a history the worker still holds.
+        """
+        key = owner_key(conversation_id)
+        try:
+            previous = await self._redis.set(key, customer_id, nx=True, get=True, ex=self._owner_ttl_s)
+            if previous is None:
+                return customer_id
+            if str(previous) == customer_id:
+                await self._redis.expire(key, self._owner_ttl_s)
+        except FAILURES as error:
+            raise StoreUnavailable(str(error)) from None
+        return str(previous)
+
+    async def owner(self, conversation_id: str) -> str | None:
+        """Who owns the conversation; None while nobody does."""
+        try:
+            owner = await self._redis.get(owner_key(conversation_id))
+        except FAILURES as error:
+            raise StoreUnavailable(str(error)) from None
+        return None if owner is None else str(owner)
 
     async def aclose(self) -> None:
         """Close the connections."""

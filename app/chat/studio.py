@@ -8,6 +8,7 @@ from disk on every request (in a thread), so the studio shows the files as they 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.chat.api import MAX_BODY_BYTES, error_response
+from app.chat.api import REDIS_DOWN
+from app.chat.doors import MAX_BODY_BYTES, Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
 from app.chat.studio_draft import DraftRefused, load_draft
@@ -30,6 +32,7 @@ from app.prices import PriceTable
 from app.settings import Settings
 from app.validation import one_line
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 MAX_TRY_MESSAGES = 10  # each costs two LLM calls
 MAX_DRAFT_CHARS = 100_000
@@ -59,9 +62,10 @@ class TryRequest(BaseModel):
 class StudioApi:
     """The studio's routes; `start` opens its LLM client in the gateway's lifespan, `stop` closes it."""
 
-    def __init__(self, settings: Settings, store: ChatStore) -> None:
+    def __init__(self, settings: Settings, store: ChatStore, doors: Doors) -> None:
         self._settings = settings
         self._store = store
+        self._doors = doors
         self._prices = PriceTable.load(settings.prices_file)
         self._llm: LLMClient | None = None
 
@@ -75,17 +79,26 @@ class StudioApi:
             await self._llm.aclose()
 
     def routes(self) -> list[BaseRoute]:
-        """The page at `/studio` and its endpoints under `/api/studio`."""
+        """The page at `/studio` and its endpoints under `/api/studio`: the support team's only."""
+        staff = self._doors.staff
         return [
-            Route("/studio", self.page),
-            Route("/api/studio/templates", self.templates),
-            Route("/api/studio/render", self.render, methods=["POST"]),
-            Route("/api/studio/try", self.try_draft, methods=["POST"]),
+            Route("/studio", staff(self.page, login=True)),
+            Route("/api/studio/templates", staff(self.templates)),
+            Route("/api/studio/customers", staff(self.customers)),
+            Route("/api/studio/render", staff(self.render), methods=["POST"]),
+            Route("/api/studio/try", staff(self.try_draft, limit=self._doors.tries), methods=["POST"]),
         ]
 
-    async def page(self, request: Request) -> Response:
+    async def page(self, request: Request, staff: Staff) -> Response:
         """`GET /studio`: the studio page."""
         return FileResponse(STATIC / "studio.html")
+
+    async def customers(self, request: Request, staff: Staff) -> Response:
+        """`GET /api/studio/customers`: the profiles in Redis, for the preview's customer picker."""
+        try:
+            return JSONResponse({"customers": await self._store.customers()})
+        except StoreUnavailable:
+            return REDIS_DOWN.response()
 
     async def _catalog(self) -> Catalog:
         settings = self._settings
@@ -98,11 +111,11 @@ class StudioApi:
         customers = await self._store.customers()
         return {c["customer_id"]: {k: v for k, v in c.items() if k != "customer_id"} for c in customers}
 
-    async def templates(self, request: Request) -> Response:
+    async def templates(self, request: Request, staff: Staff) -> Response:
         """`GET /api/studio/templates`: every template that loads and every problem, as `check` has them."""
         return JSONResponse((await self._catalog()).summary())
 
-    async def render(self, request: Request) -> Response:
+    async def render(self, request: Request, staff: Staff) -> Response:
         """`POST /api/studio/render`: the chat messages the template makes for the message and
         customer (the first sample's history), with their token counts."""
         body = await _body(request, RenderRequest)
@@ -114,8 +127,8 @@ class StudioApi:
             return error_response(404, "no_template", f"no template file {body.template!r} loads")
         try:
             profiles = await self._profiles() if body.customer_id else {}
-        except StoreUnavailable as error:
-            return error_response(503, "redis_unavailable", str(error))
+        except StoreUnavailable:
+            return REDIS_DOWN.response()
         customer = profiles.get(body.customer_id or "", {})
         sample = next(iter(catalog.samples.values()))
         try:
@@ -132,12 +145,13 @@ class StudioApi:
             shown | {"file": template.path.name, "worker_choice": chosen, "customer": customer}
         )
 
-    async def try_draft(self, request: Request) -> Response:
+    async def try_draft(self, request: Request, staff: Staff) -> Response:
         """`POST /api/studio/try`: the newest `n` input messages answered with the current file and
         with the draft; 422 with every problem, `file:line`, when the draft does not load."""
         body = await _body(request, TryRequest)
         if isinstance(body, Response):
             return body
+        log.info("draft try by %s: %s on the newest %d messages", staff.name, body.template, body.n)
         assert self._llm is not None, "StudioApi.start() first"
         settings = self._settings
         catalog = await self._catalog()
@@ -160,11 +174,12 @@ class StudioApi:
             messages = await recent_messages(settings, body.n)
             profiles = await self._profiles()
         except (KafkaError, TimeoutError, TopicMissing) as error:
+            log.warning("could not read %s for a draft try: %r", settings.input_topic, error)
             return error_response(
-                503, "broker_unavailable", f"could not read {settings.input_topic}: {error!r}"
+                503, "broker_unavailable", "the recent messages could not be read: try again"
             )
-        except StoreUnavailable as error:
-            return error_response(503, "redis_unavailable", str(error))
+        except StoreUnavailable:
+            return REDIS_DOWN.response()
         sides = (Side(catalog.library, current), Side(draft.library, draft.template, draft.relocated))
         results = await compare(self._llm, self._prices, sides, messages, profiles)
         return JSONResponse({"file": body.template, "results": results, "llm_calls": 2 * len(messages)})

@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from app.context import ContextStore, encode_profile
 from app.devtools.broker import EmbeddedBroker, create_topics
-from app.devtools.chat_gateway import start_chat
+from app.devtools.chat_gateway import DevChat, start_chat
 from app.devtools.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
 from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
 from app.devtools.redis_server import EmbeddedRedis
@@ -123,10 +123,11 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     pids["worker"] = worker.start().pid
     await _wait_ready(worker, settings.web_port)
     try:
-        chat_url, pids["chat"] = await start_chat(stack, settings, os.environ | _worker_env(settings))
+        chat = await start_chat(stack, settings, os.environ | _worker_env(settings))
     except (ProcessDied, TimeoutError) as error:
         raise DevStackError(f"the chat gateway did not start:\n{error}") from None
 
+    pids["chat"] = chat.pid
     state = DevState(
         pid=os.getpid(),
         started_at=rfc3339(utc_now()),
@@ -141,7 +142,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     )
     state.save()
     stack.callback(STATE_PATH.unlink, missing_ok=True)
-    print(_banner(state, settings, chat_url), flush=True)
+    print(_banner(state, settings, chat), flush=True)
     return worker
 
 
@@ -221,7 +222,7 @@ async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:
         raise DevStackError(f"the worker was not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}") from None
 
 
-def _banner(state: DevState, settings: Settings, chat_url: str) -> str:
+def _banner(state: DevState, settings: Settings, chat: DevChat) -> str:
     def origin(name: str, embedded: str) -> str:
         return f"({embedded})" if name in state.embedded else "(as configured)"
 
@@ -235,7 +236,8 @@ enricher dev is running; Ctrl-C stops all of it.
   llm      {state.llm_base_url} {origin("mock_llm", "built-in mock")}, \
 model {settings.model}
   worker   pid {state.pids["worker"]}, {web}/readyz  {web}/metrics
-  chat     {chat_url}  (the chat page: pick a demo customer and write)
+  chat     {chat.url}  (the chat page: pick a demo customer and write)
+  studio   {chat.studio_url}
   topics   {topics.input} -> {topics.reply} (chunks {topics.stream}, \
 dead letters {topics.dlq}, profiles {topics.profile})
   logs     {state.logs_dir}/

@@ -16,6 +16,7 @@ from playwright.async_api import Browser, async_playwright
 from app.devtools.broker import create_topics
 from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port
 from tests.chat.browser import CHROMIUM_ARGS
+from tests.chat.credentials import doors_env, write_tokens_file
 from tests.helpers.debian import debian_command
 from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.workers import REPO
@@ -61,11 +62,18 @@ class Gateway:
         await self.start()
 
 
-async def _for_chat(env: dict[str, str], kafka: str) -> dict[str, str]:
-    """`env` with a chat port and a handoff topic of its own (created)."""
+async def _for_chat(env: dict[str, str], kafka: str, tokens_file: Path) -> dict[str, str]:
+    """`env` with a chat port, a handoff topic of its own (created), and the tests' credentials."""
     handoff_topic = f"{env['ENRICHER_APP_ID']}.handoffs"
     await create_topics(kafka, {handoff_topic: 2})
-    return env | {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_HANDOFF_TOPIC": handoff_topic}
+    own = {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_HANDOFF_TOPIC": handoff_topic}
+    return env | own | doors_env(tokens_file)
+
+
+@pytest.fixture(scope="session")
+def studio_tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokens file with the tests' staff token (tests/chat/credentials.py)."""
+    return write_tokens_file(tmp_path_factory.mktemp("studio"))
 
 
 @asynccontextmanager
@@ -79,9 +87,9 @@ async def _started(env: dict[str, str], log_path: Path) -> AsyncIterator[Gateway
 
 
 @pytest.fixture
-async def chat_env(enricher_env: dict[str, str], kafka: str) -> dict[str, str]:
+async def chat_env(enricher_env: dict[str, str], kafka: str, studio_tokens_file: Path) -> dict[str, str]:
     """`enricher_env` with a chat port and a handoff topic of this test's own (created)."""
-    return await _for_chat(enricher_env, kafka)
+    return await _for_chat(enricher_env, kafka, studio_tokens_file)
 
 
 @pytest.fixture
@@ -94,12 +102,12 @@ async def gateway(chat_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Gat
 
 @pytest.fixture(scope="module")
 async def shared_chat_env(
-    request: pytest.FixtureRequest, redis_url: str, mock_llm: str, kafka: str
+    request: pytest.FixtureRequest, redis_url: str, mock_llm: str, kafka: str, studio_tokens_file: Path
 ) -> dict[str, str]:
     """`chat_env` for a whole module: its tests share the topics and the Redis database, so each
     uses conversation, message and reply ids of its own."""
     env = await service_env_for(request.node.name, redis_url, mock_llm)
-    return await _for_chat(await on_broker(env, kafka), kafka)
+    return await _for_chat(await on_broker(env, kafka), kafka, studio_tokens_file)
 
 
 @pytest.fixture(scope="module")

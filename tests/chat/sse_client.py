@@ -29,6 +29,7 @@ class SseClient:
 
     url: str
     last_event_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     events: list[SseEvent] = field(default_factory=list)
     retry_ms: int | None = None
     _task: asyncio.Task[None] | None = None
@@ -51,7 +52,7 @@ class SseClient:
                 await self._task
 
     async def _listen(self) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        headers = self.headers | ({"Last-Event-ID": self.last_event_id} if self.last_event_id else {})
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None)) as client,
             client.stream("GET", self.url, headers=headers) as response,

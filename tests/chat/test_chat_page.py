@@ -53,10 +53,8 @@ async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
 
 
 async def _final_replies(page: Page, count: int) -> list[str]:
-    await page.wait_for_function(
-        f"document.querySelectorAll('.agent[data-state=\"final\"]').length >= {count}",
-        timeout=REPLY_TIMEOUT_MS,
-    )
+    # A locator, not wait_for_function: the page's Content-Security-Policy forbids evaluating strings.
+    await page.locator(".agent[data-state='final']").nth(count - 1).wait_for(timeout=REPLY_TIMEOUT_MS)
     return await page.locator(".agent[data-state='final'] .text").all_inner_texts()
 
 

@@ -21,6 +21,7 @@ from app.observability.tracing import TraceContext
 from app.schemas import PromptRef, Reply, ReplyChunk, Usage, parse_message, reply_id_for
 from app.settings import Settings
 from tests.chat.conftest import Gateway
+from tests.chat.credentials import as_customer
 from tests.chat.sse_client import SseClient, SseEvent
 from tests.helpers.kafka import Predicate, produce_many, read_topic
 from tests.helpers.workers import REPO
@@ -68,6 +69,11 @@ def _events_url(gateway: Gateway, conversation_id: str) -> str:
     return f"{gateway.url}api/conversations/{conversation_id}/events"
 
 
+def _listen(gateway: Gateway, conversation_id: str, customer_id: str, **options: Any) -> SseClient:
+    """The event stream of the conversation, as `customer_id` listens to it."""
+    return SseClient(_events_url(gateway, conversation_id), headers=as_customer(customer_id), **options)
+
+
 def _kinds(events: list[SseEvent]) -> dict[str, list[str]]:
     """Each kind's texts in the order they came: the topics are read side by side, so only the
     order within one topic (and conversation) is given."""
@@ -82,8 +88,8 @@ async def test_a_posted_message_is_on_the_input_topic_as_the_worker_reads_it(
 ) -> None:
     settings = Settings.model_validate(shared_chat_env)
     conversation = _new_id("c-post")
-    body = {"conversation_id": conversation, "customer_id": "cust-1", "text": "Where is my order?"}
-    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
+    body = {"conversation_id": conversation, "text": "Where is my order?"}  # the customer: the token's
+    async with httpx.AsyncClient(base_url=shared_gateway.url, headers=as_customer("cust-1")) as client:
         response = await client.post("/api/messages", json=body)
     assert response.status_code == 202, response.text
     accepted = response.json()
@@ -114,7 +120,7 @@ async def test_a_refused_message_gets_the_reason_and_nothing_is_produced(
         ({"text": f"hello {tag}"}, "invalid_message"),
         (["not", "an", "object", tag], "invalid_message"),
     ]
-    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
+    async with httpx.AsyncClient(base_url=shared_gateway.url, headers=as_customer(tag)) as client:
         for body, kind in refused:
             response = await client.post("/api/messages", json=body)
             assert response.status_code == 422, body
@@ -137,10 +143,11 @@ async def test_each_conversation_sees_its_own_chunks_and_replies_only(
 ) -> None:
     settings = Settings.model_validate(shared_chat_env)
     ours, theirs = _new_id("c"), _new_id("c")
+    me, them = _new_id("cust"), _new_id("cust")
     async with (
-        SseClient(_events_url(shared_gateway, ours)) as tab,
-        SseClient(_events_url(shared_gateway, ours)) as second_tab,
-        SseClient(_events_url(shared_gateway, theirs)) as other,
+        _listen(shared_gateway, ours, me) as tab,
+        _listen(shared_gateway, ours, me) as second_tab,
+        _listen(shared_gateway, theirs, them) as other,
     ):
         assert tab.retry_ms is not None, "the stream does not tell the browser when to reconnect"
         await produce_many(
@@ -176,11 +183,10 @@ async def test_a_reconnecting_browser_gets_what_it_missed(
     shared_gateway: Gateway, shared_chat_env: dict[str, str], kafka: str
 ) -> None:
     settings = Settings.model_validate(shared_chat_env)
-    conversation = _new_id("c")
-    url = _events_url(shared_gateway, conversation)
+    conversation, me = _new_id("c"), _new_id("cust")
     # Another tab stays on throughout: once it has all three events, so has the gateway.
-    async with SseClient(url) as witness:
-        async with SseClient(url) as tab:
+    async with _listen(shared_gateway, conversation, me) as witness:
+        async with _listen(shared_gateway, conversation, me) as tab:
             await produce_many(
                 kafka, settings.stream_topic, [(conversation, _chunk(conversation, "m-1", 0, "one "))]
             )
@@ -193,23 +199,29 @@ async def test_a_reconnecting_browser_gets_what_it_missed(
             kafka, settings.reply_topic, [(conversation, _reply(conversation, "m-1", "one two"))]
         )
         await witness.wait_for(lambda events: len(events) >= 3)
-        async with SseClient(url, last_event_id=seen.id) as back:
+        async with _listen(shared_gateway, conversation, me, last_event_id=seen.id) as back:
             events = await back.wait_for(lambda events: len(events) >= 2)
             assert _kinds(events) == {"chunk": ["two"], "reply": ["one two"]}
-        async with SseClient(url) as fresh_page:  # no Last-Event-ID: from now on only
+        async with _listen(shared_gateway, conversation, me) as fresh_page:  # no Last-Event-ID
             await asyncio.sleep(0.5)
-        assert fresh_page.events == []
+        # An id of another gateway process: its numbers mean nothing here, nothing is replayed.
+        async with _listen(shared_gateway, conversation, me, last_event_id="0badb007.1") as other_boot:
+            await asyncio.sleep(0.5)
+        assert fresh_page.events == other_boot.events == []
 
 
 async def test_a_stored_reply_is_served_for_its_conversation_only(
     shared_gateway: Gateway, shared_chat_env: dict[str, str]
 ) -> None:
-    conversation, message_id = _new_id("c-stored"), _new_id("m-stored")
+    conversation, message_id, me = _new_id("c-stored"), _new_id("m-stored"), _new_id("cust")
+    other_conversation = _new_id("c-other")
     async with aioredis.from_url(shared_chat_env["REDIS_URL"], socket_timeout=5.0) as redis:
         await redis.set(f"reply:{message_id}", _reply(conversation, message_id, "kept for you"))
-    async with httpx.AsyncClient(base_url=shared_gateway.url) as client:
+        await redis.set(f"conversation:{conversation}:owner", me)
+        await redis.set(f"conversation:{other_conversation}:owner", me)
+    async with httpx.AsyncClient(base_url=shared_gateway.url, headers=as_customer(me)) as client:
         found = await client.get(f"/api/conversations/{conversation}/replies/{message_id}")
-        other = await client.get(f"/api/conversations/{_new_id('c-other')}/replies/{message_id}")
+        other = await client.get(f"/api/conversations/{other_conversation}/replies/{message_id}")
         missing = await client.get(f"/api/conversations/{conversation}/replies/{_new_id('m-none')}")
     assert (found.status_code, found.json()["text"]) == (200, "kept for you")
     assert (other.status_code, missing.status_code) == (404, 404)

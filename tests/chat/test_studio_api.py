@@ -19,21 +19,24 @@ from app.devtools.processes import free_port
 from tests.chat import studio_drafts as drafts
 from tests.chat.browser import put_profiles
 from tests.chat.conftest import Gateway
+from tests.chat.credentials import STAFF, as_customer
 from tests.helpers.workers import PROMPTS
 
 TIMEOUT_S = 30.0
 
 
 def _client(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=gateway.url, timeout=TIMEOUT_S)
+    """A client of the gateway as the tests' staff member."""
+    return httpx.AsyncClient(base_url=gateway.url, timeout=TIMEOUT_S, headers=STAFF)
 
 
 async def post_messages(client: httpx.AsyncClient, texts: list[str]) -> None:
     """Send each text as cust-1 through the gateway, each in a new conversation of its own (so they
     spread over the input topic's partitions)."""
     for text in texts:
-        body = {"conversation_id": f"c-studio-{uuid.uuid4().hex[:8]}", "customer_id": "cust-1", "text": text}
-        assert (await client.post("/api/messages", json=body)).status_code == 202
+        body = {"conversation_id": f"c-studio-{uuid.uuid4().hex[:8]}", "text": text}
+        response = await client.post("/api/messages", json=body, headers=as_customer("cust-1"))
+        assert response.status_code == 202, response.text
 
 
 async def test_the_templates_are_listed_with_conditions_and_token_counts(shared_gateway: Gateway) -> None:

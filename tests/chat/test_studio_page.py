@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Dialog
 from tests.chat import studio_drafts as drafts
 from tests.chat.browser import keep_screenshot, put_profiles
 from tests.chat.conftest import Gateway
+from tests.chat.credentials import STAFF_TOKEN
 from tests.chat.test_studio_api import post_messages
 
 TEXTS = ["Where is my order?", "Can I get a refund?", "My card was declined"]
@@ -27,6 +28,9 @@ async def test_render_a_template_then_try_a_draft_side_by_side(
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         await post_messages(client, TEXTS)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    # The URL `enricher dev` prints, opened once: the session cookie keeps the studio open after.
+    await page.goto(f"{gateway.url}studio?token={STAFF_TOKEN}")
+    assert page.url == f"{gateway.url}studio", "the token is left in the address bar"
     await page.goto(gateway.url)
     await page.get_by_role("link", name="Template studio").click()  # the chat page links to it
     await page.wait_for_selector("#templates td:text-is('support_reply_gold.j2')")
@@ -62,10 +66,11 @@ async def test_render_a_template_then_try_a_draft_side_by_side(
 
     page.once("dialog", accept)
     await page.get_by_role("button", name="Try draft").click()
-    three = "document.querySelectorAll('#tried .trial').length === 3"
-    await page.wait_for_function(three, timeout=TRY_TIMEOUT_MS)
+    # A locator, not wait_for_function: the page's Content-Security-Policy forbids evaluating strings.
+    await page.locator("#tried .trial").nth(2).wait_for(timeout=TRY_TIMEOUT_MS)
     assert asked == ["This calls the configured LLM 3\N{MULTIPLICATION SIGN}2 times (6 calls). Proceed?"]
     trials = page.locator("#tried .trial")
+    assert await trials.count() == 3
     for number, text in enumerate(TEXTS):
         trial = trials.nth(number)
         assert text in await trial.locator("h3").inner_text()

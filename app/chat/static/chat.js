@@ -1,5 +1,7 @@
 // The chat page: posts the customer's messages, shows replies as their chunks stream in over
-// server-sent events, then the final reply (the source of truth) with its details.
+// server-sent events, then the final reply (the source of truth) with its details. It acts as the
+// customer whose token it holds: on a demo stack (ENRICHER_CHAT_DEV_LOGIN=on) the gateway gives
+// one for the customer picked; elsewhere the chat frontend's backend gives it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +10,7 @@ const statusLine = $("status");
 const formError = $("form-error");
 
 const state = {
+  token: "", // the customer's JWT
   conversationId: "",
   source: null, // the EventSource of the current conversation
   lastEventId: "", // for a stream we reopen ourselves (EventSource resends it on its own retries)
@@ -38,13 +41,24 @@ function setStatus(name, text) {
   statusLine.textContent = text;
 }
 
+function showError(text) {
+  formError.textContent = text;
+  formError.hidden = !text;
+}
+
+function authorized(headers = {}) {
+  return { ...headers, Authorization: `Bearer ${state.token}` };
+}
+
 // --- the event stream -------------------------------------------------------------------------
 
 function openStream() {
   state.source?.close();
   const base = `/api/conversations/${encodeURIComponent(state.conversationId)}/events`;
-  const query = state.lastEventId ? `?last_event_id=${encodeURIComponent(state.lastEventId)}` : "";
-  const source = new EventSource(base + query);
+  // EventSource cannot send headers: the token goes in the query, for this endpoint only.
+  const query = new URLSearchParams({ access_token: state.token });
+  if (state.lastEventId) query.set("last_event_id", state.lastEventId);
+  const source = new EventSource(`${base}?${query}`);
   state.source = source;
   const track = (handler) => (event) => {
     if (event.lastEventId) state.lastEventId = event.lastEventId;
@@ -73,7 +87,7 @@ async function recoverPending() {
     if (reply.final) continue;
     const url = `/api/conversations/${encodeURIComponent(state.conversationId)}/replies/${encodeURIComponent(messageId)}`;
     try {
-      const response = await fetch(url);
+      const response = await fetch(url, { headers: authorized() });
       if (response.ok) onReply(await response.json());
     } catch {
       // still offline: the next reconnect asks again
@@ -171,14 +185,13 @@ async function send(text) {
   bubble.setAttribute("aria-label", "You");
   bubble.append(element("p", "text", text), element("p", "note", "sending…"));
   append(bubble);
-  formError.hidden = true;
-  const customer = $("customer").value;
-  const body = { conversation_id: state.conversationId, text, ...(customer ? { customer_id: customer } : {}) };
+  showError("");
+  const body = { conversation_id: state.conversationId, text };
   let response;
   try {
     response = await fetch("/api/messages", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: authorized({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
     });
   } catch {
@@ -188,8 +201,7 @@ async function send(text) {
   if (!response || response.status !== 202) {
     bubble.classList.add("failed");
     bubble.querySelector(".note").textContent = "not sent";
-    formError.textContent = `Not sent: ${result.error?.detail ?? "the chat service cannot be reached"}`;
-    formError.hidden = false;
+    showError(`Not sent: ${result.error?.detail ?? "the chat service cannot be reached"}`);
     return false;
   }
   bubble.dataset.messageId = result.message_id;
@@ -211,21 +223,33 @@ function startConversation() {
   openStream();
 }
 
+// The demo stack's customers to play; false when the gateway has no demo login.
 async function loadCustomers() {
+  const response = await fetch("/api/customers").catch(() => null);
+  if (!response?.ok) return false;
+  const { customers } = await response.json();
   const select = $("customer");
-  select.append(new Option("Anonymous (no profile)", ""));
-  try {
-    const response = await fetch("/api/customers");
-    const { customers } = await response.json();
-    for (const c of customers) {
-      const label = c.name ? `${c.name}${c.tier ? ` (${c.tier})` : ""} – ${c.customer_id}` : c.customer_id;
-      select.append(new Option(label, c.customer_id));
-    }
-    if (customers.length) select.value = customers[0].customer_id;
-  } catch {
-    formError.textContent = "Customers could not be loaded; messages go without a profile.";
-    formError.hidden = false;
+  for (const c of customers) {
+    const label = c.name ? `${c.name}${c.tier ? ` (${c.tier})` : ""} – ${c.customer_id}` : c.customer_id;
+    select.append(new Option(label, c.customer_id));
   }
+  return customers.length > 0;
+}
+
+// The demo login: a token for the customer picked, from the gateway itself.
+async function logIn() {
+  const response = await fetch("/api/dev/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ customer_id: $("customer").value }),
+  }).catch(() => null);
+  state.token = response?.ok ? (await response.json()).token : "";
+  if (!state.token) showError("No customer token: this gateway has no demo login.");
+  return Boolean(state.token);
+}
+
+async function playCustomer() {
+  if (await logIn()) startConversation();
 }
 
 function wire() {
@@ -246,9 +270,13 @@ function wire() {
       form.requestSubmit();
     }
   });
-  $("customer").addEventListener("change", startConversation); // one customer per conversation
+  $("customer").addEventListener("change", playCustomer); // one customer per conversation
   $("restart").addEventListener("click", startConversation);
 }
 
 wire();
-loadCustomers().then(startConversation);
+loadCustomers().then((found) => {
+  if (found) return playCustomer();
+  setStatus("offline", "Not signed in");
+  showError("No demo customers: this gateway takes customers' tokens from the chat frontend's backend.");
+});

@@ -96,7 +96,7 @@ async function loadTemplates() {
 async function loadCustomers() {
   const select = $("customer");
   select.append(new Option("No profile", ""));
-  const response = await fetch("/api/customers");
+  const response = await fetch("/api/studio/customers");
   if (!response.ok) return showError("Customers could not be loaded from Redis; rendering without a profile.");
   const { customers } = await response.json();
   for (const c of customers) {
