@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers.workers import PROMPTS
 from tests.prompt_tools.commands import HEADER, USER, run
+from tests.prompts.cases import UNBOUNDED, UNBOUNDED_REASONS
 
 
 def test_shipped_templates_pass_with_token_counts() -> None:
@@ -64,6 +65,13 @@ BROKEN = {
         "Say:",
         "`message.text` is customer text and cannot be used in the system part",
     ),
+} | {
+    case: (
+        HEADER + f"{{% block system %}}\nWork: {code}\n{{% endblock %}}\n" + USER,
+        "Work:",
+        UNBOUNDED_REASONS[case],
+    )
+    for case, code in UNBOUNDED.items()
 }
 
 

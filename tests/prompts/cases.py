@@ -41,3 +41,19 @@ def load_error(directory: Path) -> TemplateError:
     with pytest.raises(TemplateError) as caught:
         PromptLibrary.load(directory)
     return caught.value
+
+
+# Template code that, without the sandbox's bounds, runs for minutes or takes all memory (the
+# first is folded at compile time): each alone on a line of its own.
+UNBOUNDED = {
+    "huge power": "{{ (9**(9**8)) % 7 }}",
+    "huge repetition": "{{ 'a'*2**34 }}",
+    "silent loop of 10^10 iterations": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    ),
+}
+UNBOUNDED_REASONS = {
+    "huge power": "`**` makes a number over 4,096 bits",
+    "huge repetition": "`*` makes over 100,000 items",
+    "silent loop of 10^10 iterations": "the template does over 1,000,000 steps",
+}

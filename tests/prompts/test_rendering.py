@@ -9,9 +9,22 @@ import pytest
 
 from app.errors import TemplateError
 from app.prompts.library import PromptLibrary
+from app.prompts.sandbox import BoundExceeded, budgeted, sandbox
 from app.schemas import CustomerMessage, HistoryTurn
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import ADA, BOB, GOOD_SYSTEM, GOOD_USER, NOW, line_of, load_error, message, write
+from tests.prompts.cases import (
+    ADA,
+    BOB,
+    GOOD_SYSTEM,
+    GOOD_USER,
+    NOW,
+    UNBOUNDED,
+    UNBOUNDED_REASONS,
+    line_of,
+    load_error,
+    message,
+    write,
+)
 
 HISTORY = [
     HistoryTurn(role="customer", text="Where is my keyboard?", message_id="m-1", at="2026-11-24T09:00:00Z"),
@@ -169,3 +182,66 @@ def test_render_time_is_capped(prompts: Path, monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(TemplateError, match="takes over"):
         render(library, message(), ADA)
+
+
+# The sandbox's bounds: each refused at once, at its line
+
+
+BOUNDED = UNBOUNDED | {
+    "text doubled in a loop": "{% set ns = namespace(s='a') %}{% for i in range(60) %}"
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    "huge width": "{{ 'a'|center(10**10) }}",
+    "huge format width": "{{ '{:>99999999999}'.format('a') }}",
+    "huge %-format width": "{{ '%099999999999d' % 1 }}",
+    "long text joined to a long range": "{{ ('a'*100000).join(range(100000)|map('string')) }}",
+    "recursive loop of 2^40 calls": "{% for i in [1, 2] recursive %}{% if loop.depth < 40 %}"
+    "{{ loop([1, 2]) }}{% endif %}{% endfor %}",
+}
+BOUNDED_REASONS = UNBOUNDED_REASONS | {
+    "text doubled in a loop": "`~` makes over 100,000 items",
+    "huge width": "the filter center asks for a width over 100,000",
+    "huge format width": "`format` asks for a width over 100,000",
+    "huge %-format width": "`%` asks for a width over 100,000",
+    "long text joined to a long range": "calling join makes over 100,000 items",
+    "recursive loop of 2^40 calls": "the template does over 1,000,000 steps",
+}
+
+
+@pytest.mark.parametrize("case", BOUNDED)
+def test_unbounded_work_is_refused_at_its_line(prompts: Path, case: str) -> None:
+    body = f"{{% block system %}}\nYou help.\nWork: {BOUNDED[case]}\n{{% endblock %}}\n{GOOD_USER}"
+    path = write(prompts, "unbounded.j2", body, extra="when: {channel: web}\n")
+
+    error = load_error(prompts)
+
+    assert error.location == f"{path}:{line_of(path, 'Work:')}"
+    assert BOUNDED_REASONS[case] in error.reason
+
+
+def test_bounded_operators_are_not_folded_at_compile_time() -> None:
+    # Folded, `9**(9**8)` would be computed by the compiler, before any bound could look.
+    code = sandbox().compile("{{ 9**(9**8) }}{{ 'a'*2**34 }}", raw=True)
+
+    assert "call_binop(context, '**', 9, " in code
+    assert "call_binop(context, '*', 'a', " in code
+
+
+def test_ordinary_arithmetic_loops_and_filters_render_as_before() -> None:
+    source = (
+        "{% for i in range(3) %}{{ i * 2 }}{{ 'ab' * 2 }}{{ 2 ** 10 }}{{ '%3d' % i }}"
+        "{{ '{:>3}'.format(i) }}{{ [i, i]|join(',') }}{{ 'x' ~ i }};{% endfor %}"
+    )
+    environment = sandbox()
+    template = environment.from_string(source)
+
+    with budgeted():
+        out = template.render()
+
+    assert out == "0abab1024  0  00,0x0;2abab1024  1  11,1x1;4abab1024  2  22,2x2;"
+
+
+def test_template_code_runs_only_in_a_render() -> None:
+    template = sandbox().from_string("{{ 'a'|upper }}")
+
+    with pytest.raises(BoundExceeded, match="only in a render"):
+        template.render()

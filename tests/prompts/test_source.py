@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from app.prompts.source import PromptSource, file_states
 from app.schemas import CustomerMessage, utc_now
 from tests.helpers.workers import PROMPTS
+from tests.prompts.cases import UNBOUNDED, UNBOUNDED_REASONS
 
 RELOAD_WITHIN_S = 2.0
 
@@ -107,6 +108,25 @@ async def test_broken_edit_keeps_the_last_good_set_until_fixed(
     await within(RELOAD_WITHIN_S, lambda: versions(source) != good)
     assert template_errors() == errors + 1
     assert "patient, clear" in system_part(source, {})
+
+
+@pytest.mark.parametrize("case", UNBOUNDED)
+async def test_an_edit_with_unbounded_work_keeps_the_last_good_set(
+    source: PromptSource, prompts: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    good = versions(source)
+    path = prompts / "support_reply.j2"
+
+    def rejections() -> list[str]:
+        return [r.__dict__["error"] for r in caplog.records if r.getMessage().startswith("template rejected")]
+
+    edit(path, "friendly, concise", f"friendly, concise {UNBOUNDED[case]}")
+    await within(RELOAD_WITHIN_S, lambda: bool(rejections()))
+
+    assert versions(source) == good
+    assert rejections()[0].startswith(f"{path}:")
+    assert UNBOUNDED_REASONS[case] in rejections()[0]
+    assert "friendly, concise" in system_part(source, {})  # the last good set still renders
 
 
 async def test_added_and_removed_files_are_changes(source: PromptSource, prompts: Path) -> None:
