@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     )
     llm_rpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_RPM"), ge=1)
     llm_tpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_TPM"), ge=1)
+    # The template studio's draft tries (two LLM calls a message), on top of the RPM and TPM caps.
+    studio_max_calls_per_hour: int = Field(
+        60, validation_alias=_env("ENRICHER_STUDIO_MAX_CALLS_PER_HOUR"), ge=1
+    )
     max_input_chars: int = Field(8000, validation_alias=_env("ENRICHER_MAX_INPUT_CHARS"), ge=1)
     max_prompt_tokens: int = Field(6000, validation_alias=_env("ENRICHER_MAX_PROMPT_TOKENS"), ge=100)
     history_turns: int = Field(20, validation_alias=_env("ENRICHER_HISTORY_TURNS"), ge=0)

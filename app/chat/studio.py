@@ -22,9 +22,10 @@ from app.chat.api import REDIS_DOWN
 from app.chat.doors import MAX_BODY_BYTES, Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
-from app.chat.studio_draft import DraftRefused, load_draft
+from app.chat.studio_draft import DraftRefused
 from app.chat.studio_recent import recent_messages
-from app.chat.studio_trial import Side, compare
+from app.chat.studio_sandbox import render_draft
+from app.chat.studio_trial import CallBudget, Side, compare
 from app.errors import TemplateError
 from app.kafka.topic_reader import TopicMissing
 from app.llm.client import LLMClient
@@ -68,6 +69,7 @@ class StudioApi:
         self._doors = doors
         self._prices = PriceTable.load(settings.prices_file)
         self._llm: LLMClient | None = None
+        self._budget = CallBudget(settings.studio_max_calls_per_hour)
 
     async def start(self) -> None:
         """Open the LLM client (its HTTP pool belongs to the running event loop)."""
@@ -147,7 +149,8 @@ class StudioApi:
 
     async def try_draft(self, request: Request, staff: Staff) -> Response:
         """`POST /api/studio/try`: the newest `n` input messages answered with the current file and
-        with the draft; 422 with every problem, `file:line`, when the draft does not load."""
+        with the draft; 422 with every problem, `file:line`, when the draft does not load (or goes
+        over its child process's limits); 429 when the studio's LLM budget is spent."""
         body = await _body(request, TryRequest)
         if isinstance(body, Response):
             return body
@@ -163,14 +166,6 @@ class StudioApi:
                 422, current.kind, f"a {current.kind} goes out without the LLM: render it instead"
             )
         try:
-            draft = await asyncio.to_thread(load_draft, settings.prompts_dir, body.template, body.draft)
-        except DraftRefused as refused:
-            problems = [vars(problem) for problem in refused.problems]
-            return JSONResponse(
-                {"error": {"kind": "draft_refused", "detail": str(refused), "problems": problems}},
-                status_code=422,
-            )
-        try:
             messages = await recent_messages(settings, body.n)
             profiles = await self._profiles()
         except (KafkaError, TimeoutError, TopicMissing) as error:
@@ -180,9 +175,22 @@ class StudioApi:
             )
         except StoreUnavailable:
             return REDIS_DOWN.response()
-        sides = (Side(catalog.library, current), Side(draft.library, draft.template, draft.relocated))
-        results = await compare(self._llm, self._prices, sides, messages, profiles)
-        return JSONResponse({"file": body.template, "results": results, "llm_calls": 2 * len(messages)})
+        customers = [profiles.get(message.customer_id or "", {}) for message in messages]
+        try:  # the draft is anyone's code: compiled and rendered apart, within limits
+            draft = await render_draft(settings.prompts_dir, body.template, body.draft, messages, customers)
+        except DraftRefused as refused:
+            problems = [vars(problem) for problem in refused.problems]
+            return JSONResponse(
+                {"error": {"kind": "draft_refused", "detail": str(refused), "problems": problems}},
+                status_code=422,
+            )
+        calls = 2 * len(messages)
+        if not await self._budget.take(calls):
+            return error_response(429, "studio_budget_spent", self._budget.refusal(calls))
+        current_side = await asyncio.to_thread(Side.current, catalog.library, current, messages, customers)
+        sides = (current_side, Side.draft(draft, current))
+        results = await compare(self._llm, self._prices, sides, messages)
+        return JSONResponse({"file": body.template, "results": results, "llm_calls": calls})
 
 
 async def _body(request: Request, model: type[Body]) -> Body | Response:
