@@ -7,7 +7,7 @@ import pytest
 
 from app.guard.echo import RUN_WORDS, system_words, words
 from app.guard.output import GuardContext, OutputGuard
-from app.guard.window import GuardWindow
+from app.guard.window import PIECE_CHARS, GuardWindow
 from app.restoring_sink import RestoringSink
 from app.signals.masking import mask
 from tests.guard.answers import conversations, natural_answers
@@ -30,15 +30,20 @@ async def streamed(answer: str, context: GuardContext, size: int) -> tuple[Guard
     return window, sent
 
 
-async def test_text_that_shares_nothing_with_the_system_part_goes_on_a_word_behind() -> None:
+async def test_the_first_word_goes_on_at_once_and_then_no_more_than_a_piece_waits() -> None:
     sent = Collected()
     window = GuardWindow(sent, GUARD, PLAIN)
-    said = ["Your", "parcel", "left", "our", "depot", "today"]
-    for count, word in enumerate(said, start=1):
-        await window.send(f"{word} ")
-        assert "".join(sent.deltas) == " ".join(said[:count])
+    answer = "Your parcel left our depot today and should arrive by Friday, or Monday at the latest. "
+    deltas = [f"{word} " for word in answer.split()]
+    await window.send(deltas[0])
+    assert sent.deltas == ["Your"]
+    so_far = deltas[0]
+    for delta in deltas[1:]:
+        await window.send(delta)
+        so_far += delta
+        assert len(so_far) - len("".join(sent.deltas)) < PIECE_CHARS + len(delta)
     await window.release()
-    assert "".join(sent.deltas) == " ".join(said) + " "
+    assert "".join(sent.deltas) == answer
 
 
 @pytest.mark.parametrize("size", [1, 4, 17])
@@ -63,11 +68,12 @@ async def test_a_run_one_word_short_of_a_repeat_goes_on_before_the_answer_ends()
     told = next(words(part) for part in ADA.system_text.split("\n") if len(words(part)) > RUN_WORDS)
     assert tuple(told[:RUN_WORDS]) in system_words(ADA.system_text).shingles
     almost = " ".join(told[: RUN_WORDS - 1])
-    _, sent = await streamed(f"Note: {almost} zebra crossing ahead", ADA, 4)
+    after = " zebra crossing ahead: mind the gap between the train and the platform edge, please."
+    _, sent = await streamed(f"Note: {almost}{after}", ADA, 4)
     assert f"Note: {almost} zebra" in "".join(sent.deltas)
     repeat = " ".join(told[:RUN_WORDS])
-    _, sent = await streamed(f"Note: {repeat} zebra crossing ahead", ADA, 4)
-    assert "".join(sent.deltas) == "Note: "
+    _, sent = await streamed(f"Note: {repeat}{after}", ADA, 4)
+    assert "Note: ".startswith("".join(sent.deltas))
 
 
 SECRETS = {
@@ -119,9 +125,10 @@ async def test_personal_data_comes_back_through_the_window_when_a_placeholder_is
     sent = Collected()
     window = GuardWindow(sent, GUARD, context)
     restoring = RestoringSink(window, masked)
-    for delta in ("We wrote to [EMA", "IL_1", "] today, as ", "asked."):
+    for delta in ("We wrote to [EMA", "IL_1", "] today, as you asked, and again ", "tomorrow."):
         await restoring.send(delta)
     await restoring.flush()
-    assert "".join(sent.deltas) == "We wrote to ada@example.org today, as "
+    # The address went out once the guard saw it whole: the customer's own.
+    assert "".join(sent.deltas) == "We wrote to ada@example.org today, as you asked, and again"
     await window.release()
-    assert "".join(sent.deltas) == "We wrote to ada@example.org today, as asked."
+    assert "".join(sent.deltas) == "We wrote to ada@example.org today, as you asked, and again tomorrow."
