@@ -8,6 +8,7 @@ of paying a timeout on every message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.typing import EncodableT
 
 from app.errors import ContextUnavailable
+from app.handoff.held import HeldConversations
 from app.handoff.state import HUMAN
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient, answers, connection_cap
@@ -41,6 +43,7 @@ T = TypeVar("T")
 AnyPipeline = Pipeline | ClusterPipeline
 
 COOL_DOWN_S = 5.0
+CATCH_UP_WAIT_S = 10.0  # for the handoff topics' first reading, once, while Redis is down at start
 
 # A reply and its turns live in two keys, which a Redis Cluster puts in different hash slots
 # (the contract's key names have no hash tags), so each is written by a script of its own.
@@ -89,7 +92,8 @@ class Context:
     profile: dict[str, str] = field(default_factory=dict)
     history: list[HistoryTurn] = field(default_factory=list)
     human: bool = False
-    """A human has the conversation (`conversation:{id}:state`): the AI answers nothing."""
+    """A human has the conversation (`conversation:{id}:state`, or while Redis cannot be read the
+    worker's `HeldConversations`): the AI answers nothing."""
     fallbacks: int = 0
     """The conversation's latest replies that were the fallback, in a row."""
 
@@ -97,8 +101,12 @@ class Context:
 class ContextStore:
     """Profile, history and reply store over one Redis client; degrades when Redis fails."""
 
-    def __init__(self, redis: RedisClient, *, history_turns: int, ttl_s: int) -> None:
+    def __init__(
+        self, redis: RedisClient, *, history_turns: int, ttl_s: int, held: HeldConversations | None = None
+    ) -> None:
         self._redis = redis
+        self.held = held
+        """What decides whether a human holds a conversation while Redis cannot be read."""
         self._history_turns = history_turns
         self._ttl_s = ttl_s
         self._skip_until = 0.0
@@ -133,8 +141,10 @@ class ContextStore:
     ) -> Context:
         """Stored replies (and whether each was published) of messages of one conversation, and
         the profile and recent history, in one round trip (one per node on a cluster, in parallel).
+        A human's conversation stays theirs `ttl_s` longer: each message renews the state's expiry.
 
-        Anything Redis cannot give (down, missing, malformed) is left out.
+        Anything Redis cannot give (down, missing, malformed) is left out; whether a human holds the
+        conversation is then what the handoff topics say (`held`).
         """
         pipe = self._redis.pipeline(transaction=False)
         for message_id in message_ids:
@@ -143,11 +153,12 @@ class ContextStore:
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
         pipe.get(state_key(conversation_id))
+        pipe.expire(state_key(conversation_id), self._ttl_s)  # nothing when no human has it
         pipe.get(fallback_streak_key(conversation_id))
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
-            return Context()
-        *replies, fields, items, state, streak = results
+            return Context(human=await self._held_by_human(conversation_id))
+        *replies, fields, items, state, _renewed, streak = results
         stored, published = {}, set()
         for message_id, stored_raw, was_published in zip(
             message_ids, replies[::2], replies[1::2], strict=True
@@ -167,6 +178,15 @@ class ContextStore:
             human=state == HUMAN,
             fallbacks=int(streak) if streak and streak.isdigit() else 0,
         )
+
+    async def _held_by_human(self, conversation_id: str) -> bool:
+        """Whether a human holds the conversation by the handoff topics, once they were read."""
+        if self.held is None:
+            return False
+        if not self.held.caught_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.held.caught_up.wait(), CATCH_UP_WAIT_S)
+        return self.held.holds(conversation_id, time.time())
 
     async def _failures(self, message_ids: Sequence[str]) -> dict[str, ErrorInfo]:
         """The stored failure of each message, where Redis has one. Asked for only after a crash
@@ -285,7 +305,12 @@ class ContextStore:
         return results
 
     async def hand_to_human(self, conversation_id: str) -> None:
-        """A human has the conversation now, until it is released or its history expires."""
+        """A human has the conversation now, until it is released or nothing happens in it for `ttl_s`.
+
+        `held` knows at once: the handoff topic tells it later, and Redis may be down.
+        """
+        if self.held is not None:
+            self.held.handed_over(conversation_id, time.time())
         state = self._redis.set(state_key(conversation_id), HUMAN, ex=self._ttl_s)
         await self._guarded("hand_to_human", state, None)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.context import ContextStore
 from app.guard.output import OutputGuard
+from app.handoff.held import HeldConversations
 from app.llm.client import LLMClient
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
@@ -38,7 +39,10 @@ class Resources:
             max_connections=settings.max_in_flight + 16,
             cluster=settings.redis_cluster == "on",
         )
-        context = ContextStore(redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s)
+        held = HeldConversations(settings.history_ttl_s)  # kept current by the worker's HandoffFollower
+        context = ContextStore(
+            redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s, held=held
+        )
         llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
         # A broken intents.yaml: TemplateError.
         signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None

@@ -20,6 +20,7 @@ from app.errors import TemplateError
 from app.exits import EXIT_CONFIG, fail
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import build_app, declare_topics
+from app.kafka.handoff_follower import HandoffFollower
 from app.kafka.inflight import InFlight
 from app.kafka.internals import Consumer, DrainingWorker
 from app.kafka.lag import LAG_INTERVAL_S, LagReport
@@ -41,7 +42,8 @@ MAX_ANSWERED_TOGETHER = 10
 
 
 class Runtime(Service):
-    """Watches the prompt templates while the worker runs; outlives the faust app, then closes the clients."""
+    """Watches the prompt templates and follows the handoff topics while the worker runs; outlives
+    the faust app, then closes the clients."""
 
     def __init__(self, resources: Resources) -> None:
         super().__init__()
@@ -49,6 +51,9 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         self.add_future(self._resources.prompts.watch())
+        held = self._resources.context.held
+        if held is not None:
+            self.add_future(HandoffFollower(self._resources.settings, held).run())
 
     async def on_stop(self) -> None:
         await self._resources.aclose()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from app.context import ContextStore
+from app.handoff.held import HeldConversations
 from app.redis_client import connect
+from app.redis_keys import state_key
 from app.schemas import HistoryTurn, PromptRef, Reply, Usage, reply_id_for
 from app.settings import Settings
 
@@ -141,3 +144,32 @@ async def test_messages_another_worker_answered_meanwhile_keep_its_reply(store: 
     counting = await store.record(late, turns("m-4", "ours"))
     assert (counting["m-3"].reply_id, counting["m-3"].answers) == (reply_id_for("m-3"), ["m-3"])
     assert counting["m-4"].text == "theirs"
+
+
+async def test_each_message_of_a_human_held_conversation_renews_its_state(
+    store: ContextStore, service_settings: Settings
+) -> None:
+    await store.hand_to_human("c-h")
+    async with aioredis.from_url(service_settings.redis_url.get_secret_value()) as redis:
+        await redis.expire(state_key("c-h"), 5)  # as if the handoff were 55 s ago
+        assert (await store.lookup(["m-1"], None, "c-h")).human
+        assert await redis.ttl(state_key("c-h")) > 5  # back to the store's 60 s
+        await store.lookup(["m-2"], None, "c-ai")
+        assert await redis.exists(state_key("c-ai")) == 0  # no state is made for a conversation no human has
+
+
+async def test_while_redis_is_down_the_handoff_topics_decide() -> None:
+    held = HeldConversations(ttl_s=60)
+    down = connect("redis://127.0.0.1:1/0", 2, cluster=False)
+    store = ContextStore(down, history_turns=4, ttl_s=60, held=held)
+    try:
+        held.caught_up.set()
+        held.handed_over("c-h", time.time())
+        held.handed_over("c-back", time.time() - 2)
+        held.released("c-back", time.time() - 1)
+        assert (await store.lookup(["m-1"], None, "c-h")).human
+        assert not (await store.lookup(["m-2"], None, "c-back")).human
+        await store.hand_to_human("c-now")  # Redis refuses it; the worker knows it all the same
+        assert (await store.lookup(["m-3"], None, "c-now")).human
+    finally:
+        await store.aclose()

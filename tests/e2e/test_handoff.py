@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.mock_llm.admin import MockAdmin
+from app.devtools.redis_server import EmbeddedRedis
 from app.redis_keys import fallback_streak_key, state_key
 from tests.e2e.test_support_flow import request, user_texts
 from tests.helpers.cli import invoke
@@ -105,3 +106,33 @@ async def test_the_fallback_answering_three_times_in_a_row_hands_over(
     assert len(await mock_admin.requests()) == 3
     async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
         assert await redis.get(fallback_streak_key("c-f")) == "3"
+
+
+async def test_while_redis_is_down_a_conversation_a_human_holds_stays_theirs(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
+) -> None:
+    env = enricher_env
+    inputs, replies, handoffs = (env[f"ENRICHER_{name}_TOPIC"] for name in ("INPUT", "REPLY", "HANDOFF"))
+    own = EmbeddedRedis()  # a server of this test's own, as it is killed
+    own.start()
+    try:
+        first = await worker_factory({"REDIS_URL": own.url})
+        await produce(kafka, inputs, *request("r-1", "c-r", "I want to talk to a human"))
+        [handoff] = await records(kafka, replies, 1)
+        assert handoff["status"] == "handoff"
+        own.kill()
+
+        await produce(kafka, inputs, *request("r-2", "c-r", "Are you still there?"))
+        to_human = await records(kafka, handoffs, 2)
+        assert [record.get("message_id") for record in to_human] == [None, "r-2"]
+
+        # A worker started while Redis is down knows the handoff from the handoff topic alone.
+        first.kill()
+        await worker_factory({"REDIS_URL": own.url}, ready=False)  # not ready without Redis
+        await produce(kafka, inputs, *request("r-3", "c-r", "Hello? Anyone?"))
+        to_human = await records(kafka, handoffs, 3)
+        assert to_human[2]["message_id"] == "r-3"
+    finally:
+        own.stop()
+    assert json_values(await read_topic(kafka, replies)) == [handoff]  # the AI answered nothing
+    assert await mock_admin.requests() == []
