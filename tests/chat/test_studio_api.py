@@ -6,6 +6,7 @@ changes what another reads, and the messages they post go to conversations of th
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from pathlib import Path
@@ -21,8 +22,11 @@ from tests.chat.browser import put_profiles
 from tests.chat.conftest import Gateway
 from tests.chat.credentials import STAFF, as_customer
 from tests.helpers.workers import PROMPTS
+from tests.prompts.cases import UNBOUNDED_REASONS
 
 TIMEOUT_S = 30.0
+DRAFT_ANSWER_S = 5.0  # the spec's bounds: a draft's error within 5 s, /healthz within 1 s throughout
+HEALTHZ_S = 1.0
 
 
 def _client(gateway: Gateway) -> httpx.AsyncClient:
@@ -164,3 +168,64 @@ async def test_a_draft_that_does_not_load_is_refused_with_its_line(
     assert problem["line"] == line, problem
     assert "enricher-draft-" not in error["detail"]  # named as the directory's file, not the scratch copy
     assert await mock_admin.requests() == []
+
+
+async def _healthz_until(gateway: Gateway, done: asyncio.Event) -> int:
+    """Ask /healthz again and again until `done`; each must answer 200 within HEALTHZ_S. How many
+    answered."""
+    answered = 0
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=HEALTHZ_S) as client:
+        while not done.is_set():
+            assert (await client.get("/healthz")).status_code == 200
+            answered += 1
+            await asyncio.sleep(0.05)  # pacing, not waiting: the next look follows anyway
+    return answered
+
+
+@pytest.mark.parametrize("case", drafts.UNBOUNDED_DRAFTS)
+async def test_an_unbounded_draft_is_refused_within_seconds_while_the_gateway_answers(
+    shared_gateway: Gateway, mock_admin: MockAdmin, case: str
+) -> None:
+    async with _client(shared_gateway) as client:
+        await post_messages(client, ["Where is my order?"])
+        done = asyncio.Event()
+        health = asyncio.create_task(_healthz_until(shared_gateway, done))
+        try:
+            async with asyncio.timeout(DRAFT_ANSWER_S):
+                body = {"template": drafts.FILE, "draft": drafts.UNBOUNDED_DRAFTS[case], "n": 1}
+                response = await client.post("/api/studio/try", json=body)
+        finally:
+            done.set()
+        assert await health > 0
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["kind"] == "draft_refused"
+    [problem] = error["problems"]
+    assert (problem["file"], problem["line"]) == (drafts.FILE, drafts.UNBOUNDED_LINE), problem
+    assert UNBOUNDED_REASONS[case] in problem["reason"], problem
+    assert await mock_admin.requests() == []
+
+
+async def test_the_studio_calls_the_llm_within_its_budget_and_shows_messages_masked(
+    shared_chat_env: dict[str, str], tmp_path: Path, mock_admin: MockAdmin
+) -> None:
+    # A gateway of its own, for a budget of its own: two tries of two messages, then none.
+    own = {"ENRICHER_CHAT_PORT": str(free_port()), "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR": "8"}
+    gateway = Gateway(shared_chat_env | own, tmp_path / "chat.log")
+    await gateway.start()
+    try:
+        async with _client(gateway) as client:
+            await post_messages(client, ["Where is my order?", "Mail me at ada@example.org please"])
+            body = {"template": drafts.FILE, "draft": drafts.DRAFT, "n": 2}
+            first, second = [await client.post("/api/studio/try", json=body) for _ in range(2)]
+            spent = await client.post("/api/studio/try", json=body | {"n": 1})
+    finally:
+        gateway.stop()
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    shown = [result["text"] for result in first.json()["results"]]
+    assert shown == ["Where is my order?", "Mail me at [EMAIL_1] please"]
+    assert "ada@example.org" not in first.text
+    assert spent.status_code == 429, spent.text
+    assert spent.json()["error"]["kind"] == "studio_budget_spent"
+    assert "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR" in spent.json()["error"]["detail"]
+    assert len(await mock_admin.requests()) == 8  # none for the refused try
