@@ -88,6 +88,10 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) 
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_LLM_TIMEOUT_S": "-1"}, "ENRICHER_LLM_TIMEOUT_S"),
         ({"OPENAI_BASE_URL": "not a url"}, "OPENAI_BASE_URL"),
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_LLM_RPM": "lots"}, "ENRICHER_LLM_RPM"),
+        (
+            {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR": "0"},
+            "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR",
+        ),
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_APP_ID": ""}, "ENRICHER_APP_ID"),
         (
             {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_PRODUCER_COMPRESSION": "brotli"},
