@@ -30,7 +30,8 @@ from app.llm.client import DeltaSink
 THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
 # Once a chunk has gone out, the checks run when this much text waits for them, not at every
 # token (4 characters or so): a check is a dozen regular expressions, and chunks are merged for
-# 50 ms anyway (bench/guard.py: 4 µs a token checked at each, about 1 µs this way).
+# 50 ms anyway (bench/guard.py, one session: a median 230 µs an answer of 36 tokens checked at
+# each, 80 to 110 µs this way).
 PIECE_CHARS = 32
 
 
