@@ -175,7 +175,8 @@ class ContextStore:
             failures=await self._failures(unpublished),
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
-            human=state == HUMAN,
+            # Redis misses a handoff made while it was down; the handoff topics have it.
+            human=state == HUMAN or (self.held is not None and self.held.holds(conversation_id, time.time())),
             fallbacks=int(streak) if streak and streak.isdigit() else 0,
         )
 

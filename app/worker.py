@@ -127,7 +127,7 @@ def run_worker(settings: Settings) -> None:
     inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
-    ControlAgent(resources.redis, topics, dead_letters).attach(app)
+    ControlAgent(resources.redis, topics, dead_letters, resources.context.held).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
         return cast(Consumer, app.consumer).unreadable.reasons()

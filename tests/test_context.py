@@ -173,3 +173,23 @@ async def test_while_redis_is_down_the_handoff_topics_decide() -> None:
         assert (await store.lookup(["m-3"], None, "c-now")).human
     finally:
         await store.aclose()
+
+
+async def test_a_handoff_redis_missed_stays_the_humans_once_redis_is_back(
+    service_settings: Settings,
+) -> None:
+    held = HeldConversations(ttl_s=60)
+    held.caught_up.set()
+    held.handed_over("c-missed", time.time())  # read from the handoff topic; Redis was down then
+    with_topics = ContextStore(
+        connect(service_settings.redis_url.get_secret_value(), 2, cluster=False),
+        history_turns=4,
+        ttl_s=60,
+        held=held,
+    )
+    try:
+        assert (await with_topics.lookup(["m-1"], None, "c-missed")).human
+        held.released("c-missed", time.time())
+        assert not (await with_topics.lookup(["m-2"], None, "c-missed")).human
+    finally:
+        await with_topics.aclose()
