@@ -16,7 +16,7 @@ from app.chat.doors import Customer, Doors, Refused, error_response
 from app.chat.feed import ReplyFeed
 from app.chat.hub import ConversationHub
 from app.chat.intake import Intake, outgoing
-from app.chat.sse import event_stream
+from app.chat.sse import EventStream
 from app.chat.store import ChatStore, StoreUnavailable
 from app.errors import BadInput
 
@@ -116,7 +116,7 @@ class ChatApi:
         # EventSource sends the header on its own retries; a page reopening the stream itself
         # can only pass the id in the query.
         last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        return event_stream(self.hub, self.hub.subscribe(conversation_id, last_event_id), release)
+        return EventStream(self.hub, self.hub.subscribe(conversation_id, last_event_id), release)
 
     async def stored_reply(self, request: Request, customer: Customer) -> Response:
         """`GET /api/conversations/{id}/replies/{message_id}`: the reply as the worker stored it

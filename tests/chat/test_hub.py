@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from starlette.types import Message
+
 from app.chat.hub import ConversationHub, Event, Subscription
+from app.chat.sse import EventStream
 
 
 async def _drain(subscription: Subscription) -> list[Event]:
@@ -52,3 +57,19 @@ async def test_the_least_recently_used_idle_conversation_goes_first() -> None:
     assert [e.data for e in await _drain(listening)] == ["c-listened"]
     assert [e.data for e in await _drain(hub.subscribe("c-new", f"{hub.boot}.0"))] == ["c-new"]
     assert await _drain(hub.subscribe("c-old", f"{hub.boot}.0")) == []
+
+
+async def test_a_stream_cut_before_its_first_event_unsubscribes_and_gives_its_slot_back() -> None:
+    hub = ConversationHub()
+    released: list[bool] = []
+    stream = EventStream(hub, hub.subscribe("c-1", None), lambda: released.append(True))
+    assert hub.subscribers == 1
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}  # the browser is gone already
+
+    async def send(message: Message) -> None:
+        await asyncio.Event().wait()  # and never takes the response's start
+
+    await asyncio.wait_for(stream({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send), 5.0)
+    assert (hub.subscribers, released) == (0, [True])
