@@ -3,7 +3,9 @@ and a worker environment the contract names and the worker's settings accept."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -108,8 +110,19 @@ def test_the_worker_and_chat_are_given_only_variables_of_the_contract(service_na
 
 
 @pytest.mark.parametrize("service_name", [WORKER, CHAT])
-def test_the_worker_and_chat_accept_their_environment(settings_from: LoadSettings, service_name: str) -> None:
-    settings = settings_from(environment(service_name))
+def test_the_worker_and_chat_accept_their_environment(
+    settings_from: LoadSettings, service_name: str, tmp_path: Path
+) -> None:
+    env = environment(service_name, {"ENRICHER_CHAT_JWT_SECRET": "a secret of 32 characters or more"})
+    if "ENRICHER_STUDIO_TOKENS_FILE" in env:  # a container path: the host file mounted there
+        container_path = env["ENRICHER_STUDIO_TOKENS_FILE"]
+        assert any(
+            str(volume).split(":")[-2] == container_path for volume in service(service_name)["volumes"]
+        )
+        tokens = tmp_path / "studio-tokens"
+        tokens.write_text(f"ops:{hashlib.sha256(b'a staff token').hexdigest()}\n")
+        env["ENRICHER_STUDIO_TOKENS_FILE"] = str(tokens)
+    settings = settings_from(env)
     services = compose()["services"]
     for address in settings.kafka_bootstrap_servers.split(","):
         assert address.rsplit(":", 1)[0] in services, f"{address} is not a service of the stack"
@@ -166,6 +179,13 @@ def test_published_ports_listen_on_localhost_unless_told_otherwise() -> None:
         for port in published[name]:
             assert interpolated(port).split(":")[0] == "127.0.0.1", f"{name} publishes {port}"
             assert interpolated(port, {variable: "0.0.0.0"}).split(":")[0] == "0.0.0.0", variable
+
+
+def test_the_chat_container_is_given_its_doors() -> None:
+    chat = service(CHAT)["environment"]
+    assert chat["ENRICHER_CHAT_JWT_SECRET"].startswith("${ENRICHER_CHAT_JWT_SECRET:?")
+    assert dict(interpolations())["STUDIO_TOKENS_FILE"] == ":?"
+    assert "ENRICHER_CHAT_DEV_LOGIN" not in chat  # no demo login, no customer list
 
 
 def test_the_chat_container_checks_its_own_health_page() -> None:
