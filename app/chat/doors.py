@@ -23,6 +23,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import jwt
 from aiolimiter import AsyncLimiter
@@ -82,12 +83,25 @@ class Staff:
 
     name: str
 
+    @property
+    def identity(self) -> str:
+        """Whose rate limit a request counts against."""
+        return f"staff:{self.name}"
+
 
 @dataclass(frozen=True)
 class Customer:
     """A customer, by the `sub` of their token."""
 
     customer_id: str
+
+    @property
+    def identity(self) -> str:
+        """Whose rate limit a request counts against."""
+        return f"customer:{self.customer_id}"
+
+
+Who = TypeVar("Who", Staff, Customer)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -270,13 +284,8 @@ class Doors:
             token = request.query_params.get("token")
             if login and token is not None:
                 return self._login(request, token)
-            staff = self.staff_door.identify(request)
             try:
-                if staff is None:
-                    raise UNAUTHENTICATED
-                if limit is not None:
-                    await limit.take(f"staff:{staff.name}")
-                return await endpoint(request, staff)
+                return await _let_in(request, self.staff_door.identify(request), limit, endpoint)
             except Refused as refused:
                 return refused.response()
 
@@ -310,15 +319,25 @@ class Doors:
                 token = request.query_params.get("access_token")
             try:
                 customer = await self.customer_door.identify(token) if token else None
-                if customer is None:
-                    raise UNAUTHENTICATED
-                if limit is not None:
-                    await limit.take(f"customer:{customer.customer_id}")
-                return await endpoint(request, customer)
+                return await _let_in(request, customer, limit, endpoint)
             except Refused as refused:
                 return refused.response()
 
         return guarded
+
+
+async def _let_in(
+    request: Request,
+    who: Who | None,
+    limit: RateLimit | None,
+    endpoint: Callable[[Request, Who], Awaitable[Response]],
+) -> Response:
+    """`endpoint` for `who`, counted against their rate limit; Refused (401) without anyone."""
+    if who is None:
+        raise UNAUTHENTICATED
+    if limit is not None:
+        await limit.take(who.identity)
+    return await endpoint(request, who)
 
 
 class Entrance:
