@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.limits
 	$(BIN)/python -m bench.restarts
 	$(BIN)/python -m bench.signals
+	$(BIN)/python -m bench.guard
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.coalesce
 	$(BIN)/python -m bench.profile

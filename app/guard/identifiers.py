@@ -54,12 +54,14 @@ def foreign_id(
     `own_ids` maps a label ("conversation id", "customer id") to the conversation's own id;
     `mentioned` holds (case-folded) the ids the customer wrote, which are not foreign either.
     """
-    allowed = mentioned | {own.casefold() for own in own_ids.values() if own}
+    allowed: frozenset[str] | None = None  # made only when an id of the shape turns up
     for label, own in own_ids.items():
         shape = id_shape(own) if own else None
         if shape is None:
             continue
         for match in shape.finditer(answer):
+            if allowed is None:
+                allowed = mentioned | {own.casefold() for own in own_ids.values() if own}
             if match.group().casefold() not in allowed:
                 return label, match.group()
     return None

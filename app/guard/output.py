@@ -124,15 +124,19 @@ class OutputGuard:
         self._allowed_domains = frozenset(entry[1:] for entry in allowed if entry.startswith("@"))
         self._allowed_emails = frozenset(entry for entry in allowed if not entry.startswith("@"))
 
-    def check(self, answer: str, context: GuardContext) -> GuardVerdict:
-        """The verdict on `answer`; the first check that fires, in the module's order, decides."""
+    def check(self, answer: str, context: GuardContext, *, echo: bool = True) -> GuardVerdict:
+        """The verdict on `answer`; the first check that fires, in the module's order, decides.
+
+        Without `echo`, the system-prompt check is left out: the stream's window follows repeats
+        word by word itself (`EchoFollower`), and checks its pieces for the rest.
+        """
         for shape, pattern in SECRET_SHAPES.items():
             if pattern.search(answer):
                 return GuardVerdict("secret", f"secret: the answer holds text shaped like {shape}")
-        if echo := longest_echo(answer, context.system_text):
+        if echo and (repeat := longest_echo(answer, context.system_text)):
             return GuardVerdict(
                 "system_prompt",
-                f"system_prompt: the answer repeats {len(echo)} consecutive words of the system prompt "
+                f"system_prompt: the answer repeats {len(repeat)} consecutive words of the system prompt "
                 f"(limit {RUN_WORDS - 1})",
             )
         own_ids = {"conversation id": context.conversation_id, "customer id": context.customer_id}
