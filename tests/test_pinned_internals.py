@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.workers import REPO
 
-TOUCHING_INTERNALS = ("app.kafka.internals", "app.llm.stream", "app.tokens")
+TOUCHING_INTERNALS = ("app.kafka.internals", "app.llm.stream", "app.prompts.sandbox", "app.tokens")
 
 
 def pinned_versions() -> dict[str, str]:

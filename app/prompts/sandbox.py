@@ -36,6 +36,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+PINNED = ("jinja2",)  # its code generator's visit_For and visit_Concat are extended here
 MAX_INT_BITS = 4096  # about 1,230 decimal digits
 MAX_ITEMS = 100_000  # characters of a string, items of a list an operator makes; a format width
 MAX_STEPS = 1_000_000  # loop iterations and items handled per render: well under a second
