@@ -12,25 +12,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from app.schemas import Usage
-from app.validation import one_line
+from app.settings import Price, read_prices
 
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 PER_TOKENS = 1_000_000
-
-
-class Price(BaseModel):
-    """USD per million tokens."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: float = Field(ge=0)
-    cached_input: float | None = Field(None, ge=0)
-    """None: the provider bills cached input as input."""
-    output: float = Field(ge=0)
 
 
 # List prices of OpenAI's API, USD per million tokens (input, cached input, output).
@@ -59,21 +45,7 @@ class PriceTable:
     @classmethod
     def load(cls, path: Path | None) -> PriceTable:
         """The built-in table, or the file's; raises ValueError naming what is wrong in the file."""
-        if path is None:
-            return cls(BUILT_IN)
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"{path}: {error}") from None
-        if not isinstance(document, dict):
-            raise ValueError(f"{path}: expected a mapping of model name to prices")
-        prices = {}
-        for model, price in document.items():
-            try:
-                prices[str(model)] = Price.model_validate(price)
-            except ValidationError as error:
-                raise ValueError(f"{path}: {one_line(error, prefix=(model,), first_only=True)}") from None
-        return cls(prices)
+        return cls(BUILT_IN if path is None else read_prices(path))
 
     def price_of(self, model: str) -> Price | None:
         """The model's price, its dated name priced as the base name; None when unknown."""

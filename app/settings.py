@@ -5,16 +5,22 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import aiokafka.codec
+import yaml
+from aiokafka.helpers import create_ssl_context
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     FilePath,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,6 +49,51 @@ def read_studio_tokens(path: Path) -> dict[str, str]:
             raise ValueError(f"line {number} of {path.name}: expected name:sha256hex")
         names[digest] = name
     return names
+
+
+class Price(BaseModel):
+    """One model's price in ENRICHER_PRICES_FILE, USD per million tokens (`app.prices` uses it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    """None: the provider bills cached input as input."""
+    output: float = Field(ge=0)
+
+
+_PRICES = TypeAdapter(dict[str, Price])
+
+
+def read_prices(path: Path) -> dict[str, Price]:
+    """The prices file (a YAML mapping of model name to prices) as prices by model; ValueError
+    naming the file and the entry when it is malformed."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping of model name to prices")
+    try:
+        return _PRICES.validate_python({str(model): price for model, price in document.items()})
+    except ValidationError as error:
+        where, message = _first_problem(error)
+        raise ValueError(f"{path}: {'.'.join(str(part) for part in where)}: {message}") from None
+
+
+def _no_key_password() -> str:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key's password.
+    raise ValueError("the key is encrypted; KAFKA_SSL_KEYFILE must hold an unencrypted key")
+
+
+def tls_context(cafile: Path | None, certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext:
+    """A Kafka client's TLS context verifying the broker against `cafile` (None: the system's CAs),
+    with the client certificate and key when given; here, so that the KAFKA_SSL_* files are loaded
+    at start exactly as the clients load them. Raises ssl.SSLError, OSError or ValueError."""
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=cafile, certfile=certfile, keyfile=keyfile, password=_no_key_password
+    )
+    return context
 
 
 def _env(name: str) -> AliasChoices:
@@ -226,9 +277,8 @@ class Settings(BaseSettings):
     @field_validator("prices_file")
     @classmethod
     def _check_prices(cls, value: Path | None) -> Path | None:
-        from app.prices import PriceTable  # prices imports schemas, which settings must not
-
-        PriceTable.load(value)  # a ValueError names the file and the entry
+        if value is not None:
+            read_prices(value)  # a ValueError names the file and the entry
         return value
 
     @field_validator("studio_tokens_file")
@@ -322,10 +372,51 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_kafka_security(self) -> Settings:
-        from app.kafka.security_settings import check_kafka_security  # it imports settings
-
-        check_kafka_security(self)
+        """What the protocol needs, what it does not use, and PEM files that load."""
+        protocol = self.kafka_security_protocol
+        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        if sasl and self.kafka_sasl_username is None:
+            raise ValueError(f"KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        if sasl and not (self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        mechanism = self.kafka_sasl_mechanism if "kafka_sasl_mechanism" in self.model_fields_set else None
+        sasl_only = {
+            "KAFKA_SASL_MECHANISM": mechanism,
+            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        tls_only = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        unused = ({} if sasl else sasl_only) | ({} if tls else tls_only)
+        for variable, value in unused.items():
+            # Ignored, it would leave out the authentication or the encryption it asks for.
+            if value is not None:
+                raise ValueError(f"{variable}: set, but KAFKA_SECURITY_PROTOCOL={protocol} does not use it")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            given, missing = (
+                ("CERTFILE", "KEYFILE") if self.kafka_ssl_keyfile is None else ("KEYFILE", "CERTFILE")
+            )
+            raise ValueError(f"KAFKA_SSL_{missing}: required with KAFKA_SSL_{given}: mutual TLS needs both")
+        if tls:
+            self._check_tls_files()
         return self
+
+    def _check_tls_files(self) -> None:
+        """Load the PEM files now, so that a bad one is a configuration error, not a failed connection."""
+        try:
+            tls_context(self.kafka_ssl_cafile, None, None)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(f"KAFKA_SSL_CAFILE: not a PEM bundle of CA certificates: {error}") from None
+        if self.kafka_ssl_certfile is not None:
+            try:
+                tls_context(None, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except (ssl.SSLError, OSError, ValueError) as error:
+                raise ValueError(
+                    f"KAFKA_SSL_CERTFILE: not a PEM certificate matching KAFKA_SSL_KEYFILE: {error}"
+                ) from None
 
     @property
     def llm_header_values(self) -> dict[str, str]:
@@ -342,17 +433,22 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message is one line naming the variable."""
 
 
+def _first_problem(error: ValidationError) -> tuple[tuple[str | int, ...], str]:
+    """Where the first problem is, and what it is."""
+    first = error.errors()[0]
+    return tuple(first.get("loc", ())), str(first.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     fields = Settings.model_fields
-    location = first.get("loc", ())
+    location, message = _first_problem(error)
     name = str(location[0]) if location else ""
     field = fields.get(name)
     if field is not None and isinstance(field.validation_alias, AliasChoices):
         variable = str(field.validation_alias.choices[0])
     else:
         variable = name
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     if not variable:
         return message
     value = first.get("input")

@@ -13,26 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka.helpers import create_ssl_context
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 from pydantic import SecretStr
 
-from app.settings import Settings
-
-
-def _no_key_password() -> str:
-    # Without a callback OpenSSL would prompt on the terminal for an encrypted key's password.
-    raise ValueError("the key is encrypted; KAFKA_SSL_KEYFILE must hold an unencrypted key")
-
-
-def tls_context(cafile: Path | None, certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext:
-    """A client TLS context verifying the broker against `cafile` (None: the system's CAs), with the
-    client certificate and key when given. Raises ssl.SSLError, OSError or ValueError."""
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=cafile, certfile=certfile, keyfile=keyfile, password=_no_key_password
-    )
-    return context
+from app.settings import Settings, tls_context
 
 
 @dataclass(frozen=True)
