@@ -41,6 +41,10 @@ SESSION_COOKIE = "enricher_studio"
 SESSION_S = 12 * 3600  # a working day: then the token's URL is opened again
 JWT_LEEWAY_S = 30  # clocks of the chat frontend's backend and ours may differ this much
 JWKS_ALGORITHMS = ("RS256", "ES256")
+JWKS_CACHE_S = 300
+# A token whose `kid` the cached JWKS lacks refetches it at most this often (else anyone could make
+# the gateway fetch it once a request); a rotated key gets in at most this long after it is published.
+JWKS_REFETCH_S = 60
 DEV_TOKEN_S = 12 * 3600
 MAX_LIMITED_IDENTITIES = 10_000  # rate limiters kept; the least recently used one goes
 SECURITY_HEADERS = [
@@ -178,7 +182,11 @@ class CustomerDoor:
         secret = settings.chat_jwt_secret
         self._secret = secret.get_secret_value() if secret is not None else None
         url = settings.chat_jwks_url
-        self._jwks = jwt.PyJWKClient(url, lifespan=300, timeout=5) if url is not None else None
+        self._jwks = (
+            jwt.PyJWKClient(url, lifespan=JWKS_CACHE_S, timeout=5, cooldown_duration=JWKS_REFETCH_S)
+            if url is not None
+            else None
+        )
 
     @property
     def configured(self) -> bool:
