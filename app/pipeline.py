@@ -211,7 +211,8 @@ async def _reply_to(
     except (LLMRejected, LLMUnavailable) as error:
         failure = Failure.of(error)
     else:
-        usage = priced(resources, completion.model, prompt.ref.name, completion.usage)
+        configured = (resources.settings.model, *resources.settings.fallback_models)
+        usage = priced(resources.prices, configured, completion.model, prompt.ref.name, completion.usage)
         text = masked.restore(completion.text)
         # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
         verdict = resources.guard.check(text, guarded)

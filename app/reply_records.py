@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from app.observability import metrics
 from app.observability.redaction import Redactor
-from app.prices import base_model
+from app.prices import PriceTable, base_model
 from app.prompts.library import RenderedPrompt
-from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply, Usage, reply_id_for, rfc3339, utc_now
 
 # An LLM can be talked into repeating key-shaped text; it never leaves in a reply.
 KEY_SHAPED = Redactor(())
 
 
-def priced(resources: Resources, model: str, template: str, usage: Usage) -> Usage:
+def priced(prices: PriceTable, configured: Collection[str], model: str, template: str, usage: Usage) -> Usage:
     """`usage` with its cost, counted in the token and cost metrics by model and template.
 
-    Labels stay bounded: a model the worker was not configured with counts as `other`, and
-    templates are the prompt set's own names.
+    Labels stay bounded: a model not in `configured` (the worker's model and its fallbacks) counts
+    as `other`, and templates are the prompt set's own names.
     """
-    cost = resources.prices.cost_usd(model, usage)
-    configured = (resources.settings.model, *resources.settings.fallback_models)
+    cost = prices.cost_usd(model, usage)
     base = base_model(model)
     label = base if base in configured else "other"
     for kind, tokens in (
