@@ -30,7 +30,7 @@ from app.signals.models import SignalModels
 from app.signals.pii import find, us_phone_valid
 from app.signals.sentiment import SentimentScorer
 from bench.report import machine, save
-from tests.signals.labelled import KindScore, personal_data_texts, pii_by_kind, read_cases, score
+from tests.helpers.labelled_signals import KindScore, personal_data_texts, pii_by_kind, read_cases, score
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 ROUNDS = 20

@@ -12,33 +12,9 @@ from app.context import ContextStore
 from app.handoff.held import HeldConversations
 from app.redis_client import connect
 from app.redis_keys import state_key
-from app.schemas import HistoryTurn, PromptRef, Reply, Usage, reply_id_for
+from app.schemas import reply_id_for
 from app.settings import Settings
-
-
-def reply(message_id: str, text: str, conversation_id: str = "c-1") -> Reply:
-    return Reply(
-        reply_id=reply_id_for(message_id),
-        message_id=message_id,
-        conversation_id=conversation_id,
-        text=text,
-        status="ok",
-        model="gpt-4o-mini",
-        prompt=PromptRef(name="support_reply", version="abc"),
-        usage=Usage(),
-        latency_ms=1,
-        created_at="2026-11-25T04:00:00.000Z",
-    )
-
-
-def turns(message_id: str, text: str, conversation_id: str = "c-1") -> list[HistoryTurn]:
-    at = "2026-11-25T04:00:00.000Z"
-    return [
-        HistoryTurn(
-            role="customer", text="question", message_id=message_id, at=at, conversation_id=conversation_id
-        ),
-        HistoryTurn(role="agent", text=text, message_id=message_id, at=at, conversation_id=conversation_id),
-    ]
+from tests.helpers.replies import reply, turns
 
 
 @pytest.fixture

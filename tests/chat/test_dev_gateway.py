@@ -13,7 +13,7 @@ import pytest
 from app.devtools.chat_gateway import start_chat
 from app.devtools.dev_config import STATE_DIR
 from app.settings import Settings
-from tests.chat.credentials import doors_env
+from tests.helpers.credentials import doors_env
 
 
 async def test_dev_starts_the_gateway_and_stops_it_with_the_rest(

@@ -22,10 +22,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.processes import free_port
-from tests.chat.conftest import Gateway
-from tests.chat.credentials import JWT_SECRET, STAFF, STAFF_TOKEN, as_customer, customer_token
-from tests.chat.sse_client import SseClient
-from tests.chat.studio_drafts import FILE, MISSPELT_FIELD
+from tests.helpers.credentials import JWT_SECRET, STAFF, STAFF_TOKEN, as_customer, customer_token
+from tests.helpers.gateway import Gateway
+from tests.helpers.sse_client import SseClient
+from tests.helpers.studio_drafts import FILE, MISSPELT_FIELD
 
 STUDIO_ROUTES = [
     ("GET", "/studio"),

@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 from app.observability.tracing import TraceContext
 from app.schemas import PromptRef, Reply, ReplyChunk, Usage, parse_message, reply_id_for
 from app.settings import Settings
-from tests.chat.conftest import Gateway
-from tests.chat.credentials import as_customer
-from tests.chat.sse_client import SseClient, SseEvent
+from tests.helpers.credentials import as_customer
+from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import Predicate, produce_many, read_topic
+from tests.helpers.sse_client import SseClient, SseEvent
 from tests.helpers.workers import REPO
 
 

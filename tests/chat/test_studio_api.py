@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.processes import free_port
-from tests.chat import studio_drafts as drafts
-from tests.chat.browser import put_profiles
-from tests.chat.conftest import Gateway
-from tests.chat.credentials import STAFF, as_customer
+from tests.helpers import studio_drafts as drafts
+from tests.helpers.browser import put_profiles
+from tests.helpers.credentials import STAFF
+from tests.helpers.gateway import Gateway, post_messages
+from tests.helpers.template_cases import UNBOUNDED_REASONS
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import UNBOUNDED_REASONS
 
 TIMEOUT_S = 30.0
 DRAFT_ANSWER_S = 5.0  # the spec's bounds: a draft's error within 5 s, /healthz within 1 s throughout
@@ -32,15 +31,6 @@ HEALTHZ_S = 1.0
 def _client(gateway: Gateway) -> httpx.AsyncClient:
     """A client of the gateway as the tests' staff member."""
     return httpx.AsyncClient(base_url=gateway.url, timeout=TIMEOUT_S, headers=STAFF)
-
-
-async def post_messages(client: httpx.AsyncClient, texts: list[str]) -> None:
-    """Send each text as cust-1 through the gateway, each in a new conversation of its own (so they
-    spread over the input topic's partitions)."""
-    for text in texts:
-        body = {"conversation_id": f"c-studio-{uuid.uuid4().hex[:8]}", "text": text}
-        response = await client.post("/api/messages", json=body, headers=as_customer("cust-1"))
-        assert response.status_code == 202, response.text
 
 
 async def test_the_templates_are_listed_with_conditions_and_token_counts(shared_gateway: Gateway) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Browser, Dialog
 
-from tests.chat import studio_drafts as drafts
-from tests.chat.browser import keep_screenshot, put_profiles
-from tests.chat.conftest import Gateway
-from tests.chat.credentials import STAFF_TOKEN
-from tests.chat.test_studio_api import post_messages
+from tests.helpers import studio_drafts as drafts
+from tests.helpers.browser import keep_screenshot, put_profiles
+from tests.helpers.credentials import STAFF_TOKEN
+from tests.helpers.gateway import Gateway, post_messages
 
 TEXTS = ["Where is my order?", "Can I get a refund?", "My card was declined"]
 TRY_TIMEOUT_MS = 30_000

@@ -15,7 +15,7 @@ from app.chat.studio_sandbox import DraftRender, render_draft
 from app.chat.studio_trial import STUDIO_MAX_TOKENS, Side
 from app.prompts.library import PromptLibrary
 from app.schemas import CustomerMessage
-from tests.chat import studio_drafts as drafts
+from tests.helpers import studio_drafts as drafts
 from tests.helpers.workers import PROMPTS
 
 MESSAGE = CustomerMessage(message_id="m-1", conversation_id="c-1", text="Mail me at ada@example.org")

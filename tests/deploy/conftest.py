@@ -3,15 +3,14 @@ promtool where it is installed or can be."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from app.settings import Settings, load_settings
 from tests.helpers.debian import debian_command
-
-LoadSettings = Callable[[Mapping[str, str]], Settings]
+from tests.helpers.envs import LoadSettings
 
 
 @pytest.fixture

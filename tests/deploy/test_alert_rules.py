@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.files import ALERTS, ALERTS_TEST, PROMETHEUS_CONFIG, host_path, load_yaml
-from tests.deploy.promql import metric_names, served_names
-from tests.deploy.promtool import run
+from tests.helpers.deploy_files import ALERTS, ALERTS_TEST, PROMETHEUS_CONFIG, host_path, load_yaml
+from tests.helpers.promql import metric_names, served_names
+from tests.helpers.promtool import run
 
 SEVERITIES = {"critical", "warning", "info"}
 # The conditions issue 12 asks to be alerted on, and those judged essential besides.

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.settings import Settings
-from tests.deploy.conftest import LoadSettings
-from tests.deploy.files import (
+from tests.helpers.deploy_files import (
     ALERTS,
     DASHBOARD,
     DASHBOARD_PROVIDERS,
@@ -29,6 +28,7 @@ from tests.deploy.files import (
     load_yaml,
     service,
 )
+from tests.helpers.envs import LoadSettings
 
 CHAT = "chat"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|TOKEN")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.files import DATASOURCES, dashboard, load_yaml
-from tests.deploy.promql import metric_names, served_names
-from tests.deploy.promtool import check_expressions
+from tests.helpers.deploy_files import DATASOURCES, dashboard, load_yaml
+from tests.helpers.promql import metric_names, served_names
+from tests.helpers.promtool import check_expressions
 
 _LABEL_VALUES = re.compile(r"^label_values\((.*),\s*\w+\)$")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from app.operator_tools.dlq_cli import dlq_cli
-from tests.deploy.conftest import LoadSettings
-from tests.deploy.files import ALERTS, DEPLOY, REPO, contract_variables, load_yaml
-from tests.deploy.promql import metric_names, served_families, served_names
-from tests.deploy.promtool import check_expressions
+from tests.helpers.deploy_files import ALERTS, DEPLOY, REPO, contract_variables, load_yaml
+from tests.helpers.envs import LoadSettings
+from tests.helpers.promql import metric_names, served_families, served_names
+from tests.helpers.promtool import check_expressions
 
 README = REPO / "README.md"
 

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.e2e.test_support_flow import request, user_texts
 from tests.helpers.kafka import answered, answering_at_least, at_least, json_values, produce_many, read_topic
+from tests.helpers.messages import request, user_texts
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.redis_server import EmbeddedRedis
 from app.redis_keys import fallback_streak_key, state_key
-from tests.e2e.test_support_flow import request, user_texts
 from tests.helpers.cli import invoke
 from tests.helpers.kafka import at_least, json_values, produce, read_topic
+from tests.helpers.messages import request, user_texts
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e

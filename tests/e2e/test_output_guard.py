@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.e2e.test_support_flow import request, streamed_text
 from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
+from tests.helpers.messages import request, streamed_text
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e

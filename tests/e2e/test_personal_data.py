@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.devtools.mock_llm.admin import MockAdmin
-from tests.e2e.test_support_flow import request, streamed_text
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.messages import request, streamed_text
 from tests.helpers.workers import PROMPTS, WorkerFactory
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 from collections import defaultdict
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,33 +20,10 @@ from tests.helpers.kafka import (
     produce_many,
     read_topic,
 )
+from tests.helpers.messages import request, requests_for, streamed_text
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
-
-
-def request(message_id: str, conversation_id: str, text: str, **extra: Any) -> tuple[str, bytes]:
-    document = {"message_id": message_id, "conversation_id": conversation_id, "text": text, **extra}
-    return conversation_id, json.dumps(document).encode()
-
-
-def user_texts(chat_request: dict[str, Any]) -> list[str]:
-    return [m["content"] for m in chat_request["messages"] if m["role"] == "user"]
-
-
-def streamed_text(chunks: list[dict[str, Any]], message_id: str) -> str:
-    """What a reader of the stream topic shows for one reply: deltas in `seq` order (which counts
-    from 0 without gaps, each chunk once), from the last reset."""
-    text = ""
-    ordered = sorted((c for c in chunks if c["message_id"] == message_id), key=lambda c: c["seq"])
-    assert [chunk["seq"] for chunk in ordered] == list(range(len(ordered)))
-    for chunk in ordered:
-        text = chunk["delta"] if chunk["reset"] else text + chunk["delta"]
-    return text
-
-
-def requests_for(requests: list[dict[str, Any]], needle: str) -> list[dict[str, Any]]:
-    return [r for r in requests if needle in user_texts(r)[-1]]
 
 
 async def test_hundred_messages_in_order_with_profile_and_history(

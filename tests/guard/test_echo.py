@@ -6,7 +6,7 @@ import pytest
 
 from app.devtools.mock_llm.chat import CLOSING_SENTENCE
 from app.guard.echo import RUN_WORDS, longest_echo, words
-from tests.guard.answers import conversations, natural_answers
+from tests.helpers.guard_answers import conversations, natural_answers
 
 SYSTEM = conversations()[0].context.system_text
 

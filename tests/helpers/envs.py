@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
@@ -13,6 +14,10 @@ from app.devtools.broker import create_topics
 from app.kafka.topics import TopicNames
 from app.settings import Settings
 from tests.helpers.workers import REPO
+
+LoadSettings = Callable[[Mapping[str, str]], Settings]
+"""The `settings_from` fixture (tests/deploy/conftest.py): the worker's settings from exactly the
+variables given."""
 
 # Databases 1-15 in turn (0 is left to the tests that take `redis_url` as it is): an environment
 # keeps its database while fewer than 15 others are made after it.

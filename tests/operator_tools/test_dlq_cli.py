@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.schemas import rfc3339, utc_now
+from tests.helpers.dead_letters import clean_environ, dead_letter, invoke_dlq, message
+from tests.helpers.dev_only import BLOCK_DEV_ONLY
 from tests.helpers.kafka import rd_produce, read_topic
-from tests.operator_tools.letters import clean_environ, dead_letter, invoke_dlq, message
-from tests.test_runtime import BLOCK_DEV_ONLY
 
 
 @pytest.fixture

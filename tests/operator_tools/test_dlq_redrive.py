@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
+from tests.helpers.dead_letters import message, run_dlq
 from tests.helpers.kafka import at_least, json_values, produce, read_topic
-from tests.operator_tools.letters import message, run_dlq
 
 if TYPE_CHECKING:
     from app.devtools.mock_llm.admin import MockAdmin

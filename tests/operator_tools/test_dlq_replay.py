@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 
 from app.operator_tools.replay import REPLAY_HEADER
 from app.schemas import Reply, reply_id_for
+from tests.helpers.dead_letters import TRACE_ID, TRACEPARENT, dead_letter, message, run_dlq
 from tests.helpers.kafka import at_least, rd_produce, read_topic
-from tests.operator_tools.letters import TRACE_ID, TRACEPARENT, dead_letter, message, run_dlq
 
 
 async def test_replay_run_twice_republishes_each_dead_letter_once(

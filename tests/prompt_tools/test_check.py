@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.prompt_commands import HEADER, USER, run
+from tests.helpers.template_cases import UNBOUNDED, UNBOUNDED_REASONS
 from tests.helpers.workers import PROMPTS
-from tests.prompt_tools.commands import HEADER, USER, run
-from tests.prompts.cases import UNBOUNDED, UNBOUNDED_REASONS
 
 
 def test_shipped_templates_pass_with_token_counts() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.template_cases import GOOD_SYSTEM, GOOD_USER, line_of, load_error, write
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import GOOD_SYSTEM, GOOD_USER, line_of, load_error, write
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from app.handoff.rules import HandoffReason
 from app.prompts.library import PromptLibrary
+from tests.helpers.template_cases import ADA, GOOD_SYSTEM, GOOD_USER, NOW, load_error, message, write
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import ADA, GOOD_SYSTEM, GOOD_USER, NOW, load_error, message, write
 
 ASKED = HandoffReason("intent", "rule 'asks for a person': intent wants_human")
 FAILING = HandoffReason("fallbacks", "rule 'the AI keeps failing': 3 fallback replies in a row")

@@ -11,8 +11,8 @@ import pytest
 
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import CustomerMessage
+from tests.helpers.template_cases import ADA, BOB, GOOD_SYSTEM, GOOD_USER, NOW, load_error, message, write
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import ADA, BOB, GOOD_SYSTEM, GOOD_USER, NOW, load_error, message, write
 
 
 @pytest.fixture

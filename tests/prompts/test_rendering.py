@@ -11,8 +11,7 @@ from app.errors import TemplateError
 from app.prompts.library import PromptLibrary
 from app.prompts.sandbox import BoundExceeded, budgeted, sandbox
 from app.schemas import CustomerMessage, HistoryTurn
-from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import (
+from tests.helpers.template_cases import (
     ADA,
     BOB,
     GOOD_SYSTEM,
@@ -25,6 +24,7 @@ from tests.prompts.cases import (
     message,
     write,
 )
+from tests.helpers.workers import PROMPTS
 
 HISTORY = [
     HistoryTurn(role="customer", text="Where is my keyboard?", message_id="m-1", at="2026-11-24T09:00:00Z"),

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 
 from app.prompts.source import PromptSource, file_states
 from app.schemas import CustomerMessage, utc_now
+from tests.helpers.template_cases import UNBOUNDED, UNBOUNDED_REASONS
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import UNBOUNDED, UNBOUNDED_REASONS
 
 RELOAD_WITHIN_S = 2.0
 

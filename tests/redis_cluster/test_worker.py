@@ -14,9 +14,9 @@ from redis.asyncio.cluster import RedisCluster
 from app.devtools.mock_llm.admin import MockAdmin
 from app.devtools.redis_cluster import EmbeddedRedisCluster
 from app.devtools.redis_server import EmbeddedRedis
-from tests.e2e.test_support_flow import request, requests_for
 from tests.helpers.delivery import assert_consistent_duplicates, calls_per_text, replies_to_all
 from tests.helpers.kafka import answered, json_values, produce, produce_many, read_topic
+from tests.helpers.messages import request, requests_for
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e

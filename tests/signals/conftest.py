@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from app.signals.models import SignalModels
-
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+from tests.helpers.workers import PROMPTS
 
 
 @pytest.fixture(scope="session")

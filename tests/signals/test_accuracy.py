@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from app.signals.intents_file import UNKNOWN, load_intents
 from app.signals.models import SignalModels
-from tests.signals.conftest import PROMPTS
-from tests.signals.labelled import personal_data_texts, pii_by_kind, read_cases, score
+from tests.helpers.labelled_signals import personal_data_texts, pii_by_kind, read_cases, score
+from tests.helpers.workers import PROMPTS
 
 
 def test_accuracy_floors(models: SignalModels) -> None:

@@ -11,8 +11,8 @@ from app.signals.embedding import TOKENIZER, WEIGHTS, Embedder, package_dir
 from app.signals.intent import check_intents
 from app.signals.intents_file import FILE_NAME, UNKNOWN, load_intents
 from app.signals.models import SignalModels
-from tests.signals.conftest import PROMPTS
-from tests.signals.labelled import read_cases
+from tests.helpers.labelled_signals import read_cases
+from tests.helpers.workers import PROMPTS
 
 
 def test_vectors_are_wordllamas_own() -> None:

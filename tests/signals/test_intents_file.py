@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import TemplateError
 from app.signals.intents_file import load_intents, read_intents
-from tests.signals.conftest import PROMPTS
+from tests.helpers.workers import PROMPTS
 
 BROKEN = {
     "invalid YAML": ("refund:\n  - money back\ncancel: [oops\n", 4, "not valid YAML"),

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.signals.conftest import PROMPTS
+from tests.helpers.workers import PROMPTS
 
 # Run first in the child (as sitecustomize): any connection attempt, even a DNS look-up, raises.
 NO_NETWORK = """

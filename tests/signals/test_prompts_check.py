@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from app.main import cli
-from tests.signals.conftest import PROMPTS
+from tests.helpers.workers import PROMPTS
 
 
 def check(directory: Path) -> tuple[int, str]:

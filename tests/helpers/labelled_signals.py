@@ -1,4 +1,5 @@
-"""The labelled messages (labelled.yaml) and how well the models do on them, for the tests and the bench."""
+"""The labelled messages (tests/signals/labelled.yaml) and how well the models do on them, for the
+tests and the bench."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import yaml
 from app.signals import pii
 from app.signals.models import SignalModels, Signals
 
-LABELLED = Path(__file__).with_name("labelled.yaml")
+SIGNALS_DATA = Path(__file__).resolve().parents[1] / "signals"
+LABELLED = SIGNALS_DATA / "labelled.yaml"
 # Personal data in every format, and near misses: scored per kind with the messages above.
-PERSONAL_DATA = Path(__file__).with_name("personal_data.yaml")
+PERSONAL_DATA = SIGNALS_DATA / "personal_data.yaml"
 Labels = frozenset[tuple[str, str]]
 # VADER's own convention: a compound score within ±0.05 is neutral.
 NEUTRAL_BAND = 0.05

@@ -3,8 +3,8 @@ differently, and broken ones with the line their problem is reported on."""
 
 from __future__ import annotations
 
+from tests.helpers.template_cases import UNBOUNDED
 from tests.helpers.workers import PROMPTS
-from tests.prompts.cases import UNBOUNDED
 
 FILE = "support_reply.j2"
 CURRENT = (PROMPTS / FILE).read_text(encoding="utf-8")
