@@ -1,7 +1,8 @@
 """What the browser tests of the gateway's pages share: chromium's flags, demo profiles, keeping a screenshot.
 
 `ENRICHER_SCREENSHOTS=docs/images` also copies a test's chosen screenshot to that directory (the
-README's images); without it, screenshots stay in the test's temporary directory.
+images of docs/chat-frontend.md and docs/support-team.md); without it, screenshots stay in the
+test's temporary directory.
 """
 
 from __future__ import annotations
