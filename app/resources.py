@@ -8,6 +8,7 @@ from app.context import ContextStore
 from app.guard.output import OutputGuard
 from app.handoff.held import HeldConversations
 from app.llm.client import LLMClient
+from app.llm.provider import openai_client
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
 from app.redis_client import RedisClient, connect
@@ -43,7 +44,7 @@ class Resources:
         context = ContextStore(
             redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s, held=held
         )
-        llm, prices = LLMClient(settings), PriceTable.load(settings.prices_file)
+        llm, prices = LLMClient(settings, openai_client(settings)), PriceTable.load(settings.prices_file)
         # A broken intents.yaml: TemplateError.
         signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None
         if signals is not None:

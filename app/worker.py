@@ -26,6 +26,7 @@ from app.kafka.internals import Consumer, DrainingWorker
 from app.kafka.lag import LAG_INTERVAL_S, LagReport
 from app.kafka.outbox import Outbox
 from app.kafka.publisher import Publisher
+from app.llm.health import LLMHealth
 from app.observability.health import Health, attach_pages
 from app.observability.logs import logging_config, secrets_of
 from app.observability.redaction import Redactor
@@ -104,6 +105,7 @@ def run_worker(settings: Settings) -> None:
         resources = Resources.build(settings)
     except TemplateError as error:
         fail(f"prompt template error: {error}", EXIT_CONFIG)
+    llm: LLMHealth = resources.llm  # the worker waits on the LLM's breaker, never steers it
     app = build_app(settings)
     topics = declare_topics(app, settings)
 
@@ -117,7 +119,7 @@ def run_worker(settings: Settings) -> None:
     limits = LaneLimits(
         settings.max_buffered,
         running_jobs(settings.max_in_flight),
-        gate=resources.llm.breaker.admit,
+        gate=llm.admit,
         max_batch=MAX_ANSWERED_TOGETHER if settings.coalesce == "queued" else 1,
     )
     answer = functools.partial(pipeline.answer, resources)
@@ -144,7 +146,7 @@ def run_worker(settings: Settings) -> None:
 
     async def drain() -> None:
         # Queued events could only wait at an open breaker until the grace ran out.
-        await inflight.drain(settings.shutdown_grace_s, hand_back_queued=resources.llm.breaker.is_open)
+        await inflight.drain(settings.shutdown_grace_s, hand_back_queued=llm.failing is not None)
 
     DrainingWorker(
         app,

@@ -29,6 +29,7 @@ from app.chat.studio_trial import CallBudget, Side, compare
 from app.errors import TemplateError
 from app.kafka.topic_reader import TopicMissing
 from app.llm.client import LLMClient
+from app.llm.provider import openai_client
 from app.prices import PriceTable
 from app.settings import Settings
 from app.validation import one_line
@@ -73,7 +74,7 @@ class StudioApi:
 
     async def start(self) -> None:
         """Open the LLM client (its HTTP pool belongs to the running event loop)."""
-        self._llm = LLMClient(self._settings)
+        self._llm = LLMClient(self._settings, openai_client(self._settings))
 
     async def stop(self) -> None:
         """Close the LLM client."""

@@ -1,8 +1,10 @@
-"""The LLM call: AsyncOpenAI streaming, one tenacity retry policy, deadline, fallback models.
+"""The LLM call policy over an injected provider: streaming, retries, deadlines, fallback models.
 
-openai's own retries are off; failures are translated into app.errors here, and only
-`LLMTransient` is retried (exponential backoff with full jitter, never shorter than the
-server's Retry-After), all attempts of one message bounded by ENRICHER_LLM_DEADLINE_S.
+The provider is an `AsyncOpenAI` client built elsewhere (app/llm/provider.py), with openai's own
+retries off; failures are translated into app.errors here, and only `LLMTransient` is retried
+(exponential backoff with full jitter, never shorter than the server's Retry-After), all
+attempts of one message bounded by ENRICHER_LLM_DEADLINE_S. Limits, the breaker and model
+health are told what each attempt meant; the worker reads them through `LLMHealth`.
 """
 
 from __future__ import annotations
@@ -75,28 +77,14 @@ class CallOptions:
     max_tokens: int | None = None
 
 
-def openai_client(settings: Settings) -> openai.AsyncOpenAI:
-    """The one AsyncOpenAI client of a process: no retries of its own (tenacity is the policy), the
-    attempt timeout, 3 s to connect, and a pool a little larger than the calls in flight."""
-    pool = httpx2.Limits(
-        max_connections=settings.max_in_flight + 8,
-        max_keepalive_connections=settings.max_in_flight + 8,
-    )
-    timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
-    return openai.AsyncOpenAI(
-        api_key=settings.api_key_value,
-        base_url=settings.openai_base_url,
-        max_retries=0,
-        timeout=timeout,
-        default_headers=settings.llm_header_values,
-        http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
-    )
-
-
 class LLMClient:
-    """One AsyncOpenAI client per process; `complete()` is the only way to call the LLM."""
+    """The call policy over one provider; `complete()` is the only way to call the LLM.
 
-    def __init__(self, settings: Settings) -> None:
+    It is an `LLMHealth` too: the lanes wait on `admit`, the health pages read `failing`.
+    """
+
+    def __init__(self, settings: Settings, provider: openai.AsyncOpenAI) -> None:
+        """`provider` is owned from now on: `aclose` closes it."""
         self._models = (settings.model, *settings.fallback_models)
         self._health = ModelHealth(self._models)
         self._deadline_s = settings.llm_deadline_s
@@ -104,13 +92,12 @@ class LLMClient:
         self._first_token = FirstTokenDeadline(settings.llm_timeout_s, settings.llm_first_token_timeout_s)
         self._limit = ConcurrencyLimit(settings.max_in_flight, adaptive=settings.llm_adaptive == "on")
         self._budget = RequestBudget(settings.llm_rpm, settings.llm_tpm)
-        self.breaker = CircuitBreaker(
+        self._breaker = CircuitBreaker(
             failures_to_open=BREAKER_FAILURES,
             probe_interval_s=BREAKER_PROBE_INTERVAL_S,
             max_probe_interval_s=BREAKER_MAX_PROBE_INTERVAL_S,
         )
-        """Holds new messages while the LLM keeps failing; `Lanes` waits on `breaker.admit`."""
-        self._client = openai_client(settings)
+        self._provider = provider
 
     @property
     def concurrency_limit(self) -> int:
@@ -121,6 +108,15 @@ class LLMClient:
     def model(self) -> str:
         """The main model."""
         return self._models[0]
+
+    @property
+    def failing(self) -> str | None:
+        """Why new calls are held (the breaker is open), or None."""
+        return self._breaker.reason if self._breaker.is_open else None
+
+    async def admit(self) -> None:
+        """Return when a new call may start (see CircuitBreaker.admit)."""
+        await self._breaker.admit()
 
     async def complete(
         self,
@@ -189,7 +185,7 @@ class LLMClient:
             self._limit.release()
         self._limit.answered()
         self._health.answered(model)
-        self.breaker.succeeded()
+        self._breaker.succeeded()
         metrics.LLM_CALLS.labels(model, "ok").inc()
         metrics.LLM_LATENCY.observe(time.monotonic() - call.started)
         return completion
@@ -207,12 +203,12 @@ class LLMClient:
                 self._limit.rate_limited(call, error.retry_after_s)
             if error.quota_exhausted or error.retry_after_s is None:
                 self._health.failed(model, refused=error.quota_exhausted, resets_in_s=reset_s)
-            self.breaker.succeeded()  # the provider answered
+            self._breaker.succeeded()  # the provider answered
         elif isinstance(error, LLMRejected) and error.status != HTTP_NOT_FOUND:
-            self.breaker.succeeded()  # the LLM answered; only this input is at fault
+            self._breaker.succeeded()  # the LLM answered; only this input is at fault
         else:  # an outage, refused credentials, or a model missing for every message
             self._health.failed(model, refused=isinstance(error, LLMRejected))
-            self.breaker.failed(str(error), at_once=isinstance(error, LLMAuthError))
+            self._breaker.failed(str(error), at_once=isinstance(error, LLMAuthError))
 
     def _respect_quota(self, headers: httpx2.Headers) -> float | None:
         """When the provider says it has no requests (or tokens) left, hold every new call until
@@ -255,7 +251,7 @@ class LLMClient:
             # SILENCE_SLACK times as long) is dropped.
             async with asyncio.timeout(self._first_token.deadline_s(model)) as silence:
                 stop_following = self._first_token.follow_learning(model, silence, sent_at, lambda: streamed)
-                stream = await self._client.post(
+                stream = await self._provider.post(
                     "/chat/completions",
                     cast_to=ChatCompletion,
                     content=pydantic_core.to_json(body),
@@ -295,11 +291,11 @@ class LLMClient:
         """None when the API answers a model listing; otherwise a one-line reason."""
         try:
             async with asyncio.timeout(min(5.0, self._attempt_timeout_s)):
-                await self._client.models.list()
+                await self._provider.models.list()
         except Exception as error:  # readiness reports any failure as a reason
             return str(translate(error)) if not isinstance(error, LLMError) else str(error)
         return None
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
+        """Close the provider's connection pool."""
+        await self._provider.close()

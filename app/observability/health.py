@@ -9,6 +9,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.llm.health import LLMHealth
 from app.resources import Resources
 
 LLM_PROBE_TTL_S = 10.0
@@ -25,17 +26,17 @@ class Health:
         unreadable_partitions: Callable[[], dict[str, str]],
     ) -> None:
         self._resources = resources
+        self._llm: LLMHealth = resources.llm
         self._assigned_partitions = assigned_partitions
         self._unreadable_partitions = unreadable_partitions
         self._llm_reason: str | None = "not probed yet"
         self._llm_probed_at = float("-inf")
 
     async def _llm_problem(self) -> str | None:
-        breaker = self._resources.llm.breaker
-        if breaker.is_open:
-            return f"failing, new messages wait: {breaker.reason}"
+        if (failing := self._llm.failing) is not None:
+            return f"failing, new messages wait: {failing}"
         if time.monotonic() - self._llm_probed_at > LLM_PROBE_TTL_S:
-            self._llm_reason = await self._resources.llm.probe()
+            self._llm_reason = await self._llm.probe()
             self._llm_probed_at = time.monotonic()
         return self._llm_reason
 

@@ -158,8 +158,9 @@ async def send_to_llm(settings: Settings, rendered: RenderedPrompt) -> None:
     """Ask the configured LLM for a reply to the rendered messages and print it; exit if it fails."""
     # Imported when used, so a preview without --send (and every other command) starts without openai.
     from app.llm.client import CallOptions, LLMClient
+    from app.llm.provider import openai_client
 
-    llm = LLMClient(settings)
+    llm = LLMClient(settings, openai_client(settings))
     options = CallOptions(temperature=rendered.template.temperature, max_tokens=rendered.template.max_tokens)
     try:
         completion = await llm.complete(rendered.messages, options)

@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.tokens import ChatMessage
 
 BASE_URL = "http://provider.test/v1"
+API_KEY = "sk-test"
 CHUNKS_PER_REPLY = 4
 
 
@@ -72,7 +73,7 @@ class ScriptedProvider:
         transport = httpx2.MockTransport(self._handle)
         return openai.AsyncOpenAI(
             base_url=BASE_URL,
-            api_key="sk-test",
+            api_key=API_KEY,
             max_retries=0,
             http_client=httpx2.AsyncClient(transport=transport),
         )
@@ -145,7 +146,12 @@ async def answer_all(client: LLMClient, count: int, prefix: str) -> None:
 
 def llm_settings(**env: str) -> Settings:
     """The policy's settings for a test: a 5 s deadline, 2 s attempts, unless `env` says otherwise."""
-    defaults = {"OPENAI_BASE_URL": BASE_URL, "ENRICHER_LLM_DEADLINE_S": "5", "ENRICHER_LLM_TIMEOUT_S": "2"}
+    defaults = {
+        "OPENAI_BASE_URL": BASE_URL,
+        "OPENAI_API_KEY": API_KEY,
+        "ENRICHER_LLM_DEADLINE_S": "5",
+        "ENRICHER_LLM_TIMEOUT_S": "2",
+    }
     return Settings.model_validate(defaults | env)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
 from app.llm.client import CallOptions, LLMClient
+from app.llm.provider import openai_client
 from app.observability.logs import JsonFormatter, secrets_of
 from app.observability.redaction import Redactor
 from app.settings import Settings, SettingsError, load_settings
@@ -26,7 +27,8 @@ def _load(monkeypatch: pytest.MonkeyPatch, headers: str) -> Settings:
 
 async def test_every_request_carries_the_headers(monkeypatch: pytest.MonkeyPatch, mock_url: str) -> None:
     monkeypatch.setenv("ENRICHER_LLM_HEADERS", HEADERS)
-    llm = LLMClient(Settings.model_validate({"OPENAI_BASE_URL": mock_url}))
+    settings = Settings.model_validate({"OPENAI_BASE_URL": mock_url})
+    llm = LLMClient(settings, openai_client(settings))
     async with MockAdmin(mock_url) as admin:
         await admin.reset()
         try:
