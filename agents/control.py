@@ -11,13 +11,12 @@ import logging
 import faust
 
 from agents.redis_retry import until_redis_takes
+from app.context import ContextStore
 from app.errors import BadInput
 from app.handoff.control import parse_command
 from app.handoff.held import HeldConversations
-from app.handoff.state import release
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
-from app.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,9 @@ class ControlAgent:
     """Carries out control commands in order; bad records go to the DLQ."""
 
     def __init__(
-        self, redis: RedisClient, topics: Topics, dead_letters: DeadLetters, held: HeldConversations | None
+        self, context: ContextStore, topics: Topics, dead_letters: DeadLetters, held: HeldConversations | None
     ) -> None:
-        self._redis = redis
+        self._context = context
         self._held = held
         self._topics = topics
         self._dead_letters = dead_letters
@@ -54,7 +53,8 @@ class ControlAgent:
             self._held.released(command.conversation_id, message.timestamp)
         # Until Redis takes it: a release skipped would leave the customer without answers.
         released = await until_redis_takes(
-            lambda: release(self._redis, command.conversation_id), "control command not carried out; retrying"
+            lambda: self._context.release(command.conversation_id),
+            "control command not carried out; retrying",
         )
         log.info(
             "conversation given back to the AI" if released else "release of a conversation no human had",

@@ -17,30 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
 from app.errors import ContextUnavailable
+from app.handoff import state as handoff_state
 from app.handoff.held import HeldConversations
-from app.handoff.state import HUMAN
 from app.observability import metrics
-from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, RedisClient, answers, connection_cap
-from app.redis_keys import (
-    failure_key,
-    fallback_streak_key,
-    history_key,
-    profile_key,
-    published_key,
-    reply_key,
-    state_key,
-)
+from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, AnyPipeline, RedisClient, answers, connection_cap
+from app.redis_keys import failure_key, history_key, profile_key, published_key, reply_key
 from app.schemas import ErrorInfo, HistoryTurn, Reply, reply_id_for
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-AnyPipeline = Pipeline | ClusterPipeline
 
 COOL_DOWN_S = 5.0
 CATCH_UP_WAIT_S = 10.0  # for the handoff topics' first reading, once, while Redis is down at start
@@ -152,13 +142,13 @@ class ContextStore:
             pipe.exists(published_key(message_id))
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
-        pipe.get(state_key(conversation_id))
-        pipe.expire(state_key(conversation_id), self._ttl_s)  # nothing when no human has it
-        pipe.get(fallback_streak_key(conversation_id))
+        handoff_state.queue_lookup(pipe, conversation_id, self._ttl_s)
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context(human=await self._held_by_human(conversation_id))
-        *replies, fields, items, state, _renewed, streak = results
+        handoff = results[-handoff_state.LOOKUP_RESULTS :]
+        *replies, fields, items = results[: -handoff_state.LOOKUP_RESULTS]
+        human, fallbacks = handoff_state.read_lookup(handoff)
         stored, published = {}, set()
         for message_id, stored_raw, was_published in zip(
             message_ids, replies[::2], replies[1::2], strict=True
@@ -176,8 +166,8 @@ class ContextStore:
             profile=dict(fields) if customer_id else {},
             history=_turns_of(items, conversation_id),
             # Redis misses a handoff made while it was down; the handoff topics have it.
-            human=state == HUMAN or (self.held is not None and self.held.holds(conversation_id, time.time())),
-            fallbacks=int(streak) if streak and streak.isdigit() else 0,
+            human=human or (self.held is not None and self.held.holds(conversation_id, time.time())),
+            fallbacks=fallbacks,
         )
 
     async def _held_by_human(self, conversation_id: str) -> bool:
@@ -237,12 +227,13 @@ class ContextStore:
 
         def history(pipe: AnyPipeline) -> None:
             self._queue_turns(pipe, reply.conversation_id, reply.message_id, turns)
-            streak = fallback_streak_key(reply.conversation_id)
-            if reply.status == "fallback":
-                pipe.incr(streak)
-                pipe.expire(streak, self._ttl_s)
-            elif fallbacks_before:
-                pipe.delete(streak)
+            handoff_state.queue_streak(
+                pipe,
+                reply.conversation_id,
+                fallback=reply.status == "fallback",
+                before=fallbacks_before,
+                ttl_s=self._ttl_s,
+            )
 
         def replies(pipe: AnyPipeline) -> None:
             if failure is not None:  # before the replies: a stored fallback always has its failure
@@ -312,8 +303,13 @@ class ContextStore:
         """
         if self.held is not None:
             self.held.handed_over(conversation_id, time.time())
-        state = self._redis.set(state_key(conversation_id), HUMAN, ex=self._ttl_s)
+        state = handoff_state.hand_over(self._redis, conversation_id, self._ttl_s)
         await self._guarded("hand_to_human", state, None)
+
+    async def release(self, conversation_id: str) -> bool:
+        """Give the conversation back to the AI (`app.handoff.state.release`): True when a human had
+        it; raises ContextUnavailable when Redis fails."""
+        return await handoff_state.release(self._redis, conversation_id)
 
     async def mark_published(self, message_ids: Sequence[str]) -> None:
         """Remember that the broker took the reply to these messages, for as long as the reply.

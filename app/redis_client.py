@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 RedisClient = Redis | RedisCluster
 """What `connect` returns; every command the project sends works on both."""
+AnyPipeline = Pipeline | ClusterPipeline
+"""What `RedisClient.pipeline` returns."""
 
 OPERATION_TIMEOUT_S = 2.0
 

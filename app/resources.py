@@ -11,7 +11,7 @@ from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
-from app.redis_client import RedisClient, connect
+from app.redis_client import connect
 from app.settings import Settings
 from app.signals.background import BackgroundModels
 
@@ -21,9 +21,10 @@ class Resources:
     """Everything the pipeline needs besides the message."""
 
     settings: Settings
-    redis: RedisClient
-    """The client `context` uses, for the keys it does not cover (a conversation's handoff state)."""
     context: ContextStore
+    """The worker's Redis: context, stored replies, a conversation's handoff state."""
+    held: HeldConversations
+    """The conversations a human holds by the handoff topics (fed by the worker's HandoffFollower)."""
     llm: LLMClient
     prompts: PromptSource
     prices: PriceTable
@@ -51,8 +52,8 @@ class Resources:
             prompts.follow(signals.reread)  # the intents file, edited with the templates
         return cls(
             settings=settings,
-            redis=redis,
             context=context,
+            held=held,
             llm=llm,
             prompts=prompts,
             prices=prices,

@@ -52,9 +52,7 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         self.add_future(self._resources.prompts.watch())
-        held = self._resources.context.held
-        if held is not None:
-            self.add_future(HandoffFollower(self._resources.settings, held).run())
+        self.add_future(HandoffFollower(self._resources.settings, self._resources.held).run())
 
     async def on_stop(self) -> None:
         await self._resources.aclose()
@@ -129,12 +127,20 @@ def run_worker(settings: Settings) -> None:
     inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
-    ControlAgent(resources.redis, topics, dead_letters, resources.context.held).attach(app)
+    ControlAgent(resources.context, topics, dead_letters, resources.held).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
         return cast(Consumer, app.consumer).unreadable.reasons()
 
-    attach_pages(app, Health(resources, assigned_input_partitions, unreadable_partitions))
+    signals_problem = resources.signals.problem if resources.signals is not None else None
+    health = Health(
+        resources.llm,
+        resources.context.ping,
+        signals_problem,
+        assigned_input_partitions,
+        unreadable_partitions,
+    )
+    attach_pages(app, health)
     lag = LagReport(cast(Consumer, app.consumer))
 
     async def report_lag() -> None:

@@ -349,7 +349,7 @@ async def counted(resources: Resources) -> AsyncIterator[Resources]:
     await client.ping()  # the connection's own set-up commands are not the pipeline's
     store = ContextStore(client, history_turns=20, ttl_s=60)
     try:
-        yield dataclasses.replace(resources, redis=client, context=store)
+        yield dataclasses.replace(resources, context=store)
     finally:
         await store.aclose()
 

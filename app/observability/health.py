@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.llm.health import LLMHealth
-from app.resources import Resources
 
 LLM_PROBE_TTL_S = 10.0
 
@@ -21,12 +20,16 @@ class Health:
 
     def __init__(
         self,
-        resources: Resources,
+        llm: LLMHealth,
+        redis_answers: Callable[[], Awaitable[bool]],
+        signals_problem: Callable[[], str | None] | None,
         assigned_partitions: Callable[[], int],
         unreadable_partitions: Callable[[], dict[str, str]],
     ) -> None:
-        self._resources = resources
-        self._llm: LLMHealth = resources.llm
+        """`signals_problem`: None when no models are embedded (ENRICHER_SIGNALS=off)."""
+        self._llm = llm
+        self._redis_answers = redis_answers
+        self._signals_problem = signals_problem
         self._assigned_partitions = assigned_partitions
         self._unreadable_partitions = unreadable_partitions
         self._llm_reason: str | None = "not probed yet"
@@ -47,12 +50,11 @@ class Health:
             found["kafka"] = "no input partitions assigned yet"
         if unreadable := self._unreadable_partitions():
             found["partitions"] = "; ".join(f"{name} {why}" for name, why in unreadable.items())
-        if not await self._resources.context.ping():
+        if not await self._redis_answers():
             found["redis"] = "not reachable"
         if (llm := await self._llm_problem()) is not None:
             found["llm"] = llm
-        signals = self._resources.signals
-        if signals is not None and (problem := signals.problem()) is not None:
+        if self._signals_problem is not None and (problem := self._signals_problem()) is not None:
             found["signals"] = problem
         return found
 
