@@ -167,7 +167,7 @@ async def _reply_to(
     llm = resources.llm
     message = together(fresh)
     customer, now = known.profile, utc_now()
-    signals, masked = await _read(resources, prompt_texts(message, known.history, customer))
+    signals, masked = await _read(resources, prompt_texts(message, known.history, customer), message.locale)
     found = signals.as_record() if signals is not None else None
     prompts = resources.prompts.current
     reason = prompts.handoff_rules.decide(
@@ -240,15 +240,16 @@ def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
     return messages[-1].model_copy(update={"text": "\n".join(m.text for m in messages)})
 
 
-async def _read(resources: Resources, texts: list[str]) -> tuple[Signals | None, Masked]:
+async def _read(resources: Resources, texts: list[str], locale: str) -> tuple[Signals | None, Masked]:
     """What the embedded models find in the message (`texts[0]`), counted, and the texts as they
-    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer.
-    The masking needs no model: it holds with `ENRICHER_SIGNALS=off` too."""
+    leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer;
+    `locale`'s region adds its plain national phone numbers. The masking needs no model: it holds
+    with `ENRICHER_SIGNALS=off` too."""
     masking = resources.settings.pii_masking == "on"
     as_written = Masked(tuple(texts), {}, ())
     if resources.signals is None:
-        return None, mask(texts) if masking else as_written
-    signals, masked = (await resources.signals.get()).read(texts)
+        return None, mask(texts, locale) if masking else as_written
+    signals, masked = (await resources.signals.get()).read(texts, locale)
     count(signals)
     return signals, masked if masking else as_written
 

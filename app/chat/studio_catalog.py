@@ -97,7 +97,8 @@ def render_for(
 ) -> RenderedPrompt:
     """`template` rendered for the message as the worker renders it, personal data in the message
     and the history as placeholders; TemplateError with file:line when it fails."""
-    asked, turns = mask([message.text, *(turn.text for turn in history)]).onto(message, history)
+    texts = [message.text, *(turn.text for turn in history)]
+    asked, turns = mask(texts, message.locale).onto(message, history)
     return library.render(template, message=asked, customer=customer, history=turns, now=utc_now())
 
 

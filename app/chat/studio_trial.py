@@ -122,7 +122,7 @@ async def compare(
             "message_id": m.message_id,
             "conversation_id": m.conversation_id,
             "customer_id": m.customer_id,
-            "text": mask([m.text]).texts[0],
+            "text": mask([m.text], m.locale).texts[0],
             "sent_at": rfc3339(m.sent_at) if m.sent_at else None,
             "current": mine.result(),
             "draft": theirs.result(),

@@ -102,8 +102,9 @@ class StreamRestorer:
         return self._masked.restore(held)
 
 
-def mask(texts: Sequence[str]) -> Masked:
-    """Replace the personal data in `texts` with placeholders, one per distinct value.
+def mask(texts: Sequence[str], locale: str | None = None) -> Masked:
+    """Replace the personal data in `texts` with placeholders, one per distinct value; with the
+    message's `locale`, the plain national phone numbers of its region too (`pii.phone_region`).
 
     Values are told apart by what they are, not how they are written (`Ada@Example.com` and
     `ada@example.com` are one address; a card with or without spaces one card); the original is
@@ -111,12 +112,13 @@ def mask(texts: Sequence[str]) -> Masked:
     are skipped, so restoring never replaces something the customer wrote.
     """
     taken = {match.group() for text in texts if "[" in text for match in PLACEHOLDER.finditer(text)}
+    region = pii.phone_region(locale)
     by_value: dict[tuple[PiiKind, str], str] = {}
     originals: dict[str, str] = {}
     found: list[pii.Span] = []
     masked = []
     for text in texts:
-        spans = pii.find(text)
+        spans = pii.find(text, region)
         if not spans:
             masked.append(text)
             continue

@@ -87,15 +87,15 @@ class SignalModels:
         """What the models find in one customer text."""
         return self.read([text])[0]
 
-    def read(self, texts: Sequence[str]) -> tuple[Signals, Masked]:
+    def read(self, texts: Sequence[str], locale: str | None = None) -> tuple[Signals, Masked]:
         """What the models find in a message (`texts[0]`), and the texts of its conversation (the
-        message and its history turns) masked together, as `mask` masks them.
+        message and its history turns) masked together, as `mask(texts, locale)` masks them.
 
         Language and intent are read off the message's wording (`masking.wording`) and remembered
         per wording: a wording seen before costs 0.05 ms, a new one about 0.5 ms in the worker,
         where caches are cold (bench/results/signals.md).
         """
-        masked = mask(texts)
+        masked = mask(texts, locale)
         text = texts[0]
         language, match = self._by_wording(wording(masked.texts[0]))
         signals = Signals(
@@ -103,7 +103,7 @@ class SignalModels:
             sentiment=self._sentiment.score(text, language),
             intent=match.intent,
             intent_confidence=match.confidence,
-            pii=pii.kinds(pii.find(text)),
+            pii=pii.kinds(pii.find(text, pii.phone_region(locale))),
         )
         return signals, masked
 

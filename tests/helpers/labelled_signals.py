@@ -18,6 +18,8 @@ LABELLED = SIGNALS_DATA / "labelled.yaml"
 # Personal data in every format, and near misses: scored per kind with the messages above.
 PERSONAL_DATA = SIGNALS_DATA / "personal_data.yaml"
 Labels = frozenset[tuple[str, str]]
+# A text, what it holds, and its message's phone region (`pii.phone_region` of its `locale`).
+LabelledText = tuple[str, Labels, str | None]
 # VADER's own convention: a compound score within ±0.05 is neutral.
 NEUTRAL_BAND = 0.05
 
@@ -69,18 +71,23 @@ def read_cases(path: Path = LABELLED) -> list[Case]:
     ]
 
 
-def personal_data_texts() -> list[tuple[str, Labels]]:
-    """Every labelled text with its personal data: the messages and personal_data.yaml's texts."""
+def personal_data_texts() -> list[LabelledText]:
+    """Every labelled text with its personal data: the messages (no locale) and personal_data.yaml's
+    texts, an entry's optional `locale` giving its region."""
     entries = [*yaml.safe_load(PERSONAL_DATA.read_text(encoding="utf-8"))]
-    return [(case.text, case.pii) for case in read_cases()] + [
-        (entry["text"], _labels(entry)) for entry in entries
+    return [(case.text, case.pii, None) for case in read_cases()] + [
+        (entry["text"], _labels(entry), pii.phone_region(entry.get("locale"))) for entry in entries
     ]
 
 
-def pii_by_kind(texts: Sequence[tuple[str, Labels]]) -> dict[str, KindScore]:
+def pii_by_kind(texts: Sequence[LabelledText]) -> dict[str, KindScore]:
     """Precision and recall of the personal-data rules on `texts`, per kind (`pii.KINDS`)."""
-    expected = {(n, *span) for n, (_, labels) in enumerate(texts) for span in labels}
-    spans = {(n, span.kind, span.value) for n, (text, _) in enumerate(texts) for span in pii.find(text)}
+    expected = {(n, *span) for n, (_, labels, _) in enumerate(texts) for span in labels}
+    spans = {
+        (n, span.kind, span.value)
+        for n, (text, _, region) in enumerate(texts)
+        for span in pii.find(text, region)
+    }
     scores = {}
     for kind in pii.KINDS:
         labelled = {span for span in expected if span[1] == kind}

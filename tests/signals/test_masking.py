@@ -115,3 +115,11 @@ def test_a_prompt_without_personal_data_is_not_copied() -> None:
     assert (message, turns, customer) == (asked, [], profile)
     assert message is asked
     assert customer is profile
+
+
+def test_the_locales_plain_national_numbers_are_masked_in_every_text() -> None:
+    texts = ["el 912345678 o el 612 34 56 78", "mi fijo: 912345678"]
+
+    assert mask(texts, "es-ES").texts == ("el [PHONE_1] o el [PHONE_2]", "mi fijo: [PHONE_1]")
+    assert mask(texts, "de-DE").texts == ("el 912345678 o el [PHONE_1]", "mi fijo: 912345678")
+    assert mask(texts).texts == mask(texts, "es").texts  # no region: the shapes known everywhere

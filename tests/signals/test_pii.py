@@ -81,6 +81,66 @@ NOT_FOUND = [
     "batch 20240615103000",
 ]
 
+# Plain national phone numbers found only as numbers of the message's locale's region (no word for
+# phone before them): (text, locale, number).
+FOUND_IN_LOCALE_ONLY = [
+    ("Rückfragen gern an 089 12345", "de-DE", "089 12345"),  # 8 digits: short for the trunk-0 shape
+    ("mi número es 612345678", "es-ES", "612345678"),  # no trunk 0, ungrouped
+    ("el fijo 912345678, por las tardes", "es_ES", "912345678"),
+    ("scrivimi al 3331234567 grazie", "it-IT", "3331234567"),
+    ("zadzwoń 512345678 po 17", "pl-PL", "512345678"),
+    ("ring 22123456 etter kl. 16", "nb-NO", "22123456"),
+]
+# With a trunk 0 and 9 to 12 digits, found by their shape anywhere, and valid in their region.
+FOUND_IN_LOCALE = [
+    *FOUND_IN_LOCALE_ONLY,
+    ("reach me on 020 7946 0958 please", "en-GB", "020 7946 0958"),
+    ("erreichbar unter 030 1234567", "de-DE", "030 1234567"),
+    ("joignable au 01 23 45 67 89", "fr-FR", "01 23 45 67 89"),
+]
+
+# Near misses with a locale: no number of its region, or not written as it is dialled there.
+NOT_FOUND_IN_LOCALE = [
+    ("ruf 30 1234567 an", "de-DE"),  # Berlin without its trunk 0
+    ("el 123456789 no existe", "es-ES"),  # no Spanish range starts with 1
+    ("pedido 612345678 sin llegar", "es-ES"),  # after a word for an order number
+    ("at 1718451234 (a Unix time)", "de-DE"),
+    ("importe 100000 pagado", "es-ES"),
+    ("el 612345678 otra vez", "en-GB"),  # a Spanish mobile is no British number
+    ("el 612345678 otra vez", "es"),  # a language without a region: as without a locale
+]
+
+
+def test_phone_region_is_the_locales_region_phonenumbers_knows() -> None:
+    regions = {locale: pii.phone_region(locale) for locale in ("de-DE", "en_GB", "zh-Hant-TW", "fr_FR.UTF-8")}
+    assert regions == {"de-DE": "DE", "en_GB": "GB", "zh-Hant-TW": "TW", "fr_FR.UTF-8": "FR"}
+    assert [pii.phone_region(locale) for locale in ("en", "es-419", "en-XX", "", None)] == [None] * 5
+
+
+@pytest.mark.parametrize(("text", "locale", "value"), FOUND_IN_LOCALE)
+def test_finds_plain_national_numbers_of_the_locales_region(text: str, locale: str, value: str) -> None:
+    assert [(span.kind, span.value) for span in pii.find(text, pii.phone_region(locale))] == [
+        ("phone", value)
+    ]
+
+
+@pytest.mark.parametrize(("text", "locale"), NOT_FOUND_IN_LOCALE)
+def test_national_look_alikes_are_not_phone_numbers(text: str, locale: str) -> None:
+    assert pii.find(text, pii.phone_region(locale)) == ()
+
+
+@pytest.mark.parametrize(("text", "locale", "value"), FOUND_IN_LOCALE_ONLY)
+def test_without_a_region_they_are_not_found(text: str, locale: str, value: str) -> None:
+    assert value not in {span.value for span in pii.find(text)}
+
+
+def test_national_phone_check() -> None:
+    assert pii.national_phone_valid("612345678", "ES")
+    assert pii.national_phone_valid("0301234567", "DE")
+    assert not pii.national_phone_valid("301234567", "DE")  # valid, but dialled with its trunk 0
+    assert not pii.national_phone_valid("123456789", "ES")
+    assert pii.national_phone_valid("4155552671", "US")
+
 
 @pytest.mark.parametrize(("text", "kind", "value"), FOUND)
 def test_finds_each_format(text: str, kind: str, value: str) -> None:
