@@ -1,8 +1,9 @@
 """The support agent: parse each request, answer it on its conversation's lane (with what queued
 behind it, when coalescing), publish, ack in order.
 
-What becomes of a message is decided in `app.pipeline.answer`; `app.kafka.outbox` puts that
-outcome on the topics; this file acks it in order and counts it.
+What becomes of a message (its fate, `app.fate`) is decided in `app.pipeline.answer`, or here
+for bad input; `app.kafka.outbox` puts that fate on the topics; this file acks it in order and
+counts it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import assert_never, cast
 
 import faust
 
 from app.errors import BadInput
+from app.fate import (
+    AlreadyPublished,
+    Answered,
+    Covered,
+    DeadLettered,
+    Failure,
+    Fallback,
+    Fate,
+    HandedOver,
+    Replayed,
+    ToHuman,
+)
 from app.kafka.inflight import InFlight, Taken
 from app.kafka.internals import on_partitions_revoked
 from app.kafka.lanes import Gate, Lanes
@@ -24,13 +37,13 @@ from app.kafka.publisher import ChunkPublisher
 from app.llm.client import DeltaSink
 from app.observability import metrics
 from app.observability.logs import bind
-from app.pipeline import Failure, Outcome, SinkFor
+from app.pipeline import SinkFor
 from app.schemas import CustomerMessage, parse_message
 
 log = logging.getLogger(__name__)
 
-Answer = Callable[[Sequence[CustomerMessage], SinkFor], Awaitable[list[Outcome]]]
-"""Outcomes, one per message, for messages of one conversation answered together (app.pipeline)."""
+Answer = Callable[[Sequence[CustomerMessage], SinkFor], Awaitable[list[Fate]]]
+"""Fates, one per message, of messages of one conversation answered together (app.pipeline)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class LaneLimits:
 
 
 class SupportAgent:
-    """Turns each event of the request topic into the records its outcome calls for."""
+    """Turns each event of the request topic into the records its fate calls for."""
 
     def __init__(
         self,
@@ -89,7 +102,7 @@ class SupportAgent:
         try:
             request = parse_message(message.value, self._max_input_chars, message.headers)
         except BadInput as error:
-            await self._settle([(taken, Outcome(None, Failure.of(error)))], {})
+            await self._settle([(taken, DeadLettered(Failure.of(error)))], {})
             return
         await self.inflight.submit(request.conversation_id, Queued(request, taken))
 
@@ -110,24 +123,20 @@ class SupportAgent:
             publisher = self._outbox.chunks_for(request, traces[request.message_id])
             return chunks.setdefault(request.message_id, publisher)
 
-        outcomes = await self._answer([item.request for item in group], sink_for)
-        await self._settle(
-            [(item.taken, outcome) for item, outcome in zip(group, outcomes, strict=True)], chunks
-        )
+        fates = await self._answer([item.request for item in group], sink_for)
+        await self._settle([(item.taken, fate) for item, fate in zip(group, fates, strict=True)], chunks)
 
     async def _settle(
-        self, settled: Sequence[tuple[Taken, Outcome]], chunks: Mapping[str, ChunkPublisher]
+        self, settled: Sequence[tuple[Taken, Fate]], chunks: Mapping[str, ChunkPublisher]
     ) -> None:
-        """Publish what each outcome calls for, then ack them; when the broker takes none of it, stop.
+        """Publish what each fate calls for, then ack them; when the broker takes none of it, stop.
 
         Every record goes out before any of the events is acked: an event whose reply a later
         event of its batch publishes is never committed before that reply is out.
         """
         try:
-            for taken, outcome in settled:
-                message = taken.event.message
-                publisher = chunks.get(outcome.reply.message_id) if outcome.reply is not None else None
-                await self._outbox.publish(message, outcome, taken.trace, publisher)
+            for taken, fate in settled:
+                await self._outbox.publish(taken.event.message, fate, taken.trace, chunks)
         except Exception as error:  # escaping would ack the events and kill the agent
             # Nothing was produced for these messages, so they must not be acked, and every later
             # message of their partitions waits behind them: stop, and let a restart redeliver.
@@ -136,15 +145,24 @@ class SupportAgent:
             )
             await self._crash(error)
             return
-        for taken, outcome in settled:
+        for taken, fate in settled:
             self.inflight.finish(taken.event)
-            metrics.MESSAGES.labels(outcome.label).inc()
-            if outcome.reply is not None:
-                metrics.REPLY_LATENCY.observe(time.monotonic() - taken.started)
-            if outcome.reply is not None and not (
-                outcome.published or outcome.covered
-            ):  # its broker ack just came
-                metrics.END_TO_END.observe(max(0.0, time.time() - taken.event.message.timestamp))
+            _count(fate, taken)
+
+
+def _count(fate: Fate, taken: Taken) -> None:
+    """Count a settled message in the metrics: its fate, and how long its reply took."""
+    metrics.MESSAGES.labels(fate.label).inc()
+    match fate:
+        case Answered() | Fallback() | HandedOver() | Replayed():  # the reply's broker ack just came
+            metrics.REPLY_LATENCY.observe(time.monotonic() - taken.started)
+            metrics.END_TO_END.observe(max(0.0, time.time() - taken.event.message.timestamp))
+        case AlreadyPublished() | Covered():  # answered, by a reply published before or beside it
+            metrics.REPLY_LATENCY.observe(time.monotonic() - taken.started)
+        case ToHuman() | DeadLettered():
+            pass
+        case _:
+            assert_never(fate)
 
 
 def answerable_together(queued: Sequence[Queued], max_chars: int) -> list[list[Queued]]:

@@ -1,19 +1,36 @@
-"""One message's fate: reply store → context → signals → prompt (personal data masked) → token budget
-→ LLM → answer restored → reply recorded. No faust here."""
+"""One message's fate (`app.fate`), made in named steps: read (signals, personal data masked) →
+decide (the handoff rules) → prompt (template, history within the token budget) → ask (the LLM,
+its answer restored and priced) → check (the output guard) → record (reply and turns). No faust
+here."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, assert_never
 
 from app.context import Context
-from app.errors import EnricherError, ErrorKind, LLMRejected, LLMUnavailable
-from app.guard.output import GuardContext
+from app.errors import LLMRejected, LLMUnavailable
+from app.fate import (
+    AlreadyPublished,
+    Answered,
+    Covered,
+    DeadLettered,
+    Failure,
+    Fallback,
+    Fate,
+    HandedOver,
+    Replayed,
+    ToHuman,
+)
+from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
+from app.handoff.rules import HandoffReason
 from app.llm.client import CallOptions, DeltaSink
-from app.prompts.library import RenderedPrompt
+from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
@@ -34,42 +51,31 @@ SinkFor = Callable[[CustomerMessage], DeltaSink]
 """Where the reply to a message streams while the LLM writes it."""
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why a message goes to the DLQ: the dead letter's kind and detail."""
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the read step finds in a message: the embedded models' signals (and their record, for
+    the reply and the templates), and the prompt's texts as they leave for the LLM."""
 
-    kind: ErrorKind
-    detail: str
-
-    @classmethod
-    def of(cls, error: EnricherError) -> Failure:
-        """The dead letter an error of the project's tree calls for."""
-        return cls(error.kind, str(error))
+    signals: Signals | None
+    found: dict[str, Any] | None
+    masked: Masked
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What becomes of one message: a reply to publish, a dead letter, or both (a fallback reply)."""
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """What the prompt step makes: the messages for the LLM and the template's call options."""
 
-    reply: Reply | None
-    dead_letter: Failure | None = None
-    replayed: bool = False
-    published: bool = False  # a replayed reply the broker took before: nothing to publish again
-    covered: bool = False  # answered by the reply a later message of its batch publishes
-    for_human: ForHuman | None = None  # a human has the conversation: no reply, this record
+    rendered: RenderedPrompt
+    options: CallOptions
 
-    @property
-    def label(self) -> str:
-        """The outcome as `enricher_messages_total` counts it."""
-        if self.for_human is not None:
-            return "for_human"
-        if self.reply is None:
-            return "dead_lettered"
-        if self.covered:
-            return "coalesced"
-        if self.published:
-            return "already_published"
-        return "replayed" if self.replayed else self.reply.status
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The LLM's answer with the customer's personal data back in it, priced."""
+
+    text: str
+    model: str
+    usage: Usage
 
 
 def fit_history(
@@ -89,147 +95,123 @@ def fit_history(
 
 async def answer(
     resources: Resources, messages: Sequence[CustomerMessage], sink_for: SinkFor | None = None
-) -> list[Outcome]:
-    """Decide the fate of messages of one conversation, in input order, recording their reply
-    and turns; one outcome per message; never raises.
+) -> list[Fate]:
+    """The fate of each of messages of one conversation, in input order, their reply and turns
+    recorded; never raises.
 
     A message answered before gets its stored reply back; the others are answered together, by
     one reply that lists them in `answers` and streams to `sink_for(the last of them)`. When the
-    LLM refuses the input or cannot answer in time, the reply is the fallback template's text
-    with status `fallback`, and a dead letter says why; so too when the output guard refuses the
-    answer. When anything unforeseen fails, only a dead letter. A reply is published once: by
-    the last message that carries it, the earlier ones are `covered`.
+    LLM refuses the input or cannot answer in time, the reply is the fallback template's text,
+    and a dead letter says why; so too when the output guard refuses the answer. When anything
+    unforeseen fails, only a dead letter. A reply is published once: by the last message that
+    carries it, the earlier ones are `Covered`.
     """
     try:
-        outcomes = await _answer(messages, resources, sink_for)
+        fates = await _answer(messages, resources, sink_for)
     except Exception as error:  # one decision point: anything unforeseen is dead-lettered
         log.exception("answering failed")
-        failure = Failure("internal", f"{type(error).__name__}: {error}")
-        return [Outcome(None, failure) for _ in messages]
-    last_at = {o.reply.reply_id: at for at, o in enumerate(outcomes) if o.reply is not None}
-    return [
-        replace(o, covered=True) if o.reply is not None and last_at[o.reply.reply_id] != at else o
-        for at, o in enumerate(outcomes)
-    ]
+        return [DeadLettered(Failure("internal", f"{type(error).__name__}: {error}"))] * len(messages)
+    return _published_once(fates)
 
 
 async def _answer(
     messages: Sequence[CustomerMessage], resources: Resources, sink_for: SinkFor | None
-) -> list[Outcome]:
+) -> list[Fate]:
     last = messages[-1]
     ids = [message.message_id for message in messages]
     known = await resources.context.lookup(ids, last.customer_id, last.conversation_id)
-    # Stored with its turns when first answered.
-    fresh = list({m.message_id: m for m in messages if m.message_id not in known.stored}.values())
     if known.human:
         # A redelivered handoff reply may have been stored before the state was set.
         return [_replayed(m, known) or await _for_human(m, resources) for m in messages]
+    # Stored with its turns when first answered.
+    fresh = list({m.message_id: m for m in messages if m.message_id not in known.stored}.values())
     answered = await _reply_to(fresh, known, resources, sink_for) if fresh else {}
-    outcomes = []
+    fates: list[Fate] = []
     for message in messages:
         stored = _replayed(message, known)
-        if stored is not None:
-            if stored.reply is not None and stored.reply.status == "handoff":
-                await resources.context.hand_to_human(message.conversation_id)
-            outcomes.append(stored)
-        else:  # every message that is not stored is answered
-            outcomes.append(answered[message.message_id])
-    return outcomes
+        if stored is None:  # every message that is not stored is answered
+            fates.append(answered[message.message_id])
+            continue
+        if stored.reply.status == "handoff":
+            await resources.context.hand_to_human(message.conversation_id)
+        fates.append(stored)
+    return fates
 
 
-def _replayed(message: CustomerMessage, known: Context) -> Outcome | None:
+def _replayed(message: CustomerMessage, known: Context) -> Replayed | AlreadyPublished | None:
     """The stored reply to `message`, if it was answered before."""
     stored = known.stored.get(message.message_id)
     if stored is None:
         return None
+    if message.message_id in known.published:
+        return AlreadyPublished(stored)
     # A fallback not marked published may have lost its dead letter in a crash: it goes out again.
     failure = known.failures.get(message.message_id)
-    dead_letter = Failure(failure.kind, failure.detail) if failure is not None else None
-    return Outcome(stored, dead_letter, replayed=True, published=message.message_id in known.published)
+    return Replayed(stored, Failure(failure.kind, failure.detail) if failure is not None else None)
 
 
-async def _for_human(message: CustomerMessage, resources: Resources) -> Outcome:
+async def _for_human(message: CustomerMessage, resources: Resources) -> ToHuman:
     """A message of a conversation a human has: kept in its history, and sent on to the human."""
     at = rfc3339(message.sent_at or utc_now())
     await resources.context.add_turns(message.conversation_id, message.message_id, customer_turns([message]))
-    record = ForHuman(
-        conversation_id=message.conversation_id, message_id=message.message_id, text=message.text, at=at
+    return ToHuman(
+        ForHuman(
+            conversation_id=message.conversation_id, message_id=message.message_id, text=message.text, at=at
+        )
     )
-    return Outcome(None, for_human=record)
+
+
+def _published_once(fates: list[Fate]) -> list[Fate]:
+    """A reply is published by the last message that carries it: those before it are `Covered`,
+    each keeping its dead letter (every message of a fallback can be re-driven)."""
+    last_at = {
+        fate.reply.reply_id: at
+        for at, fate in enumerate(fates)
+        if not isinstance(fate, ToHuman | DeadLettered)
+    }
+    for at, fate in enumerate(fates):
+        if isinstance(fate, ToHuman | DeadLettered) or last_at[fate.reply.reply_id] == at:
+            continue
+        fates[at] = Covered(fate.reply, fate.dead_letter if isinstance(fate, Fallback | Replayed) else None)
+    return fates
 
 
 async def _reply_to(
     fresh: Sequence[CustomerMessage], known: Context, resources: Resources, sink_for: SinkFor | None
-) -> dict[str, Outcome]:
-    """One reply to the messages not answered before, as if they were one message; the outcome of
-    each, by message id."""
-    started = time.monotonic()
-    llm = resources.llm
-    message = together(fresh)
-    customer, now = known.profile, utc_now()
-    signals, masked = await _read(resources, prompt_texts(message, known.history, customer), message.locale)
-    found = signals.as_record() if signals is not None else None
-    prompts = resources.prompts.current
-    reason = prompts.handoff_rules.decide(
-        intent=signals.intent
-        if signals is not None and signals.intent_confidence >= HANDOFF_INTENT_CONFIDENCE
-        else None,
-        sentiment=signals.sentiment if signals is not None else None,
-        tier=customer.get("tier", ""),
-        fallbacks_in_a_row=known.fallbacks,
-    )
+) -> dict[str, Fate]:
+    """One reply to the messages not answered before, as if they were one message; the fate of
+    each, by message id. Its steps: read → decide → prompt → ask → check → record."""
+    started, now = time.monotonic(), utc_now()
+    message, prompts = together(fresh), resources.prompts.current
+    read = await _read(resources, message, known)
+    reason = _decide(prompts, read.signals, known)
     if reason is not None:
         handoff = prompts.render_handoff(
-            message=message, customer=customer, now=now, reason=reason, signals=found
+            message=message, customer=known.profile, now=now, reason=reason, signals=read.found
         )
-        reply = reply_record(fresh, handoff, handoff.text, "handoff", llm.model, Usage(), started, found)
-        reply = reply.model_copy(update={"handoff": reason.as_record()})
-        counting = await resources.context.record(reply, turns_of(fresh, reply))
+        reply = reply_record(
+            fresh, handoff, handoff.text, "handoff", resources.llm.model, Usage(), started, read.found
+        )
+        fates = await _record(resources, fresh, reply.model_copy(update={"handoff": reason.as_record()}))
         await resources.context.hand_to_human(message.conversation_id)
-        return {message_id: Outcome(reply) for message_id, reply in counting.items()}
-    masked_message, history, profile = masked.prompt_parts(message, known.history, customer)
-    asked = _as_asked(masked_message, signals.language if signals is not None else None)
-    template = prompts.select(asked, customer, found)
-    prompt = fit_history(
-        lambda turns: prompts.render(
-            template, message=asked, customer=profile, history=turns, now=now, signals=found
-        ),
-        history,
-        resources.settings.max_prompt_tokens,
-        llm.model,
-    )
-    options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
-    failure = None
-    guarded = GuardContext.for_message(prompt.messages, message, customer, known.history)
+        return fates
+    prompt = _prompt(resources, prompts, message, known, read, now)
+    guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history)
     # The stream goes through the guard's window: a chunk holds only text the guard has passed.
     window = GuardWindow(sink_for(message), resources.guard, guarded) if sink_for is not None else None
-    restoring = RestoringSink(window, masked) if window is not None else None
-    try:
-        completion = await llm.complete(prompt.messages, options, restoring)
-        if restoring is not None:
-            await restoring.flush()
-    except (LLMRejected, LLMUnavailable) as error:
-        failure = Failure.of(error)
-    else:
-        configured = (resources.settings.model, *resources.settings.fallback_models)
-        usage = priced(resources.prices, configured, completion.model, prompt.ref.name, completion.usage)
-        text = masked.restore(completion.text)
-        # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
-        verdict = resources.guard.check(text, guarded)
-        if verdict.blocked:
-            failure = Failure("guard_blocked", verdict.detail)
-        else:
-            reply = reply_record(fresh, prompt, text, "ok", completion.model, usage, started, found)
-            if window is not None:
-                await window.release()
-    if failure is not None:
-        fallback = prompts.render_fallback(message=message, customer=customer, now=now)
-        reply = reply_record(fresh, fallback, fallback.text, "fallback", llm.model, Usage(), started, found)
-    # A reply stored by another worker meanwhile counts instead of this one.
-    # Kept for the dead letter a redelivery writes again; a provider's error body may quote a key.
-    stored_failure = ErrorInfo(kind=failure.kind, detail=KEY_SHAPED(failure.detail)) if failure else None
-    counting = await resources.context.record(reply, turns_of(fresh, reply), known.fallbacks, stored_failure)
-    return {message_id: Outcome(reply, failure) for message_id, reply in counting.items()}
+    checked = _check(resources.guard, await _ask(resources, prompt, read.masked, window), guarded)
+    if isinstance(checked, Failure):
+        fallback = prompts.render_fallback(message=message, customer=known.profile, now=now)
+        reply = reply_record(
+            fresh, fallback, fallback.text, "fallback", resources.llm.model, Usage(), started, read.found
+        )
+        return await _record(resources, fresh, reply, known.fallbacks, checked)
+    reply = reply_record(
+        fresh, prompt.rendered, checked.text, "ok", checked.model, checked.usage, started, read.found
+    )
+    if window is not None:
+        await window.release()
+    return await _record(resources, fresh, reply, known.fallbacks)
 
 
 def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
@@ -240,18 +222,110 @@ def together(messages: Sequence[CustomerMessage]) -> CustomerMessage:
     return messages[-1].model_copy(update={"text": "\n".join(m.text for m in messages)})
 
 
-async def _read(resources: Resources, texts: list[str], locale: str) -> tuple[Signals | None, Masked]:
-    """What the embedded models find in the message (`texts[0]`), counted, and the texts as they
+async def _read(resources: Resources, message: CustomerMessage, known: Context) -> Reading:
+    """What the embedded models find in the message, counted, and the prompt's texts as they
     leave for the LLM: personal data as placeholders (promise 7), to be restored in the answer;
-    `locale`'s region adds its plain national phone numbers. The masking needs no model: it holds
-    with `ENRICHER_SIGNALS=off` too."""
+    the message's locale's region adds its plain national phone numbers. The masking needs no
+    model: it holds with `ENRICHER_SIGNALS=off` too."""
+    texts = prompt_texts(message, known.history, known.profile)
     masking = resources.settings.pii_masking == "on"
     as_written = Masked(tuple(texts), {}, ())
     if resources.signals is None:
-        return None, mask(texts, locale) if masking else as_written
-    signals, masked = (await resources.signals.get()).read(texts, locale)
+        return Reading(None, None, mask(texts, message.locale) if masking else as_written)
+    signals, masked = (await resources.signals.get()).read(texts, message.locale)
     count(signals)
-    return signals, masked if masking else as_written
+    return Reading(signals, signals.as_record(), masked if masking else as_written)
+
+
+def _decide(prompts: PromptLibrary, signals: Signals | None, known: Context) -> HandoffReason | None:
+    """Why the conversation goes to a human now, by the support team's handoff rules, or None."""
+    return prompts.handoff_rules.decide(
+        intent=signals.intent
+        if signals is not None and signals.intent_confidence >= HANDOFF_INTENT_CONFIDENCE
+        else None,
+        sentiment=signals.sentiment if signals is not None else None,
+        tier=known.profile.get("tier", ""),
+        fallbacks_in_a_row=known.fallbacks,
+    )
+
+
+def _prompt(
+    resources: Resources,
+    prompts: PromptLibrary,
+    message: CustomerMessage,
+    known: Context,
+    read: Reading,
+    now: datetime,
+) -> Prompt:
+    """The template the message's conditions choose, rendered with as much recent history as the
+    token budget holds; message, history and profile with their personal data masked."""
+    masked_message, history, profile = read.masked.prompt_parts(message, known.history, known.profile)
+    asked = _as_asked(masked_message, read.signals.language if read.signals is not None else None)
+    template = prompts.select(asked, known.profile, read.found)
+    rendered = fit_history(
+        lambda turns: prompts.render(
+            template, message=asked, customer=profile, history=turns, now=now, signals=read.found
+        ),
+        history,
+        resources.settings.max_prompt_tokens,
+        resources.llm.model,
+    )
+    return Prompt(rendered, CallOptions(temperature=template.temperature, max_tokens=template.max_tokens))
+
+
+async def _ask(
+    resources: Resources, prompt: Prompt, masked: Masked, stream: DeltaSink | None
+) -> Answer | Failure:
+    """The LLM's answer, streamed to `stream` with the personal data back in it, priced; or why
+    there is none (the LLM refused the input, or the deadline passed)."""
+    restoring = RestoringSink(stream, masked) if stream is not None else None
+    try:
+        completion = await resources.llm.complete(prompt.rendered.messages, prompt.options, restoring)
+        if restoring is not None:
+            await restoring.flush()
+    except (LLMRejected, LLMUnavailable) as error:
+        return Failure.of(error)
+    configured = (resources.settings.model, *resources.settings.fallback_models)
+    usage = priced(resources.prices, configured, completion.model, prompt.rendered.ref.name, completion.usage)
+    return Answer(masked.restore(completion.text), completion.model, usage)
+
+
+def _check(guard: OutputGuard, answered: Answer | Failure, guarded: GuardContext) -> Answer | Failure:
+    """The answer, if the output guard lets it out; else why not."""
+    if isinstance(answered, Failure):
+        return answered
+    # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
+    verdict = guard.check(answered.text, guarded)
+    return Failure("guard_blocked", verdict.detail) if verdict.blocked else answered
+
+
+async def _record(
+    resources: Resources,
+    fresh: Sequence[CustomerMessage],
+    reply: Reply,
+    fallbacks_before: int = 0,
+    failure: Failure | None = None,
+) -> dict[str, Fate]:
+    """Store the reply (and a fallback's failure) for each message it answers, and their turns;
+    the fate of each message, by the reply that counts for it: this one, or one another worker
+    stored meanwhile."""
+    # Kept for the dead letter a redelivery writes again; a provider's error body may quote a key.
+    stored_failure = ErrorInfo(kind=failure.kind, detail=KEY_SHAPED(failure.detail)) if failure else None
+    counting = await resources.context.record(reply, turns_of(fresh, reply), fallbacks_before, stored_failure)
+    return {message_id: _made(counted, failure) for message_id, counted in counting.items()}
+
+
+def _made(reply: Reply, failure: Failure | None) -> Answered | Fallback | HandedOver:
+    """The fate of a message answered now, by the status of the reply that counts for it."""
+    match reply.status:
+        case "ok":
+            return Answered(reply)
+        case "fallback":
+            return Fallback(reply, failure)
+        case "handoff":
+            return HandedOver(reply)
+        case _:
+            assert_never(reply.status)
 
 
 def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage:

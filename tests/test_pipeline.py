@@ -17,7 +17,8 @@ from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
 from app.context import ContextStore
 from app.devtools.mock_llm.admin import MockAdmin
-from app.pipeline import Failure, Outcome, answer, fit_history
+from app.fate import AlreadyPublished, Answered, Covered, DeadLettered, Failure, Fallback, Fate, Replayed
+from app.pipeline import answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.redis_keys import published_key
 from app.resources import Resources
@@ -82,9 +83,16 @@ def test_fit_history_sends_the_message_even_when_nothing_else_fits() -> None:
     assert len(prompt.messages) == 2
 
 
-async def answer_one(resources: Resources, request: CustomerMessage) -> Outcome:
-    [outcome] = await answer(resources, [request])
-    return outcome
+async def answer_one(resources: Resources, request: CustomerMessage) -> Fate:
+    [fate] = await answer(resources, [request])
+    return fate
+
+
+async def answered(resources: Resources, request: CustomerMessage) -> Reply:
+    """The LLM's reply to `request`, answered now."""
+    fate = await answer_one(resources, request)
+    assert isinstance(fate, Answered)
+    return fate.reply
 
 
 @pytest.fixture
@@ -102,28 +110,20 @@ async def test_answer_uses_profile_and_history_and_replays_a_stored_reply(
     async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
         await redis.hset("customer:cust-7", mapping={"name": "Ada", "tier": "silver"})
     first = message("First question", customer_id="cust-7")
-    result = await answer_one(resources, first)
-    assert result.reply.text.startswith("Hi Ada,")
-    assert not result.replayed
+    reply = await answered(resources, first)
+    assert reply.text.startswith("Hi Ada,")
 
-    again = await answer_one(resources, first)
-    assert again.replayed
-    assert again.reply == result.reply
-    assert not again.published  # recorded, but no broker has taken it yet
+    # Recorded, but no broker has taken it yet: published again.
+    assert await answer_one(resources, first) == Replayed(reply, None)
     await resources.context.mark_published([first.message_id])
-    once_more = await answer_one(resources, first)
-    assert (once_more.reply, once_more.published, once_more.label) == (
-        result.reply,
-        True,
-        "already_published",
-    )
+    assert await answer_one(resources, first) == AlreadyPublished(reply)
     assert len(await mock_admin.requests()) == 1
 
-    second = await answer_one(
+    second = await answered(
         resources,
         CustomerMessage(message_id="m-2", conversation_id="c-1", text="Second one", customer_id="cust-7"),
     )
-    assert "1 earlier message" in second.reply.text or "2 earlier messages" in second.reply.text
+    assert "1 earlier message" in second.text or "2 earlier messages" in second.text
 
 
 async def test_answer_without_redis_still_replies(service_settings: Settings, mock_admin: MockAdmin) -> None:
@@ -136,19 +136,18 @@ async def test_answer_without_redis_still_replies(service_settings: Settings, mo
     )
     bundle = Resources.build(settings)
     try:
-        result = await answer_one(bundle, message(customer_id="cust-7"))
+        reply = await answered(bundle, message(customer_id="cust-7"))
     finally:
         await bundle.aclose()
-    assert isinstance(result.reply, Reply)
-    assert result.reply.status == "ok"
-    assert result.reply.text.startswith("Hi there,")
+    assert reply.status == "ok"
+    assert reply.text.startswith("Hi there,")
 
 
 async def test_an_answer_with_key_shaped_text_is_replaced_by_the_fallback(
     resources: Resources, mock_admin: MockAdmin
 ) -> None:
     result = await answer_one(resources, message("my key is sk-proj-abcdefghijklmnop, help"))
-    assert result.reply is not None
+    assert isinstance(result, Fallback)
     assert "sk-proj" not in result.reply.text
     assert result.reply.status == "fallback"
     assert result.dead_letter is not None
@@ -170,11 +169,7 @@ async def test_replies_carry_cached_tokens_and_cost_and_the_metrics_add_up(
     cost_before = counter("enricher_llm_cost_usd_total", labels)
 
     replies = [
-        (
-            await answer_one(
-                resources, CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi")
-            )
-        ).reply
+        await answered(resources, CustomerMessage(message_id=f"m-{n}", conversation_id=f"c-{n}", text="Hi"))
         for n in range(3)
     ]
 
@@ -197,12 +192,12 @@ async def test_a_refused_input_gets_the_fallback_and_a_dead_letter(
     resources: Resources, mock_admin: MockAdmin
 ) -> None:
     await mock_admin.script({"status": 400})
-    outcome = await answer_one(resources, message("refused"))
-    assert outcome.reply is not None
-    assert (outcome.reply.status, outcome.reply.prompt.name) == ("fallback", "fallback")
-    assert outcome.dead_letter is not None
-    assert outcome.dead_letter.kind == "llm_rejected"
-    assert outcome.label == "fallback"
+    fate = await answer_one(resources, message("refused"))
+    assert isinstance(fate, Fallback)
+    assert (fate.reply.status, fate.reply.prompt.name) == ("fallback", "fallback")
+    assert fate.dead_letter is not None
+    assert fate.dead_letter.kind == "llm_rejected"
+    assert fate.label == "fallback"
 
 
 async def test_no_answer_in_time_is_a_recorded_fallback_and_a_dead_letter(
@@ -213,17 +208,16 @@ async def test_no_answer_in_time_is_a_recorded_fallback_and_a_dead_letter(
     await mock_admin.config(hang_rate=1.0)  # put back after the test
     try:
         request = message("anyone there?")
-        outcome = await answer_one(bundle, request)
+        fate = await answer_one(bundle, request)
         replay = await answer_one(bundle, request)
     finally:
         await bundle.aclose()
-    assert outcome.reply is not None
-    assert outcome.reply.status == "fallback"
-    assert outcome.dead_letter is not None
-    assert outcome.dead_letter.kind == "llm_unavailable"
-    assert outcome.label == "fallback"
+    assert isinstance(fate, Fallback)
+    assert fate.reply.status == "fallback"
+    assert fate.dead_letter is not None
+    assert fate.dead_letter.kind == "llm_unavailable"
     # Not marked published (no broker here): its dead letter may have been lost, and goes out again.
-    assert (replay.replayed, replay.reply, replay.dead_letter) == (True, outcome.reply, outcome.dead_letter)
+    assert replay == Replayed(fate.reply, fate.dead_letter)
 
 
 async def test_anything_unforeseen_is_an_internal_dead_letter(
@@ -233,10 +227,8 @@ async def test_anything_unforeseen_is_an_internal_dead_letter(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(resources.llm, "complete", broken)
-    outcomes = await answer(resources, [message("hello"), message("again")])
-    assert [(o.reply, o.dead_letter) for o in outcomes] == [
-        (None, Failure("internal", "RuntimeError: disk on fire"))
-    ] * 2
+    fates = await answer(resources, [message("hello"), message("again")])
+    assert fates == [DeadLettered(Failure("internal", "RuntimeError: disk on fire"))] * 2
 
 
 GERMAN_SYSTEM = "{% block system %}\nDu hilfst Kunden auf Deutsch.\n{% endblock %}\n"
@@ -292,18 +284,15 @@ async def test_messages_answered_together_share_one_reply_one_call_and_the_store
         CustomerMessage(message_id=f"b-{n}", conversation_id="c-burst", text=text)
         for n, text in enumerate(("Hi", "my order 1234 is late", "and the box was open"))
     ]
-    outcomes = await answer(resources, burst)
+    fates = await answer(resources, burst)
     [request] = await mock_admin.requests()
     prompt = json.dumps(request)
     assert all(m.text in prompt for m in burst)
-    reply = outcomes[-1].reply
-    assert reply is not None
+    last = fates[-1]
+    assert isinstance(last, Answered)
+    reply = last.reply
     assert (reply.message_id, reply.answers) == ("b-2", ["b-0", "b-1", "b-2"])
-    assert [(o.reply, o.covered, o.label) for o in outcomes] == [
-        (reply, True, "coalesced"),
-        (reply, True, "coalesced"),
-        (reply, False, "ok"),
-    ]
+    assert fates == [Covered(reply), Covered(reply), Answered(reply)]
     async with aioredis.from_url(resources.settings.redis_url.get_secret_value()) as redis:
         history = await redis.lrange("conversation:c-burst:history", 0, -1)
     assert [(turn["role"], turn["message_id"]) for turn in map(json.loads, history)] == [
@@ -314,14 +303,27 @@ async def test_messages_answered_together_share_one_reply_one_call_and_the_store
     ]
 
     # A redelivery of any of them, alone or with others, is answered from the store, published once.
-    [alone] = await answer(resources, [burst[0]])
-    assert (alone.reply, alone.replayed, alone.covered) == (reply, True, False)
+    assert await answer(resources, [burst[0]]) == [Replayed(reply, None)]
     again = await answer(resources, [*burst[1:], burst[2].model_copy(update={"message_id": "b-3"})])
-    assert [(o.replayed, o.covered) for o in again] == [(True, True), (True, False), (False, False)]
-    assert again[0].reply == again[1].reply == reply
-    assert again[2].reply is not None
+    assert again[:2] == [Covered(reply), Replayed(reply, None)]
+    assert isinstance(again[2], Answered)
     assert again[2].reply.answers == ["b-3"]
     assert len(await mock_admin.requests()) == 2
+
+
+async def test_each_message_a_fallback_answers_together_keeps_its_dead_letter(
+    resources: Resources, mock_admin: MockAdmin
+) -> None:
+    await mock_admin.script({"status": 400})
+    burst = [
+        CustomerMessage(message_id=f"f-{n}", conversation_id="c-refused", text=f"line {n}") for n in range(3)
+    ]
+    fates = await answer(resources, burst)
+    last = fates[-1]
+    assert isinstance(last, Fallback)
+    assert last.dead_letter is not None
+    assert last.dead_letter.kind == "llm_rejected"
+    assert fates == [Covered(last.reply, last.dead_letter)] * 2 + [last]
 
 
 class CountingConnection(Connection):
