@@ -98,6 +98,9 @@ class LLMClient:
             max_probe_interval_s=BREAKER_MAX_PROBE_INTERVAL_S,
         )
         self._provider = provider
+        # The breaker's own method rather than a wrapper: the lanes await it once per batch.
+        self.admit = self._breaker.admit
+        """Return when a new call may start (see CircuitBreaker.admit)."""
 
     @property
     def concurrency_limit(self) -> int:
@@ -113,10 +116,6 @@ class LLMClient:
     def failing(self) -> str | None:
         """Why new calls are held (the breaker is open), or None."""
         return self._breaker.reason if self._breaker.is_open else None
-
-    async def admit(self) -> None:
-        """Return when a new call may start (see CircuitBreaker.admit)."""
-        await self._breaker.admit()
 
     async def complete(
         self,

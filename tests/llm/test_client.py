@@ -197,6 +197,27 @@ async def test_a_429_storm_never_opens_the_breaker_but_an_outage_does(provider: 
     assert outage_failing.startswith("HTTP 500:")
 
 
+async def test_new_calls_wait_at_admit_while_the_llm_fails_and_go_once_a_call_succeeds(
+    provider: ScriptedProvider,
+) -> None:
+    provider.otherwise = Turn(status=500)
+    client = policy_on(provider, ENRICHER_LLM_DEADLINE_S="1", ENRICHER_LLM_TIMEOUT_S="1")
+    outage = [client.complete(chat(f"outage {n}"), CallOptions()) for n in range(5)]
+    await asyncio.gather(*outage, return_exceptions=True)
+
+    waiting = asyncio.create_task(client.admit())
+    for _ in range(3):
+        await asyncio.sleep(0)  # let it reach the breaker's wait for the next probe
+    held = not waiting.done()
+    provider.otherwise = Turn()
+    await client.complete(chat("answered again"), CallOptions())  # a call running while it opened
+    await asyncio.wait_for(waiting, 5)
+    await client.aclose()
+
+    assert held
+    assert client.failing is None
+
+
 async def test_a_retry_after_on_one_call_delays_the_other_calls_next_attempts(
     client: LLMClient, provider: ScriptedProvider
 ) -> None:
