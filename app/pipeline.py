@@ -96,8 +96,8 @@ def fit_history(
 async def answer(
     resources: Resources, messages: Sequence[CustomerMessage], sink_for: SinkFor | None = None
 ) -> list[Fate]:
-    """The fate of each of messages of one conversation, in input order, their reply and turns
-    recorded; never raises.
+    """The fate of each of `messages` (of one conversation), in input order, with their reply and
+    turns recorded; never raises.
 
     A message answered before gets its stored reply back; the others are answered together, by
     one reply that lists them in `answers` and streams to `sink_for(the last of them)`. When the
