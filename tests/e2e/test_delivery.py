@@ -26,7 +26,8 @@ from tests.helpers.delivery import (
     request,
     wait_for_exit,
 )
-from tests.helpers.kafka import answered, at_least, json_values, produce_many, read_topic
+from tests.helpers.kafka import answered, at_least, json_values, produce_many, rd_produce, read_topic
+from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -79,16 +80,25 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_a
 
     fast_ids = {f"fast{n}-0" for n in range(20)}
     await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=every_message_answered(fast_ids), timeout_s=30)
-    for _ in range(5):  # several commit intervals pass while the slow one is held
-        assert await committed_offset(kafka, group, topic, 0) <= 0
-        await asyncio.sleep(0.3)
+    # A message on partition 1 after the fast ones are answered: once its offset is committed, a
+    # commit has come after them, and none may pass the held slow one on partition 0.
+    probe = request("probe-1", "c-probe", "fast probe")
+    await rd_produce(kafka, topic, [(probe[0], probe[1], 1, [])])
+
+    async def probe_committed() -> bool:
+        return await committed_offset(kafka, group, topic, 1) >= 1
+
+    await until(probe_committed, "the probe's offset is committed")
+    assert await committed_offset(kafka, group, topic, 0) <= 0
     first.kill()
     await mock_admin.release()
 
     await worker_factory()
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, settle_s=2)
+    replies = await replies_to_all(
+        kafka, env["ENRICHER_REPLY_TOPIC"], [*inputs, probe], timeout_s=60, settle_s=2
+    )
     assert_consistent_duplicates(replies)
-    assert len(answered(replies)) == len(inputs), (
+    assert len(answered(replies)) == len(inputs) + 1, (
         "a redelivered message whose reply was published is not repeated"
     )
     calls = calls_per_text(await mock_admin.requests())
@@ -151,14 +161,15 @@ async def test_a_stalled_llm_holds_the_buffer_at_its_bound(
     worker = await worker_factory({"ENRICHER_MAX_BUFFERED": "50", "ENRICHER_MAX_IN_FLIGHT": "8"})
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t}") for t in range(5) for c in range(200)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    samples = []
-    for _ in range(20):
-        samples.append(await metric(worker, "enricher_buffered_events"))
-        await asyncio.sleep(0.25)
-    assert max(samples) == 50
-    assert samples[-1] == 50
-    stats = await mock_admin.stats()
-    assert stats["in_flight"] == 8
+
+    async def held_at_the_bound() -> bool:
+        calls = (await mock_admin.stats())["in_flight"]
+        return calls == 8 and await metric(worker, "enricher_buffered_events") == 50
+
+    await until(held_at_the_bound, "8 calls hang and 50 events are buffered")
+    # The 51st record taken waits for room; had the bound let it in, the rest would follow.
+    assert await metric(worker, "enricher_records_consumed_total") == 51
+    assert await metric(worker, "enricher_buffered_events") == 50
     worker.kill()  # its calls hang until their timeout: a drain would wait out the whole grace
 
 
@@ -205,9 +216,9 @@ async def test_a_fallback_repeated_before_its_published_mark_writes_its_dead_let
         replies = json_values(await read_topic(kafka, replies_topic, until=at_least(2), settle_s=1))
         assert len(replies) == 2
         assert_consistent_duplicates(replies)
-        for _ in range(100):  # marked once the repeat's records are acknowledged
-            if await redis.exists(published_key("fb-1")):
-                break
-            await asyncio.sleep(0.1)
-        assert await redis.exists(published_key("fb-1"))
+
+        async def marked() -> bool:
+            return bool(await redis.exists(published_key("fb-1")))
+
+        await until(marked, "the repeat is marked published once its records are acknowledged")
     assert calls_per_text(await mock_admin.requests()) == {"a refused question": 1}
