@@ -7,20 +7,21 @@ import json
 import shutil
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
 from app.prompts.library import PromptLibrary
-from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.delivery import metric
+from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
+from tests.helpers.polling import until
 from tests.helpers.workers import REPO, Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
 
-RELOAD_WITHIN_S = 2.0
 CONVERSATIONS = 10
 MARKER = "EDITED"
 
@@ -75,20 +76,15 @@ async def replies_to(kafka: str, topic: str, ids: list[str]) -> dict[str, dict[s
     return {r["message_id"]: r for r in json_values(records) if r["message_id"] in wanted}
 
 
-def worker_log(worker: Worker) -> str:
+async def logged(worker: Worker, text: str) -> bool:
+    """Whether the worker's log holds `text`."""
     assert worker.process.log_path is not None
-    return worker.process.log_path.read_text(encoding="utf-8")
+    return text in worker.process.log_path.read_text(encoding="utf-8")
 
 
-async def template_errors(worker: Worker) -> float:
-    """`enricher_template_errors_total` from the worker's /metrics."""
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(f"{worker.web_url}/metrics")
-    response.raise_for_status()
-    lines = [
-        line for line in response.text.splitlines() if line.startswith("enricher_template_errors_total ")
-    ]
-    return float(lines[0].split()[1])
+def replied_to(prefix: str) -> Predicate:
+    """A `read_topic` condition: a reply to a message whose id starts with `prefix`."""
+    return lambda records: any(r["message_id"].startswith(prefix) for r in json_values(records))
 
 
 async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
@@ -111,36 +107,37 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     before = await replies_to(kafka, replies_topic, await load.send("before", 20, per_batch=20))
     assert {r["prompt"]["version"] for r in before.values()} == {first_version}
 
-    # A good edit while messages keep coming.
+    # A good edit while messages keep coming: made once the first of them is answered, so some
+    # are answered before it; those sent after the worker logs the new version are answered with it.
     during = asyncio.create_task(load.send("during", 150))
-    await asyncio.sleep(0.5)
+    await read_topic(kafka, replies_topic, until=replied_to("during-"))
     write(template, original.replace("{{ message.text }}", f"{MARKER} {{{{ message.text }}}}"))
-    edited_at = time.monotonic()
     edited_version = version_of(template)
-    during_replies = await replies_to(kafka, replies_topic, await during)
+    await until(partial(logged, worker, edited_version), "the worker logs the edited template's version")
+    reloaded_at = time.monotonic()
+    sent = await during + await load.send("after", 10, per_batch=10)
+    during_replies = await replies_to(kafka, replies_topic, sent)
 
     assert {r["prompt"]["version"] for r in during_replies.values()} == {first_version, edited_version}
     for message_id, reply in during_replies.items():
         assert reply["prompt"]["name"] == "support_reply"
         assert reply["prompt"]["version"] in (first_version, edited_version)
         assert (MARKER in reply["text"]) == (reply["prompt"]["version"] == edited_version), reply
-        if load.sent_at[message_id] > edited_at + RELOAD_WITHIN_S:
+        if load.sent_at[message_id] > reloaded_at:
             assert reply["prompt"]["version"] == edited_version, f"{message_id} still on the old template"
-    assert _never_back_to_the_old_version(list(during_replies.values()), edited_version)
+    assert _never_back_to_the_old_version(list(during_replies.values()), edited_version, load.sent_at)
 
     # A broken edit while messages keep coming: rejected with file:line, nothing changes.
     broken = asyncio.create_task(load.send("broken", 150))
-    await asyncio.sleep(0.5)
+    await read_topic(kafka, replies_topic, until=replied_to("broken-"))
     write(template, template.read_text(encoding="utf-8").replace("{% endblock %}", "{% endblok %}", 1))
-    deadline = time.monotonic() + RELOAD_WITHIN_S
-    while f'"error": "{template}:' not in worker_log(worker):
-        assert time.monotonic() < deadline, "the broken edit was not rejected in time"
-        await asyncio.sleep(0.1)
-    broken_replies = await replies_to(kafka, replies_topic, await broken)
+    await until(partial(logged, worker, f'"error": "{template}:'), "the broken edit is rejected")
+    sent = await broken + await load.send("after_broken", 10, per_batch=10)
+    broken_replies = await replies_to(kafka, replies_topic, sent)
 
     assert {r["prompt"]["version"] for r in broken_replies.values()} == {edited_version}
     assert all(MARKER in r["text"] and r["status"] == "ok" for r in broken_replies.values())
-    assert await template_errors(worker) == 1
+    assert await metric(worker, "enricher_template_errors_total") == 1
 
     # No message lost or answered twice, none dead-lettered.
     everything = json_values(
@@ -150,9 +147,15 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     assert await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], timeout_s=3) == []
 
 
-def _never_back_to_the_old_version(replies: list[dict[str, Any]], edited_version: str) -> bool:
+def _never_back_to_the_old_version(
+    replies: list[dict[str, Any]], edited_version: str, sent_at: dict[str, float]
+) -> bool:
     """Within each conversation, replies made with the edited template are never followed by old ones."""
+
+    def sent_order(reply: dict[str, Any]) -> tuple[float, int]:
+        return sent_at[reply["message_id"]], int(reply["message_id"].rsplit("-", 1)[1])
+
     versions: dict[str, list[bool]] = defaultdict(list)
-    for reply in sorted(replies, key=lambda r: int(r["message_id"].rsplit("-", 1)[1])):
+    for reply in sorted(replies, key=sent_order):
         versions[reply["conversation_id"]].append(reply["prompt"]["version"] == edited_version)
     return all(flags == sorted(flags) for flags in versions.values())
