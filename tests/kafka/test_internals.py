@@ -80,12 +80,20 @@ def fetch_result(data: bytes) -> tuple[FetchResult, Any]:
     return FetchResult(TP, assignment=assignment, partition_records=partition_records(data), backoff=0), state
 
 
-@pytest.fixture
-def guarded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The guard installed for this test only (the rest of the process keeps plain aiokafka)."""
+@pytest.fixture(autouse=True)
+def plain_aiokafka_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a test here installs in aiokafka (a faust consumer of the app installs both patches)
+    is undone after it: the process's other tests read with plain aiokafka, in any order."""
     monkeypatch.setattr(PartitionRecords, "__next__", PartitionRecords.__next__)
     monkeypatch.setattr(FetchResult, "getall", FetchResult.getall)
     monkeypatch.setattr(PartitionRecords, "_stops_at_undecodable_batches", False, raising=False)
+    monkeypatch.setattr(GroupCoordinator, "_maybe_leave_group", GroupCoordinator._maybe_leave_group)
+    monkeypatch.setattr(GroupCoordinator, "_leaves_from_generation_zero", False, raising=False)
+
+
+@pytest.fixture
+def guarded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard installed for this test only (undone by `plain_aiokafka_after`)."""
     monkeypatch.setattr(kafka_transport, "_undecodable", kafka_transport.queue.SimpleQueue())
     kafka_transport.stop_partitions_at_undecodable_batches()
 
