@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/enricher dev
 
+# The suite in TEST_PROCESSES parallel processes (pytest-xdist), each with its own broker, Redis
+# and mock LLM; idle ones take tests from busy ones (worksteal), so no long module ends the run alone.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP)
 	$(BIN)/enricher prompts check prompts
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check app agents tests bench

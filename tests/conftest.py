@@ -1,7 +1,9 @@
 """Session services on free ports (broker, Redis, mock LLM) and real worker processes per test.
 
 Each test gets its own app id, topics and Redis database (`enricher_env`), so tests never see
-each other's records. Helpers for topics and worker processes live in `tests/helpers/`.
+each other's records. Under pytest-xdist (`make test`), each process starts services of its own
+on free ports, so processes share nothing. Helpers for topics and worker processes live in
+`tests/helpers/`.
 """
 
 from __future__ import annotations
