@@ -23,10 +23,10 @@ from tests.helpers.delivery import (
     every_message_answered,
     metric,
     replies_to_all,
-    request,
     wait_for_exit,
 )
 from tests.helpers.kafka import answered, at_least, json_values, produce_many, rd_produce, read_topic
+from tests.helpers.messages import request
 from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 

@@ -9,8 +9,9 @@ import pytest
 
 from app.devtools.mock_llm.admin import MockAdmin
 from app.worker import running_jobs
-from tests.helpers.delivery import assert_in_input_order, metric, replies_to_all, request
+from tests.helpers.delivery import assert_in_input_order, metric, replies_to_all
 from tests.helpers.kafka import answered, json_values, produce_many, read_topic
+from tests.helpers.messages import request
 from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 

@@ -14,12 +14,6 @@ from tests.helpers.kafka import answered, json_values, read_topic
 from tests.helpers.workers import Worker
 
 
-def request(message_id: str, conversation_id: str, text: str) -> tuple[str, bytes]:
-    """A customer message as (key, value) for the request topic."""
-    document = {"message_id": message_id, "conversation_id": conversation_id, "text": text}
-    return conversation_id, json.dumps(document).encode()
-
-
 def every_message_answered(message_ids: set[str]) -> Any:
     """A `read_topic` stop condition: every one of `message_ids` has a reply."""
 
