@@ -73,7 +73,7 @@ async def test_a_429_storm_slows_the_worker_without_opening_the_breaker(
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
 
     async def slowed_down() -> bool:
-        refused = await metric(worker, 'enricher_llm_rate_limited_total{model="gpt-4o-mini"}')
+        refused = await metric(worker, 'enricher_llm_rate_limited_total{model="gpt-4o-mini"}', absent=0)
         return refused >= 10 and await metric(worker, "enricher_llm_concurrency_limit") <= 2
 
     # Cut at each round of refusals, from 8; meanwhile neither the breaker nor readiness moves.

@@ -45,11 +45,14 @@ def assert_in_input_order(replies: list[dict[str, Any]]) -> None:
         assert order == sorted(order), (conversation, order)
 
 
-async def metric(worker: Worker, name: str) -> float:
-    """The value of one metric sample (`name` with its labels) of the worker's /metrics."""
+async def metric(worker: Worker, name: str, absent: float | None = None) -> float:
+    """The value of one metric sample (`name` with its labels) of the worker's /metrics; `absent`
+    when it has none (a labelled sample shows up with its first count), else an AssertionError."""
     async with httpx.AsyncClient(timeout=5) as client:
         text = (await client.get(f"{worker.web_url}/metrics")).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    if match is None and absent is not None:
+        return absent
     assert match, name
     return float(match.group(1))
 
