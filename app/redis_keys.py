@@ -43,3 +43,9 @@ def fallback_streak_key(conversation_id: str) -> str:
 def owner_key(conversation_id: str) -> str:
     """The customer who first wrote in the conversation: only they may post, listen, read its replies."""
     return f"conversation:{conversation_id}:owner"
+
+
+def replayed_key(dlq_topic: str, letter_id: str) -> str:
+    """Set once the dead letter `letter_id` (`partition:offset`) of `dlq_topic` is back on the input
+    topic: `enricher dlq replay` replays each at most once."""
+    return f"dlq:replayed:{dlq_topic}:{letter_id}"

@@ -22,7 +22,7 @@ from app.kafka.topic_reader import KAFKA_TIMEOUT_S
 from app.observability.tracing import TraceContext
 from app.operator_tools.dead_letters import StoredLetter
 from app.redis_client import OPERATION_TIMEOUT_S, RedisClient, connect
-from app.redis_keys import history_key, published_key, reply_key
+from app.redis_keys import history_key, published_key, replayed_key, reply_key
 from app.schemas import CustomerMessage, Reply, parse_message, rfc3339, utc_now
 from app.settings import Settings
 
@@ -32,11 +32,6 @@ REPLAY_HEADER = "x-enricher-replay-of"
 REDIS_TIMEOUT_S = OPERATION_TIMEOUT_S * 2  # a try and its retries, as the worker allows
 
 Action = Literal["replayed", "already replayed", "skipped"]
-
-
-def replayed_key(dlq_topic: str, letter_id: str) -> str:
-    """Set once the dead letter `letter_id` of `dlq_topic` is back on the input topic."""
-    return f"dlq:replayed:{dlq_topic}:{letter_id}"
 
 
 class ReplayMark(BaseModel):
