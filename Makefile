@@ -26,14 +26,14 @@ test: $(STAMP)
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 lint: $(STAMP)
-	$(BIN)/ruff check app agents tests bench
-	$(BIN)/ruff format --check app agents tests bench
-	$(BIN)/mypy app agents
+	$(BIN)/ruff check app agents devstack tests bench
+	$(BIN)/ruff format --check app agents devstack tests bench
+	$(BIN)/mypy app agents devstack
 	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix app agents tests bench
-	$(BIN)/ruff format app agents tests bench
+	$(BIN)/ruff check --fix app agents devstack tests bench
+	$(BIN)/ruff format app agents devstack tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.codecs

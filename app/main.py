@@ -44,8 +44,8 @@ def worker() -> None:
 def dev() -> None:
     """Run broker, Redis, mock LLM (without OPENAI_API_KEY), a worker and the chat page; Ctrl-C stops all."""
     try:
-        from app.devtools.dev_config import load_dev_settings
-        from app.devtools.devstack import run_dev
+        from devstack.dev_config import load_dev_settings
+        from devstack.stack import run_dev
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
     run_dev(settings_or_exit(load_dev_settings))
@@ -72,7 +72,7 @@ def send(
 ) -> None:
     """Send one customer message and print its reply (finds `enricher dev` by its state file)."""
     try:
-        from app.devtools.sender import resolve_endpoints, run_send
+        from devstack.sender import resolve_endpoints, run_send
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
     endpoints = settings_or_exit(resolve_endpoints)
@@ -93,8 +93,8 @@ def mock_llm(
 ) -> None:
     """Run the OpenAI-compatible mock LLM; prints its base URL once it listens."""
     try:
-        from app.devtools.mock_llm.server import run
-        from app.devtools.mock_llm.state import MockConfig
+        from devstack.mock_llm.server import run
+        from devstack.mock_llm.state import MockConfig
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
 

@@ -16,12 +16,12 @@ from typing import Any, Self
 import httpx
 import redis.asyncio as aioredis
 
-from app.devtools.broker import EmbeddedBroker, create_topics
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess, free_port, isolated_worker
-from app.devtools.redis_server import EmbeddedRedis
 from app.kafka.topics import TopicNames
 from app.settings import Settings
+from devstack.broker import EmbeddedBroker, create_topics
+from devstack.mock_llm.admin import MockAdmin
+from devstack.processes import CONTRACT_PREFIXES, ManagedProcess, free_port, isolated_worker
+from devstack.redis_server import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 90.0

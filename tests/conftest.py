@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from app.devtools.broker import EmbeddedBroker
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
-from app.devtools.processes import ManagedProcess, free_port
-from app.devtools.redis_server import EmbeddedRedis
 from app.settings import Settings
+from devstack.broker import EmbeddedBroker
+from devstack.mock_llm.admin import MockAdmin
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
+from devstack.processes import ManagedProcess, free_port
+from devstack.redis_server import EmbeddedRedis
 from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.tls import Pki, make_pki
 from tests.helpers.workers import REPO, WorkerFactory, running_workers

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("app", "agents")
+PACKAGES = ("app", "agents", "devstack")
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0. Leaves: the vocabulary and the instruments, no I/O client.
@@ -52,7 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4. The worker.
     ("agents", "app.worker"),
     # 5. Commands beside the worker.
-    ("app.chat", "app.prompt_tools", "app.operator_tools", "app.devtools", "app.main"),
+    ("app.chat", "app.prompt_tools", "app.operator_tools", "devstack", "app.main"),
 )
 ROOT_PACKAGE = "app"
 """app/__init__.py, a docstring only: below everything, and no prefix of the others' layers."""

@@ -16,7 +16,6 @@ from prometheus_client import REGISTRY
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
 from app.context import ContextStore
-from app.devtools.mock_llm.admin import MockAdmin
 from app.fate import AlreadyPublished, Answered, Covered, DeadLettered, Failure, Fallback, Fate, Replayed
 from app.pipeline import answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
@@ -27,6 +26,7 @@ from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
 from app.signals.masking import mask
 from app.tokens import count_chat
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.sinks import Collected
 from tests.helpers.template_cases import GOOD_USER, write
 from tests.helpers.workers import PROMPTS

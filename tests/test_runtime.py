@@ -22,7 +22,7 @@ import importlib, pkgutil
 import agents, app
 for package in (app, agents):
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if not module.name.startswith("app.devtools"):
+        if not module.name.startswith("devstack"):
             importlib.import_module(module.name)
 print("imported")
 """

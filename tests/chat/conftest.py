@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from app.devtools.broker import create_topics
-from app.devtools.processes import free_port
+from devstack.broker import create_topics
+from devstack.processes import free_port
 from tests.helpers.browser import CHROMIUM_ARGS
 from tests.helpers.credentials import doors_env, write_tokens_file
 from tests.helpers.debian import debian_command

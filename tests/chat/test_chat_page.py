@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.browser import keep_screenshot, put_profiles
 from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import produce

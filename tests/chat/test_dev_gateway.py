@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.devtools.chat_gateway import start_chat
-from app.devtools.dev_config import STATE_DIR
 from app.settings import Settings
+from devstack.chat_gateway import start_chat
+from devstack.dev_config import STATE_DIR
 from tests.helpers.credentials import doors_env
 
 

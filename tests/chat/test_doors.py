@@ -21,7 +21,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.processes import free_port
+from devstack.processes import free_port
 from tests.helpers.credentials import JWT_SECRET, STAFF, STAFF_TOKEN, as_customer, customer_token
 from tests.helpers.gateway import Gateway
 from tests.helpers.sse_client import SseClient

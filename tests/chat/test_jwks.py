@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from app.devtools.processes import free_port
+from devstack.processes import free_port
 from tests.helpers.credentials import customer_token
 from tests.helpers.gateway import Gateway
 

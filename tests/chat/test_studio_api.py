@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.processes import free_port
+from devstack.mock_llm.admin import MockAdmin
+from devstack.processes import free_port
 from tests.helpers import studio_drafts as drafts
 from tests.helpers.browser import put_profiles
 from tests.helpers.credentials import STAFF

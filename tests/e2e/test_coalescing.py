@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
 from tests.helpers.kafka import answered, answering_at_least, at_least, json_values, produce_many, read_topic
 from tests.helpers.messages import request, user_texts

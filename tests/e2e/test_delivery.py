@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.devtools.mock_llm.admin import MockAdmin
 from app.redis_keys import published_key
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import (
     assert_consistent_duplicates,
     assert_in_input_order,

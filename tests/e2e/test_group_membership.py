@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
 from app.kafka.faust_app import build_app
 from app.settings import Settings
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric, replies_to_all, wait_for_exit
 from tests.helpers.kafka import answered, produce_many
 from tests.helpers.messages import request

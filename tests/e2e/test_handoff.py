@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.redis_server import EmbeddedRedis
 from app.redis_keys import fallback_streak_key, state_key
+from devstack.mock_llm.admin import MockAdmin
+from devstack.redis_server import EmbeddedRedis
 from tests.helpers.cli import invoke
 from tests.helpers.kafka import at_least, json_values, produce, read_topic
 from tests.helpers.messages import request, user_texts

@@ -17,13 +17,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from app.devtools.broker import create_topics
-from app.devtools.sender import Endpoints, send_and_wait
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage
 from app.settings import Settings
+from devstack.broker import create_topics
+from devstack.sender import Endpoints, send_and_wait
 from tests.helpers.tls import Pki, TlsBroker
 from tests.helpers.workers import WorkerFactory, running_workers
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import answering_at_least, produce_many, read_topic
 from tests.helpers.workers import Worker, WorkerFactory
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
 from tests.helpers.messages import request, streamed_text
 from tests.helpers.workers import WorkerFactory

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
 from tests.helpers.messages import request, streamed_text
 from tests.helpers.workers import PROMPTS, WorkerFactory

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
 from app.prompts.library import PromptLibrary
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
 from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
 from tests.helpers.polling import until

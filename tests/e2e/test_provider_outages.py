@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
 from app.worker import running_jobs
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import assert_in_input_order, metric, replies_to_all
 from tests.helpers.kafka import answered, json_values, produce_many, read_topic
 from tests.helpers.messages import request

@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import (
     answered,
     answering_at_least,

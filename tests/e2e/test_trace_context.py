@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 
-from app.devtools.mock_llm.admin import MockAdmin
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import at_least, rd_produce, read_topic
 from tests.helpers.workers import WorkerFactory
 

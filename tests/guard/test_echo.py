@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.devtools.mock_llm.chat import CLOSING_SENTENCE
 from app.guard.echo import RUN_WORDS, longest_echo, words
+from devstack.mock_llm.chat import CLOSING_SENTENCE
 from tests.helpers.guard_answers import conversations, natural_answers
 
 SYSTEM = conversations()[0].context.system_text

@@ -9,8 +9,8 @@ import os
 from click.testing import Result
 from typer.testing import CliRunner
 
-from app.devtools.processes import CONTRACT_PREFIXES
 from app.main import cli
+from devstack.processes import CONTRACT_PREFIXES
 
 
 async def invoke(env: dict[str, str], *args: str) -> Result:

@@ -13,10 +13,10 @@ from pathlib import Path
 from click.testing import Result
 from typer.testing import CliRunner
 
-from app.devtools.processes import CONTRACT_PREFIXES
 from app.errors import ErrorKind
 from app.main import cli
 from app.schemas import DeadLetter, SourcePosition, rfc3339
+from devstack.processes import CONTRACT_PREFIXES
 from tests.helpers.kafka import RdRecord
 
 ENRICHER = Path(sys.executable).with_name("enricher")

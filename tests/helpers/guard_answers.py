@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.devtools.mock_llm.chat import compose_reply
 from app.guard.output import GuardContext
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.schemas import CustomerMessage, HistoryTurn
+from devstack.mock_llm.chat import compose_reply
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)

@@ -16,13 +16,13 @@ from typing import Any
 import httpx2
 import openai
 
-from app.devtools.mock_llm.cache import PromptCache
-from app.devtools.mock_llm.chat import Reply, parse_chat, reply_to
-from app.devtools.mock_llm.errors import ERRORS, QUOTA_USED_UP
 from app.llm.client import CallOptions, LLMClient
 from app.llm.provider import openai_client
 from app.settings import Settings
 from app.tokens import ChatMessage
+from devstack.mock_llm.cache import PromptCache
+from devstack.mock_llm.chat import Reply, parse_chat, reply_to
+from devstack.mock_llm.errors import ERRORS, QUOTA_USED_UP
 
 BASE_URL = "http://provider.test/v1"
 API_KEY = "sk-test"

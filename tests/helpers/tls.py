@@ -13,9 +13,9 @@ from typing import Self
 
 import pytest
 
-from app.devtools.broker import EmbeddedBroker
-from app.devtools.processes import ManagedProcess, free_port
 from app.polling import NotYet, poll
+from devstack.broker import EmbeddedBroker
+from devstack.processes import ManagedProcess, free_port
 from tests.helpers.debian import debian_command
 
 KEY_PASSWORD = "pem-pass"  # of `client_key_encrypted`, which the settings must refuse, not prompt for

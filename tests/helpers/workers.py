@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.devtools.processes import ManagedProcess, free_port, isolated_worker
 from app.settings import Settings
+from devstack.processes import ManagedProcess, free_port, isolated_worker
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = REPO / "prompts"

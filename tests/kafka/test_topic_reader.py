@@ -8,9 +8,9 @@ import uuid
 import pytest
 from aiokafka import TopicPartition
 
-from app.devtools.broker import create_topics
 from app.kafka import topic_reader
 from app.kafka.topic_reader import TopicMissing, consumer_from_beginning, read_to_end
+from devstack.broker import create_topics
 from tests.helpers.kafka import partitions_of, produce, produce_many
 
 

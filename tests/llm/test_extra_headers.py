@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
 from app.llm.client import CallOptions, LLMClient
 from app.llm.provider import openai_client
 from app.observability.logs import JsonFormatter, secrets_of
 from app.observability.redaction import Redactor
 from app.settings import Settings, SettingsError, load_settings
 from app.tokens import ChatMessage
+from devstack.mock_llm.admin import MockAdmin
 
 GATEWAY_KEY = "gw-7f3a9c1e2b"
 HEADERS = f'{{"X-Gateway-Key": "{GATEWAY_KEY}", "X-Team": "support"}}'

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
 from app.llm.client import CallOptions
+from devstack.mock_llm.admin import MockAdmin
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 from tests.helpers.provider import answer_all, chat, policy_at
 
 

@@ -11,13 +11,13 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
 from app.errors import LLMError, LLMRejected, LLMTransient
 from app.llm.errors import translate
 from app.llm.stream import ChunkStream, StreamChunk, data_payloads
 from app.tokens import ChatMessage
+from devstack.mock_llm.admin import MockAdmin
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 
 EVENTS = (
     b": a comment, skipped\n"

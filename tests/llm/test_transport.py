@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
 from app.errors import LLMUnavailable
 from app.llm.client import CallOptions, LLMClient
 from app.tokens import ChatMessage, count_text
+from devstack.mock_llm.admin import MockAdmin
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 from tests.helpers.provider import policy_at
 from tests.helpers.sinks import Collected
 

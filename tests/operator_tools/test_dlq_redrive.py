@@ -12,7 +12,7 @@ from tests.helpers.dead_letters import message, run_dlq
 from tests.helpers.kafka import at_least, json_values, produce, read_topic
 
 if TYPE_CHECKING:
-    from app.devtools.mock_llm.admin import MockAdmin
+    from devstack.mock_llm.admin import MockAdmin
     from tests.helpers.workers import WorkerFactory
 
 

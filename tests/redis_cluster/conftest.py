@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from app.devtools.redis_cluster import EmbeddedRedisCluster
+from devstack.redis_cluster import EmbeddedRedisCluster
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from app.context import ContextStore
-from app.devtools.processes import free_port
 from app.redis_client import connect
 from app.redis_keys import history_key, profile_key, published_key, reply_key
+from devstack.processes import free_port
 from tests.helpers.replies import reply, turns
 
 CONTRACT_KEYS = ["reply:m-1", "reply:m-1:published", "customer:cust-1", "conversation:c-1:history"]

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.redis_cluster import EmbeddedRedisCluster
-from app.devtools.redis_server import EmbeddedRedis
+from devstack.mock_llm.admin import MockAdmin
+from devstack.redis_cluster import EmbeddedRedisCluster
+from devstack.redis_server import EmbeddedRedis
 from tests.helpers.delivery import assert_consistent_duplicates, calls_per_text, replies_to_all
 from tests.helpers.kafka import answered, json_values, produce, produce_many, read_topic
 from tests.helpers.messages import request, requests_for

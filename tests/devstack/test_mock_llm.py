@@ -12,10 +12,10 @@ import pytest
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from app.devtools.mock_llm.chat import compose_reply
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
 from app.tokens import ChatMessage, count_chat, count_text
+from devstack.mock_llm.chat import compose_reply
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 
 MODEL = "gpt-4o-mini"
 SYSTEM: ChatMessage = {

@@ -6,9 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.devtools.mock_llm.cache import PromptCache
-from app.devtools.mock_llm.state import Json
 from app.tokens import ChatMessage, count_chat, encoding_for
+from devstack.mock_llm.cache import PromptCache
+from devstack.mock_llm.state import Json
 
 CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
 _SYSTEM_ROLES = ("system", "developer")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 
 
 async def test_a_repeated_prefix_is_reported_as_cached_tokens() -> None:

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ConnectionError
 
-from app.devtools.processes import free_port
-from app.devtools.redis_server import EmbeddedRedis
 from app.polling import NotYet, poll
+from devstack.processes import free_port
+from devstack.redis_server import EmbeddedRedis
 
 FORM_TIMEOUT_S = 30.0
 

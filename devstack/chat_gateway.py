@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from app.devtools.dev_config import STATE_DIR
-from app.devtools.processes import ManagedProcess, pick_port
 from app.settings import Settings
+from devstack.dev_config import STATE_DIR
+from devstack.processes import ManagedProcess, pick_port
 
 CHAT_PORT = 8080
 READY_TIMEOUT_S = 30.0

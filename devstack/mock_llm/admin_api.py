@@ -10,8 +10,8 @@ import dataclasses
 from aiohttp import web
 from pydantic import ValidationError
 
-from app.devtools.mock_llm.state import STATE, Json, MockConfig, Script
 from app.validation import one_line
+from devstack.mock_llm.state import STATE, Json, MockConfig, Script
 
 
 async def _json_object(request: web.Request) -> Json:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.devtools.mock_llm.cache import PromptCache
+from devstack.mock_llm.cache import PromptCache
 
 MAX_RECORDED = 20_000
 Json = dict[str, Any]
@@ -41,7 +41,7 @@ class MockConfig(BaseModel):
     hang_rate: Rate = 0.0
     require_key: str | None = None
     request_quota_per_s: Amount = 0.0
-    """At most this many requests in any one second (0: no quota); see app/devtools/mock_llm/quota.py."""
+    """At most this many requests in any one second (0: no quota); see devstack/mock_llm/quota.py."""
     concurrency_quota: Annotated[int, Field(ge=0)] = 0
     """At most this many requests in flight (0: no quota)."""
     exhausted_models: tuple[str, ...] = Field((), strict=False)  # JSON sends a list
@@ -92,7 +92,7 @@ class MockStats:
     completed: int = 0
     errors: int = 0
     refused: int = 0
-    """Requests answered 429 by a quota (app/devtools/mock_llm/quota.py), before the mock saw them."""
+    """Requests answered 429 by a quota (devstack/mock_llm/quota.py), before the mock saw them."""
 
 
 class MockState:

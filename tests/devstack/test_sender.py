@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.devtools.sender import Endpoints, SendError, send_and_wait
 from app.schemas import CustomerMessage, ReplyChunk
 from app.settings import Settings
+from devstack.sender import Endpoints, SendError, send_and_wait
 
 if TYPE_CHECKING:
-    from app.devtools.mock_llm.admin import MockAdmin
+    from devstack.mock_llm.admin import MockAdmin
     from tests.helpers.workers import WorkerFactory
 
 
