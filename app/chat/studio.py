@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.chat.api import REDIS_DOWN
-from app.chat.doors import MAX_BODY_BYTES, Doors, Staff, error_response
+from app.chat.doors import Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
 from app.chat.studio_draft import DraftRefused
@@ -195,11 +195,9 @@ class StudioApi:
 
 
 async def _body(request: Request, model: type[Body]) -> Body | Response:
-    """The request's JSON as `model`, or the 413/422 response refusing it."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return error_response(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    """The request's JSON as `model`, or the 422 response refusing it (`Entrance` has refused a
+    body over its size limit before any route runs)."""
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(await request.body())
     except ValidationError as error:
         return error_response(422, "invalid_request", one_line(error, first_only=True))
