@@ -17,29 +17,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.observability.tracing import TraceContext
-from app.schemas import PromptRef, Reply, ReplyChunk, Usage, parse_message, reply_id_for
+from app.schemas import ReplyChunk, parse_message, reply_id_for
 from app.settings import Settings
 from tests.helpers.credentials import as_customer
 from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import Predicate, produce_many, read_topic
+from tests.helpers.replies import reply
 from tests.helpers.sse_client import SseClient, SseEvent
 from tests.helpers.workers import REPO
 
 
-def _reply(conversation_id: str, message_id: str, text: str, **extra: Any) -> bytes:
-    reply = Reply(
-        reply_id=reply_id_for(message_id),
-        message_id=message_id,
-        conversation_id=conversation_id,
-        text=text,
-        status="ok",
-        model="gpt-4o-mini",
-        prompt=PromptRef(name="support_reply", version="0123456789ab"),
-        usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
-        latency_ms=12,
-        created_at="2026-01-01T00:00:00.000Z",
-    )
-    return json.dumps(reply.model_dump() | extra).encode()
+def _reply(conversation_id: str, message_id: str, text: str) -> bytes:
+    return reply(message_id, text, conversation_id).model_dump_json().encode()
 
 
 def _chunk(conversation_id: str, message_id: str, seq: int, delta: str, done: bool = False) -> bytes:
