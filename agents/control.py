@@ -14,7 +14,6 @@ from agents.redis_retry import until_redis_takes
 from app.context import ContextStore
 from app.errors import BadInput
 from app.handoff.control import parse_command
-from app.handoff.held import HeldConversations
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 
@@ -24,11 +23,8 @@ log = logging.getLogger(__name__)
 class ControlAgent:
     """Carries out control commands in order; bad records go to the DLQ."""
 
-    def __init__(
-        self, context: ContextStore, topics: Topics, dead_letters: DeadLetters, held: HeldConversations | None
-    ) -> None:
+    def __init__(self, context: ContextStore, topics: Topics, dead_letters: DeadLetters) -> None:
         self._context = context
-        self._held = held
         self._topics = topics
         self._dead_letters = dead_letters
 
@@ -47,13 +43,9 @@ class ControlAgent:
         except BadInput as error:
             await self._dead_letters.reject(error.kind, f"control: {error}", message)
             return
-        if self._held is not None:
-            # Before Redis: once the state is gone there, this worker's set must not hold it either
-            # (other workers' sets learn it from the control topic a moment later).
-            self._held.released(command.conversation_id, message.timestamp)
         # Until Redis takes it: a release skipped would leave the customer without answers.
         released = await until_redis_takes(
-            lambda: self._context.release(command.conversation_id),
+            lambda: self._context.release(command.conversation_id, message.timestamp),
             "control command not carried out; retrying",
         )
         log.info(

@@ -306,9 +306,16 @@ class ContextStore:
         state = handoff_state.hand_over(self._redis, conversation_id, self._ttl_s)
         await self._guarded("hand_to_human", state, None)
 
-    async def release(self, conversation_id: str) -> bool:
-        """Give the conversation back to the AI (`app.handoff.state.release`): True when a human had
-        it; raises ContextUnavailable when Redis fails."""
+    async def release(self, conversation_id: str, at_s: float) -> bool:
+        """Give the conversation back to the AI, as the control topic's command of `at_s` says
+        (`app.handoff.state.release`): True when a human had it; raises ContextUnavailable when
+        Redis fails.
+
+        `held` first: once the state is gone from Redis, this worker's set must not hold the
+        conversation either (other workers' sets learn it from the control topic a moment later).
+        """
+        if self.held is not None:
+            self.held.released(conversation_id, at_s)
         return await handoff_state.release(self._redis, conversation_id)
 
     async def mark_published(self, message_ids: Sequence[str]) -> None:

@@ -127,7 +127,7 @@ def run_worker(settings: Settings) -> None:
     inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
-    ControlAgent(resources.context, topics, dead_letters, resources.held).attach(app)
+    ControlAgent(resources.context, topics, dead_letters).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:
         return cast(Consumer, app.consumer).unreadable.reasons()
