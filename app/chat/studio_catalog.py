@@ -3,12 +3,13 @@ counts, the problems `enricher prompts check` reports, and a template rendered f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.chat.studio_draft import Problem
+from app.errors import TemplateError
 from app.prompt_tools.check_report import intents_report, over_budget, sample_tokens
 from app.prompts.file_format import Sample, read_samples, read_text
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
@@ -16,7 +17,7 @@ from app.prompts.loading import load_directory
 from app.schemas import CustomerMessage, HistoryTurn, utc_now
 from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 from app.signals.masking import mask
-from app.tokens import count_chat, count_text
+from app.tokens import ChatMessage, count_chat, count_text
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,24 @@ def render_for(
     texts = [message.text, *(turn.text for turn in history)]
     asked, turns = mask(texts, message.locale).onto(message, history)
     return library.render(template, message=asked, customer=customer, history=turns, now=utc_now())
+
+
+def prompts_for(
+    library: PromptLibrary,
+    template: PromptTemplate,
+    messages: Sequence[CustomerMessage],
+    customers: Sequence[Mapping[str, str]],
+    word: Callable[[TemplateError], TemplateError] = lambda error: error,
+) -> list[list[ChatMessage] | str]:
+    """Each message's prompt as `customers[i]` writes `messages[i]` (no history: a try shows the
+    same to both sides), or the error, as `word` puts it, that stopped it rendering."""
+    prompts: list[list[ChatMessage] | str] = []
+    for message, customer in zip(messages, customers, strict=True):
+        try:
+            prompts.append(render_for(library, template, message, customer, ()).messages)
+        except TemplateError as error:
+            prompts.append(str(word(error)))
+    return prompts
 
 
 def rendered_json(rendered: RenderedPrompt, model: str) -> dict[str, Any]:

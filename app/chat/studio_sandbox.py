@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.chat.studio_catalog import render_for
+from app.chat.studio_catalog import prompts_for
 from app.chat.studio_draft import DraftRefused, Problem, load_draft
-from app.errors import TemplateError
 from app.schemas import CustomerMessage
 from app.tokens import ChatMessage
 
@@ -103,15 +102,8 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
         draft = load_draft(Path(job["directory"]), job["file"], job["text"])
     except DraftRefused as refused:
         return {"problems": [asdict(problem) for problem in refused.problems]}
-    prompts: list[list[ChatMessage] | str] = []
-    for document, customer in zip(job["messages"], job["customers"], strict=True):
-        message = CustomerMessage.model_validate(document)
-        try:
-            rendered = render_for(draft.library, draft.template, message, customer, ())
-        except TemplateError as error:
-            prompts.append(str(draft.relocated(error)))
-            continue
-        prompts.append(rendered.messages)
+    messages = [CustomerMessage.model_validate(document) for document in job["messages"]]
+    prompts = prompts_for(draft.library, draft.template, messages, job["customers"], draft.relocated)
     template = draft.template
     return asdict(DraftRender(template.version, template.temperature, template.max_tokens, prompts))
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from app.chat.studio_catalog import render_for
+from app.chat.studio_catalog import prompts_for
 from app.chat.studio_sandbox import DraftRender
-from app.errors import LLMError, TemplateError
+from app.errors import LLMError
 from app.llm.client import CallOptions, LLMClient
 from app.prices import PriceTable
 from app.prompts.library import PromptLibrary, PromptTemplate
@@ -44,12 +44,7 @@ class Side:
         customers: Sequence[Mapping[str, str]],
     ) -> Side:
         """The current file, rendered here for each message (no history: the same for both sides)."""
-        prompts: list[Sequence[ChatMessage] | str] = []
-        for message, customer in zip(messages, customers, strict=True):
-            try:
-                prompts.append(render_for(library, template, message, customer, ()).messages)
-            except TemplateError as error:
-                prompts.append(str(error))
+        prompts = prompts_for(library, template, messages, customers)
         options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
         return cls(template.version, options, prompts)
 
