@@ -16,7 +16,7 @@ from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
 from app.prompts.loading import load_directory
 from app.schemas import CustomerMessage, HistoryTurn, utc_now
 from app.signals.intents_file import FILE_NAME as INTENTS_FILE
-from app.signals.masking import mask
+from app.signals.masking import mask, prompt_texts
 from app.tokens import ChatMessage, count_chat, count_text
 
 
@@ -96,11 +96,12 @@ def render_for(
     customer: Mapping[str, str],
     history: Sequence[HistoryTurn],
 ) -> RenderedPrompt:
-    """`template` rendered for the message as the worker renders it, personal data in the message
-    and the history as placeholders; TemplateError with file:line when it fails."""
-    texts = [message.text, *(turn.text for turn in history)]
-    asked, turns = mask(texts, message.locale).onto(message, history)
-    return library.render(template, message=asked, customer=customer, history=turns, now=utc_now())
+    """`template` rendered for the message as the worker renders it, personal data in the message,
+    its metadata, the history and the profile as placeholders; TemplateError with file:line when
+    it fails."""
+    texts = prompt_texts(message, history, customer)
+    asked, turns, profile = mask(texts, message.locale).prompt_parts(message, history, customer)
+    return library.render(template, message=asked, customer=profile, history=turns, now=utc_now())
 
 
 def prompts_for(
@@ -124,8 +125,8 @@ def prompts_for(
 def rendered_json(rendered: RenderedPrompt, model: str) -> dict[str, Any]:
     """The chat messages as they would go to the LLM, each with its tokens, and the prompt's total.
 
-    The message and the history are masked already (`render_for`); the profile goes as it is, as
-    it does to the LLM.
+    The message, the history and the profile are masked already (`render_for`), as they go to
+    the LLM.
     """
     return {
         "messages": [

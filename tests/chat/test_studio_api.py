@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from devstack.mock_llm.admin import MockAdmin
 from devstack.processes import free_port
@@ -93,6 +94,22 @@ async def test_render_shows_the_messages_for_the_customer_with_token_counts(
     )  # plus the per-message framing
     assert shown["worker_choice"] == "support_reply_gold.j2"  # Ada is gold
     assert shown["masked"] is True
+
+
+async def test_render_masks_the_profile_as_the_worker_does(
+    shared_gateway: Gateway, shared_chat_env: dict[str, str]
+) -> None:
+    async with aioredis.from_url(shared_chat_env["REDIS_URL"]) as redis:
+        await redis.hset("customer:cust-pii", mapping={"name": "Ada ada.l@example.org", "tier": "silver"})
+    text = "Is ada.l@example.org on file?"
+    body = {"template": "support_reply.j2", "text": text, "customer_id": "cust-pii"}
+    async with _client(shared_gateway) as client:
+        response = await client.post("/api/studio/render", json=body)
+    assert response.status_code == 200, response.text
+    messages = response.json()["messages"]
+    assert "- name: Ada [EMAIL_1]" in messages[0]["content"]  # the message's placeholder, as the worker's
+    assert "[EMAIL_1] on file?" in messages[-1]["content"]
+    assert not any("ada.l@example.org" in m["content"] for m in messages)
 
 
 async def test_a_draft_is_tried_on_the_newest_messages_next_to_the_current_template(
