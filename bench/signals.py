@@ -27,7 +27,7 @@ from app.signals.intents_file import FILE_NAME, load_intents
 from app.signals.language import LanguageDetector
 from app.signals.masking import mask
 from app.signals.models import SignalModels
-from app.signals.pii import find, national_phone_valid, us_phone_valid
+from app.signals.pii import find, national_phone_valid
 from app.signals.sentiment import SentimentScorer
 from bench.report import machine, save
 from tests.helpers.labelled_signals import KindScore, personal_data_texts, pii_by_kind, read_cases, score
@@ -206,7 +206,7 @@ def main() -> None:
             first_sight(find), [text for text, *_ in pii_texts]
         ),
         "personal data: a plain US phone number's check (phonenumbers)": latency(
-            us_phone_valid, ["4155552671", "5551234567"]
+            lambda digits: national_phone_valid(digits, "US"), ["4155552671", "5551234567"]
         ),
         "personal data: a plain national number's check, locale es-ES (phonenumbers)": latency(
             lambda digits: national_phone_valid(digits, "ES"), ["612345678", "123456789"]

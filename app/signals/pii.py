@@ -189,16 +189,10 @@ def _is_phone(candidate: str, before: str, region: str | None) -> bool:
     if digits.startswith("0") and 9 <= len(digits) <= 12:
         return True
     if PLAIN_NANP.fullmatch(candidate):
-        shaped = us_phone_valid(digits)
+        shaped = national_phone_valid(digits, "US")  # an area code and exchange in use
     else:
         shaped = bool(NANP.fullmatch(candidate) or GROUPED_MOBILE.fullmatch(candidate))
     return shaped or (region is not None and national_phone_valid(digits, region))
-
-
-def us_phone_valid(digits: str) -> bool:
-    """Whether ten digits are a valid US number by libphonenumber's metadata (its area codes and
-    exchanges in use)."""
-    return bool(phonenumbers.is_valid_number(phonenumbers.parse(digits, "US")))
 
 
 def national_phone_valid(digits: str, region: str) -> bool:

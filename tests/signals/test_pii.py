@@ -181,8 +181,8 @@ def test_national_id_checks() -> None:
     assert pii.ssn_valid("123456789", "SSN ")
     assert pii.nino_valid("AB123456C")
     assert not pii.nino_valid("ZZ123456C")
-    assert pii.us_phone_valid("4155552671")
-    assert not pii.us_phone_valid("5551234567")
+    assert pii.national_phone_valid("4155552671", "US")
+    assert not pii.national_phone_valid("5551234567", "US")
 
 
 def test_kinds_are_listed_once_in_a_fixed_order() -> None:
