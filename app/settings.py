@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -34,6 +35,16 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 SECRET_MARKERS = ("KEY", "SECRET", "URL", "PASSWORD", "HEADERS")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MIN_JWT_SECRET_CHARS = 32  # HS256 wants a key at least as long as its hash (RFC 7518, 3.2)
+
+
+def studio_token_digest(token: str) -> str:
+    """What the staff tokens file keeps of a token: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def studio_token_line(name: str, token: str) -> str:
+    """The staff tokens file's line for `name`'s `token`."""
+    return f"{name}:{studio_token_digest(token)}\n"
 
 
 def read_studio_tokens(path: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ environment's, else a random one)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from app.settings import Settings
+from app.settings import Settings, studio_token_line
 from devstack.dev_config import STATE_DIR
 from devstack.processes import ManagedProcess, pick_port
 
@@ -37,7 +36,7 @@ def _staff_token() -> str:
     TOKENS_PATH.unlink(missing_ok=True)
     descriptor = os.open(TOKENS_PATH, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(f"dev:{hashlib.sha256(token.encode()).hexdigest()}\n")
+        file.write(studio_token_line("dev", token))
     return token
 
 

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.settings import Settings, read_studio_tokens
+from app.settings import Settings, read_studio_tokens, studio_token_digest
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class StaffDoor:
 
     def by_token(self, token: str) -> Staff | None:
         """Whose token this is; every known hash is compared, in constant time."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = studio_token_digest(token)
         found = None
         for known, name in self._names.items():
             if hmac.compare_digest(digest, known):

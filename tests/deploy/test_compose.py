@@ -3,14 +3,13 @@ and a worker environment the contract names and the worker's settings accept."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from app.settings import Settings
+from app.settings import Settings, studio_token_line
 from tests.helpers.deploy_files import (
     ALERTS,
     DASHBOARD,
@@ -120,7 +119,7 @@ def test_the_worker_and_chat_accept_their_environment(
             str(volume).split(":")[-2] == container_path for volume in service(service_name)["volumes"]
         )
         tokens = tmp_path / "studio-tokens"
-        tokens.write_text(f"ops:{hashlib.sha256(b'a staff token').hexdigest()}\n")
+        tokens.write_text(studio_token_line("ops", "a staff token"))
         env["ENRICHER_STUDIO_TOKENS_FILE"] = str(tokens)
     settings = settings_from(env)
     services = compose()["services"]

@@ -3,13 +3,14 @@ secret the test gateways are started with."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import jwt
+
+from app.settings import studio_token_line
 
 STAFF_TOKEN = secrets.token_urlsafe(32)
 JWT_SECRET = secrets.token_urlsafe(32)
@@ -19,7 +20,7 @@ STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 def write_tokens_file(directory: Path) -> Path:
     """A tokens file in `directory` holding STAFF_TOKEN's hash, as staff member `tester`."""
     path = directory / "studio-tokens"
-    path.write_text(f"# the tests' staff\ntester:{hashlib.sha256(STAFF_TOKEN.encode()).hexdigest()}\n")
+    path.write_text(f"# the tests' staff\n{studio_token_line('tester', STAFF_TOKEN)}")
     return path
 
 
