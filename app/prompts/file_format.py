@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -58,6 +58,7 @@ SAMPLE_REASON = {"kind": "intent", "detail": "rule 'asks for a person': intent w
 BLOCKS = {"reply": ("system", "user"), "fallback": ("reply",), "handoff": ("reply",)}
 SYSTEM_SIDE_BLOCKS = frozenset({"system", "reply"})
 SAMPLE_SUFFIXES = (".yaml", ".yml", ".json")
+FrontT = TypeVar("FrontT", bound=BaseModel)
 FIELD_PROBLEMS = {
     "missing": "is required",
     "extra_forbidden": "is not a known field (check the spelling)",
@@ -194,18 +195,25 @@ def read_text(path: Path) -> str:
 def read_prompt_file(path: Path) -> PromptFile:
     """Split a template file into validated front matter and its Jinja2 body."""
     source = read_text(path)
+    front, body = split_front_matter(path, source, FrontMatter)
+    return PromptFile(path=path, source=source, front=front, body=body)
+
+
+def split_front_matter(path: Path, source: str, model: type[FrontT]) -> tuple[FrontT, str]:
+    """A file's front matter validated as `model`, and the text after it, padded with blank lines so
+    that its line numbers are the file's; a TemplateError with `file:line` when the front matter is
+    missing, unclosed or wrong (templates and help-center articles share this format)."""
     lines = source.split("\n")
     if lines[0].strip() != FENCE:
         raise TemplateError("the file must start with a '---' line opening the front matter", f"{path}:1")
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == FENCE), None)
     if end is None:
         raise TemplateError("the front matter is not closed by a second '---' line", f"{path}:1")
-    front = _front_matter(path, "\n".join(lines[1:end]))
-    body = "\n" * (end + 1) + "\n".join(lines[end + 1 :])
-    return PromptFile(path=path, source=source, front=front, body=body)
+    front = _front_matter(path, "\n".join(lines[1:end]), model)
+    return front, "\n" * (end + 1) + "\n".join(lines[end + 1 :])
 
 
-def _front_matter(path: Path, text: str) -> FrontMatter:
+def _front_matter(path: Path, text: str, model: type[FrontT]) -> FrontT:
     # The front matter starts on the file's line 2 and YAML counts lines from 0.
     try:
         document = yaml.safe_load(text)
@@ -215,7 +223,7 @@ def _front_matter(path: Path, text: str) -> FrontMatter:
     if not isinstance(document, dict):
         raise TemplateError("front matter must be `key: value` lines", f"{path}:1")
     try:
-        return FrontMatter.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
         field = where(first["loc"])
