@@ -1,4 +1,4 @@
-"""Redis as the context cache and reply store: profiles, conversation history, stored replies.
+"""Redis as the context cache and reply store: profiles, recent orders, conversation history, stored replies.
 
 Redis is a cache here: when it fails, reads answer with less context and writes are
 skipped, the failure is counted, and Redis is left alone for a short cool-down instead
@@ -25,8 +25,8 @@ from app.handoff import state as handoff_state
 from app.handoff.held import HeldConversations
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, AnyPipeline, RedisClient, answers, connection_cap
-from app.redis_keys import failure_key, history_key, profile_key, published_key, reply_key
-from app.schemas import ErrorInfo, HistoryTurn, Reply, reply_id_for
+from app.redis_keys import failure_key, history_key, orders_key, profile_key, published_key, reply_key
+from app.schemas import ErrorInfo, HistoryTurn, Order, Reply, reply_id_for
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 COOL_DOWN_S = 5.0
 CATCH_UP_WAIT_S = 10.0  # for the handoff topics' first reading, once, while Redis is down at start
+# A customer asks about their latest orders: 20 covers a frequent buyer's last months and keeps
+# the hash, read with every message of theirs, small.
+MAX_ORDERS_KEPT = 20
 
 # A reply and its turns live in two keys, which a Redis Cluster puts in different hash slots
 # (the contract's key names have no hash tags), so each is written by a script of its own.
@@ -55,6 +58,38 @@ end
 for i = 4, #ARGV do redis.call('RPUSH', history_key, ARGV[i]) end
 redis.call('LTRIM', history_key, -keep, -1)
 redis.call('EXPIRE', history_key, ttl)
+return 1
+"""
+
+# Keeps the order ARGV[2] (JSON) as field ARGV[1] of the customer's orders hash unless the hash has
+# a later record of it (`updated_at` ARGV[3] is older); then drops the orders placed longest ago
+# (`placed_at`) beyond ARGV[4] and sets the hash's expiry to ARGV[5] seconds. The times are RFC 3339
+# in UTC with milliseconds, so comparing them as text compares them as times.
+PUT_ORDER = """
+local key, order_id, value, updated_at = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local keep, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local earlier = redis.call('HGET', key, order_id)
+if earlier then
+  local ok, old = pcall(cjson.decode, earlier)
+  if ok and type(old) == 'table' and type(old['updated_at']) == 'string'
+      and old['updated_at'] > updated_at then
+    return 0
+  end
+end
+redis.call('HSET', key, order_id, value)
+local fields = redis.call('HGETALL', key)
+if #fields / 2 > keep then
+  local placed = {}
+  for i = 1, #fields, 2 do
+    local ok, order = pcall(cjson.decode, fields[i + 1])
+    local at = ''
+    if ok and type(order) == 'table' and type(order['placed_at']) == 'string' then at = order['placed_at'] end
+    table.insert(placed, {at, fields[i]})
+  end
+  table.sort(placed, function(a, b) return a[1] < b[1] end)
+  for i = 1, #placed - keep do redis.call('HDEL', key, placed[i][2]) end
+end
+redis.call('EXPIRE', key, ttl)
 return 1
 """
 
@@ -80,6 +115,8 @@ class Context:
     failures: dict[str, ErrorInfo] = field(default_factory=dict)
     """Why the stored fallback reply of a message not published yet was made: its dead letter."""
     profile: dict[str, str] = field(default_factory=dict)
+    orders: list[Order] = field(default_factory=list)
+    """The customer's recent orders, newest first (by `placed_at`)."""
     history: list[HistoryTurn] = field(default_factory=list)
     human: bool = False
     """A human has the conversation (`conversation:{id}:state`, or while Redis cannot be read the
@@ -92,13 +129,20 @@ class ContextStore:
     """Profile, history and reply store over one Redis client; degrades when Redis fails."""
 
     def __init__(
-        self, redis: RedisClient, *, history_turns: int, ttl_s: int, held: HeldConversations | None = None
+        self,
+        redis: RedisClient,
+        *,
+        history_turns: int,
+        ttl_s: int,
+        held: HeldConversations | None = None,
+        orders_ttl_s: int = 1,
     ) -> None:
         self._redis = redis
         self.held = held
         """What decides whether a human holds a conversation while Redis cannot be read."""
         self._history_turns = history_turns
         self._ttl_s = ttl_s
+        self._orders_ttl_s = orders_ttl_s
         self._skip_until = 0.0
         self._unmarked: set[str] = set()
         self._marking = asyncio.Lock()
@@ -130,7 +174,8 @@ class ContextStore:
         self, message_ids: Sequence[str], customer_id: str | None, conversation_id: str
     ) -> Context:
         """Stored replies (and whether each was published) of messages of one conversation, and
-        the profile and recent history, in one round trip (one per node on a cluster, in parallel).
+        the profile, recent orders and recent history, in one round trip (one per node on a cluster,
+        in parallel).
         A human's conversation stays theirs `ttl_s` longer: each message renews the state's expiry.
 
         Anything Redis cannot give (down, missing, malformed) is left out; whether a human holds the
@@ -141,13 +186,14 @@ class ContextStore:
             pipe.get(reply_key(message_id))
             pipe.exists(published_key(message_id))
         pipe.hgetall(profile_key(customer_id or ""))
+        pipe.hgetall(orders_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
         handoff_state.queue_lookup(pipe, conversation_id, self._ttl_s)
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context(human=await self._held_by_human(conversation_id))
         handoff = results[-handoff_state.LOOKUP_RESULTS :]
-        *replies, fields, items = results[: -handoff_state.LOOKUP_RESULTS]
+        *replies, fields, orders, items = results[: -handoff_state.LOOKUP_RESULTS]
         human, fallbacks = handoff_state.read_lookup(handoff)
         stored, published = {}, set()
         for message_id, stored_raw, was_published in zip(
@@ -164,6 +210,7 @@ class ContextStore:
             published=frozenset(published),
             failures=await self._failures(unpublished),
             profile=dict(fields) if customer_id else {},
+            orders=_orders_of(orders, customer_id) if customer_id else [],
             history=_turns_of(items, conversation_id),
             # Redis misses a handoff made while it was down; the handoff topics have it.
             human=human or (self.held is not None and self.held.holds(conversation_id, time.time())),
@@ -348,10 +395,36 @@ class ContextStore:
         """Forget the customer's profile (a tombstone); raises ContextUnavailable."""
         await self._must("delete_profile", self._redis.delete(profile_key(customer_id)))
 
-    async def _must(self, operation: str, call: Awaitable[object]) -> None:
+    async def put_order(self, order: Order) -> bool:
+        """Keep `order` among its customer's orders unless a later record of it is kept already;
+        only the MAX_ORDERS_KEPT placed last stay, for `orders_ttl_s` after the latest record.
+        True when it was kept; raises ContextUnavailable."""
+        record = order.as_record()
+        put = self._redis.eval(
+            PUT_ORDER,
+            1,
+            orders_key(order.customer_id),
+            order.order_id,
+            json.dumps(record),
+            record["updated_at"],
+            MAX_ORDERS_KEPT,
+            self._orders_ttl_s,
+        )
+        return bool(await self._must("put_order", put))
+
+    async def delete_orders(self, customer_id: str) -> None:
+        """Forget the customer's orders (a tombstone); raises ContextUnavailable."""
+        await self._must("delete_orders", self._redis.delete(orders_key(customer_id)))
+
+    async def orders(self, customer_id: str) -> list[Order]:
+        """The customer's recent orders, newest first; raises ContextUnavailable."""
+        fields = await self._must("orders", self._redis.hgetall(orders_key(customer_id)))
+        return _orders_of(fields, customer_id)
+
+    async def _must(self, operation: str, call: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT_S * 2), self._slots:
-                await call
+                return await call
         except FAILURES as error:
             metrics.REDIS_ERRORS.labels(operation).inc()
             raise ContextUnavailable(f"{operation}: {type(error).__name__}") from error
@@ -391,6 +464,19 @@ def _turns_of(items: list[str], conversation_id: str) -> list[HistoryTurn]:
         if turn.conversation_id in (None, conversation_id):
             turns.append(turn)
     return turns
+
+
+def _orders_of(fields: Mapping[Any, Any], customer_id: str) -> list[Order]:
+    """Valid orders of this customer, newest first; a malformed one, or one of someone else, is dropped."""
+    orders: list[Order] = []
+    for raw in fields.values():  # str: the client decodes responses
+        try:
+            order = Order.model_validate_json(raw)
+        except ValidationError:
+            continue
+        if order.customer_id == customer_id:
+            orders.append(order)
+    return sorted(orders, key=lambda order: order.placed_at, reverse=True)
 
 
 def encode_profile(document: Mapping[str, object]) -> dict[str, str]:

@@ -9,6 +9,11 @@ def profile_key(customer_id: str) -> str:
     return f"customer:{customer_id}"
 
 
+def orders_key(customer_id: str) -> str:
+    """Hash of one customer's recent orders: order_id -> the order record as JSON."""
+    return f"customer:{customer_id}:orders"
+
+
 def history_key(conversation_id: str) -> str:
     """List of JSON turns of one conversation, newest last."""
     return f"conversation:{conversation_id}:history"

@@ -43,7 +43,11 @@ class Resources:
         )
         held = HeldConversations(settings.history_ttl_s)  # kept current by the worker's HandoffFollower
         context = ContextStore(
-            redis, history_turns=settings.history_turns, ttl_s=settings.history_ttl_s, held=held
+            redis,
+            history_turns=settings.history_turns,
+            ttl_s=settings.history_ttl_s,
+            held=held,
+            orders_ttl_s=settings.orders_ttl_s,
         )
         llm, prices = LLMClient(settings, openai_client(settings)), PriceTable.load(settings.prices_file)
         # A broken intents.yaml: TemplateError.

@@ -99,6 +99,60 @@ def parse_message(raw: bytes | None, max_input_chars: int, headers: Headers | No
     return message
 
 
+OrderStatus = Literal["received", "packed", "shipped", "delivered", "cancelled", "returned"]
+
+
+class OrderItem(BaseModel):
+    """One line of an order."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    sku: Identifier
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    qty: Annotated[int, Field(ge=1)]
+
+
+class Order(BaseModel):
+    """One order record from the orders topic (key `customer_id`); unknown fields are ignored.
+
+    A later record for the same `order_id` replaces the earlier one, by `updated_at`.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    order_id: Identifier
+    customer_id: Identifier
+    status: OrderStatus
+    items: Annotated[list[OrderItem], Field(max_length=100)]
+    placed_at: Annotated[AwareDatetime, Field(strict=False)]
+    updated_at: Annotated[AwareDatetime, Field(strict=False)]
+    carrier: Annotated[str, Field(max_length=128)] | None = None
+    tracking_number: Annotated[str, Field(max_length=128)] | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """The order as plain data, its times as the contract writes them (`rfc3339`): what Redis
+        keeps, templates see and the order lookup tool answers."""
+        return {
+            **self.model_dump(mode="json"),
+            "placed_at": rfc3339(self.placed_at),
+            "updated_at": rfc3339(self.updated_at),
+        }
+
+
+def parse_order(raw: bytes | None, key: bytes | None) -> Order:
+    """Decode and validate an order record, raising the BadInput subclass that names the fault; the
+    record's key must be its `customer_id`."""
+    check_record(raw, None)
+    document = json_object(raw)
+    try:
+        order = Order.model_validate(document)
+    except ValidationError as error:
+        raise InvalidMessage(one_line(error)) from None
+    if (key or b"").decode("utf-8", "replace") != order.customer_id:
+        raise InvalidMessage(f"the record's key is not its customer_id {order.customer_id!r}")
+    return order
+
+
 class PromptRef(BaseModel):
     """Which template produced a reply: its name and a hash of its source."""
 
@@ -125,6 +179,15 @@ class Usage(BaseModel):
             return {**data, "cached_tokens": details.get("cached_tokens") or 0}
         return data
 
+    def __add__(self, other: Usage) -> Usage:
+        """The tokens of two calls made for one reply; unpriced (`app/prices.py` prices the sum)."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
 
 class Reply(BaseModel):
     """A finished reply on the reply topic; also what `reply:{message_id}` stores."""
@@ -147,6 +210,9 @@ class Reply(BaseModel):
     answers: list[str] = Field(default_factory=list)
     """The messages this reply answers, in input order, `message_id` last; more than one when
     messages that queued behind a reply were answered together (ENRICHER_COALESCE)."""
+    structured: dict[str, Any] | None = None
+    """When the template declares a response schema: the validated JSON object the LLM answered,
+    with the customer's personal data back in it; its text field is `text`."""
 
     @model_validator(mode="after")
     def _answers_its_message(self) -> Reply:

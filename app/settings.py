@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     control_topic: str = Field(
         "support.control", validation_alias=_env("ENRICHER_CONTROL_TOPIC"), min_length=1
     )
+    orders_topic: str = Field("customer.orders", validation_alias=_env("ENRICHER_ORDERS_TOPIC"), min_length=1)
+    # A customer's orders are forgotten this long after their latest order record.
+    orders_ttl_s: int = Field(90 * 86400, validation_alias=_env("ENRICHER_ORDERS_TTL_S"), ge=1)
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
     prices_file: Path | None = Field(None, validation_alias=_env("ENRICHER_PRICES_FILE"))
     max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
@@ -192,6 +195,9 @@ class Settings(BaseSettings):
     )
     llm_rpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_RPM"), ge=1)
     llm_tpm: int | None = Field(None, validation_alias=_env("ENRICHER_LLM_TPM"), ge=1)
+    # Rounds of tool calls per reply (app/llm/tool_loop.py), each an LLM call of its own; then one
+    # more call that may not call tools gives the answer. 0: the LLM is offered no tools.
+    tool_max_steps: int = Field(3, validation_alias=_env("ENRICHER_TOOL_MAX_STEPS"), ge=0, le=10)
     # The template studio's draft tries (two LLM calls a message), on top of the RPM and TPM caps.
     studio_max_calls_per_hour: int = Field(
         60, validation_alias=_env("ENRICHER_STUDIO_MAX_CALLS_PER_HOUR"), ge=1

@@ -13,6 +13,7 @@ from faust.types import AppT
 from mode import Service
 
 from agents.control import ControlAgent
+from agents.orders import OrderAgent
 from agents.profiles import ProfileAgent
 from agents.support_reply import LaneLimits, SupportAgent
 from app import pipeline
@@ -127,6 +128,7 @@ def run_worker(settings: Settings) -> None:
     inflight = agent.inflight
     app.sensors.add(RebalanceSensor(inflight))
     ProfileAgent(resources.context, topics, dead_letters).attach(app)
+    OrderAgent(resources.context, topics, dead_letters).attach(app)
     ControlAgent(resources.context, topics, dead_letters).attach(app)
 
     def unreadable_partitions() -> dict[str, str]:

@@ -28,6 +28,7 @@ class Topics:
     profiles: faust.TopicT
     handoffs: faust.TopicT
     control: faust.TopicT
+    orders: faust.TopicT
 
 
 def broker_urls(bootstrap_servers: str, scheme: str = "kafka") -> list[str]:
@@ -92,4 +93,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         profiles=topic(names.profile),
         handoffs=topic(names.handoff),
         control=topic(names.control),
+        orders=topic(names.orders),
     )

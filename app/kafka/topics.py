@@ -16,12 +16,13 @@ SETTING_OF = {  # field: the variable that names it
     "profile": "ENRICHER_PROFILE_TOPIC",
     "handoff": "ENRICHER_HANDOFF_TOPIC",
     "control": "ENRICHER_CONTROL_TOPIC",
+    "orders": "ENRICHER_ORDERS_TOPIC",
 }
 
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The seven topics a worker reads and writes, by their role in the contract."""
+    """The eight topics a worker reads and writes, by their role in the contract."""
 
     input: str
     reply: str
@@ -30,6 +31,7 @@ class TopicNames:
     profile: str
     handoff: str
     control: str
+    orders: str
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -42,6 +44,7 @@ class TopicNames:
             profile=settings.profile_topic,
             handoff=settings.handoff_topic,
             control=settings.control_topic,
+            orders=settings.orders_topic,
         )
 
     @classmethod
@@ -55,6 +58,7 @@ class TopicNames:
             profile=f"{prefix}.profiles",
             handoff=f"{prefix}.handoffs",
             control=f"{prefix}.control",
+            orders=f"{prefix}.orders",
         )
 
     def env(self) -> dict[str, str]:
@@ -63,7 +67,7 @@ class TopicNames:
 
     def partitions(self, input_partitions: int) -> dict[str, int]:
         """Each topic with its partition count: replies, chunks, dead letters and handoffs (all keyed by
-        conversation) as many as the input."""
+        conversation) as many as the input, and orders, which come as often as messages do."""
         return {
             self.input: input_partitions,
             self.reply: input_partitions,
@@ -72,4 +76,5 @@ class TopicNames:
             self.profile: PROFILE_PARTITIONS,
             self.handoff: input_partitions,
             self.control: CONTROL_PARTITIONS,
+            self.orders: input_partitions,
         }

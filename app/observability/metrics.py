@@ -30,6 +30,13 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter(
     "enricher_llm_cost_usd_total", "What the answers cost, by model and template.", ["model", "template"]
 )
+TOOL_CALL_LATENCY = Histogram(
+    "enricher_tool_call_seconds",
+    "Duration of the tool calls the LLM asked for, by tool (`undeclared` for a name it made up)"
+    " and outcome (ok or error).",
+    ["tool", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 LLM_IN_FLIGHT = Gauge("enricher_llm_in_flight", "LLM calls in flight now.")
 LLM_CIRCUIT_OPEN = Gauge("enricher_llm_circuit_open", "1 while the LLM circuit breaker holds new calls.")
 LLM_CIRCUIT_OPENINGS = Counter("enricher_llm_circuit_openings_total", "Times the LLM circuit breaker opened.")
@@ -45,6 +52,11 @@ REDIS_SKIPPED = Counter(
 )
 TEMPLATE_ERRORS = Counter("enricher_template_errors_total", "Templates rejected on load or reload.")
 PROFILE_UPDATES = Counter("enricher_profile_updates_total", "Profile records applied.", ["action"])
+ORDER_UPDATES = Counter(
+    "enricher_order_updates_total",
+    "Order records applied: put, stale (a later record of the order is kept) or delete.",
+    ["action"],
+)
 CONSUMER_LAG = Gauge(
     "enricher_kafka_consumer_lag",
     "Records of an assigned partition after the committed offset (high-water mark of the last fetch).",

@@ -116,7 +116,7 @@ class Rig:
         self.journal: list[str] = []
         self.topics = {
             name: RecordingTopic(name, self.journal)
-            for name in ("requests", "replies", "chunks", "dlq", "profiles", "handoffs", "control")
+            for name in ("requests", "replies", "chunks", "dlq", "profiles", "handoffs", "control", "orders")
         }
         self.acks: list[int] = []
         self.crashes: list[BaseException] = []

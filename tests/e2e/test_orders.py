@@ -1,0 +1,68 @@
+"""The orders topic into Redis through a real worker: kept, replaced, forgotten; bad records dead-lettered."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.context import ContextStore
+from app.redis_client import connect
+from app.redis_keys import orders_key
+from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.orders import order, order_value
+from tests.helpers.polling import until
+from tests.helpers.workers import WorkerFactory
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_the_worker_keeps_each_customer_s_orders_and_dead_letters_bad_records(
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory
+) -> None:
+    env = enricher_env
+    topic = env["ENRICHER_ORDERS_TOPIC"]
+    bad = [
+        ("cust-1", b"{not json"),
+        ("cust-1", b'{"order_id": "A-9", "customer_id": "cust-1", "status": "lost"}'),
+        ("cust-2", order_value(order("A-7", customer_id="cust-1"))),  # keyed by someone else
+    ]
+    await produce_many(
+        kafka,
+        topic,
+        [
+            ("cust-1", order_value(order("A-1", status="packed", updated_minutes=1))),
+            ("cust-1", order_value(order("A-1", status="shipped", updated_minutes=2))),
+            ("cust-1", order_value(order("A-2", placed_days=1))),
+            ("cust-gone", order_value(order("G-1", customer_id="cust-gone"))),
+            ("cust-gone", None),
+            *bad,
+        ],
+    )
+    await worker_factory()
+
+    context = ContextStore(connect(env["REDIS_URL"], 2, cluster=False), history_turns=0, ttl_s=60)
+    try:
+
+        async def both_kept() -> bool:
+            return [o.order_id for o in await context.orders("cust-1")] == ["A-2", "A-1"]
+
+        await until(both_kept, "cust-1's two orders in Redis", timeout_s=25)
+        statuses = {o.order_id: o.status for o in await context.orders("cust-1")}
+        assert statuses == {"A-1": "shipped", "A-2": "shipped"}
+    finally:
+        await context.aclose()
+    async with aioredis.from_url(env["REDIS_URL"]) as redis:
+        assert not await redis.exists(orders_key("cust-gone"))
+        assert await redis.ttl(orders_key("cust-1")) > 0
+
+    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(len(bad))))
+    assert sorted(base64.b64decode(letter["raw_b64"]) for letter in letters) == sorted(v for _, v in bad)
+    assert {letter["source"]["topic"] for letter in letters} == {topic}
+    details = sorted(letter["error"]["detail"] for letter in letters)
+    assert [detail.split(":")[1].strip() for detail in details] == [
+        "not JSON",
+        "status",
+        "the record's key is not its customer_id 'cust-1'",
+    ]
