@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.operator_tools.dlq_cli import dlq_cli
 from app.operator_tools.handoff_cli import handoff_cli
-from app.prompt_tools.cli import prompts_cli
+from app.prompts.cli import prompts_cli
 from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)

@@ -28,8 +28,8 @@ from app.fate import (
 )
 from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
-from app.handoff.rules import HandoffReason
 from app.llm.client import CallOptions, DeltaSink
+from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources

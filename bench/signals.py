@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from app.prompts.intents_file import FILE_NAME, load_intents
 from app.signals.embedding import Embedder
 from app.signals.intent import IntentMatcher
-from app.signals.intents_file import FILE_NAME, load_intents
 from app.signals.language import LanguageDetector
 from app.signals.masking import mask
 from app.signals.models import SignalModels
@@ -176,7 +176,7 @@ def main() -> None:
     sentiment_row = cold_load("from app.signals.sentiment import SentimentScorer\nSentimentScorer()")
     intent_row = cold_load(
         "from app.signals.embedding import Embedder\n"
-        "from app.signals.intent import IntentMatcher\nfrom app.signals.intents_file import load_intents\n"
+        "from app.signals.intent import IntentMatcher\nfrom app.prompts.intents_file import load_intents\n"
         f"IntentMatcher(load_intents(Path({str(PROMPTS / FILE_NAME)!r})), Embedder())"
     )
     all_row = cold_load(

@@ -52,7 +52,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4. The worker.
     ("agents", "app.worker"),
     # 5. Commands beside the worker.
-    ("app.chat", "app.prompt_tools", "app.operator_tools", "devstack", "app.main"),
+    (
+        "app.chat",
+        "app.prompts.cli",
+        "app.prompts.check_report",
+        "app.prompts.preview",
+        "app.prompts.studio",
+        "app.operator_tools",
+        "devstack",
+        "app.main",
+    ),
 )
 ROOT_PACKAGE = "app"
 """app/__init__.py, a docstring only: below everything, and no prefix of the others' layers."""

@@ -26,8 +26,8 @@ from app.chat.feed import ReplyFeed
 from app.chat.hub import ConversationHub
 from app.chat.intake import Intake
 from app.chat.store import ChatStore
-from app.chat.studio import StudioApi
 from app.observability.logs import logging_config
+from app.prompts.studio.routes import StudioApi
 from app.settings import Settings
 
 STATIC = Path(__file__).with_name("static")

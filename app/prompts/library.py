@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TemplateError
-from app.handoff.rules import NO_RULES, HandoffReason, HandoffRules
 from app.prompts.file_format import PromptTemplate, TemplateKind, locale_chain, normalise
+from app.prompts.handoff_rules import NO_RULES, HandoffReason, HandoffRules
 from app.prompts.loading import load_directory
 from app.prompts.rendering import CompiledTemplate, RenderedPrompt, render_chat
 from app.schemas import CustomerMessage, HistoryTurn

@@ -17,8 +17,6 @@ from pathlib import Path
 import jinja2
 
 from app.errors import TemplateError
-from app.handoff.rules import FILE_NAME as RULES_FILE
-from app.handoff.rules import NO_RULES, HandoffRules, read_rules
 from app.prompts.diagnostics import body_problems, syntax_problem
 from app.prompts.file_format import (
     Conditions,
@@ -28,10 +26,12 @@ from app.prompts.file_format import (
     read_prompt_file,
     read_samples,
 )
+from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
+from app.prompts.handoff_rules import NO_RULES, HandoffRules, read_rules
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
+from app.prompts.intents_file import read_intents
 from app.prompts.rendering import CompiledTemplate, render_chat
 from app.prompts.sandbox import sandbox
-from app.signals.intents_file import FILE_NAME as INTENTS_FILE
-from app.signals.intents_file import read_intents
 
 TEMPLATE_GLOB = "*.j2"
 CATCH_ALL_NAME = "support_reply"

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.errors import TemplateError
-from app.handoff.rules import FILE_NAME as RULES_FILE
 from app.observability import metrics
 from app.prompts.file_format import SAMPLE_SUFFIXES
+from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.library import PromptLibrary
 from app.prompts.loading import TEMPLATE_GLOB
-from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 log = logging.getLogger(__name__)
 

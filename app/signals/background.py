@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.errors import TemplateError
 from app.observability import metrics
-from app.signals.intents_file import FILE_NAME, load_intents
+from app.prompts.intents_file import FILE_NAME, load_intents
 from app.signals.models import SignalModels
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import TemplateError
+from app.prompts.intents_file import UNKNOWN, IntentSet, read_intents
 from app.signals.embedding import Embedder, Table, Vectors
-from app.signals.intents_file import UNKNOWN, IntentSet, read_intents
 from app.signals.masking import wording
 
 # Below this cosine similarity a message is `unknown`: chosen on the labelled set, where

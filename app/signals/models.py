@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.prompts.intents_file import FILE_NAME, IntentSet, load_intents
 from app.signals import pii
 from app.signals.embedding import Embedder
 from app.signals.intent import IntentMatch, IntentMatcher
-from app.signals.intents_file import FILE_NAME, IntentSet, load_intents
 from app.signals.language import LanguageDetector
 from app.signals.masking import Masked, mask, wording
 from app.signals.pii import PiiKind

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from app.chat import studio_sandbox
-from app.chat.studio_draft import DraftRefused
-from app.chat.studio_sandbox import DraftRender, render_draft
-from app.chat.studio_trial import STUDIO_MAX_TOKENS, Side
 from app.prompts.library import PromptLibrary
+from app.prompts.studio import sandbox as studio_sandbox
+from app.prompts.studio.draft import DraftRefused
+from app.prompts.studio.sandbox import DraftRender, render_draft
+from app.prompts.studio.trial import STUDIO_MAX_TOKENS, Side
 from app.schemas import CustomerMessage
 from tests.helpers import studio_drafts as drafts
 from tests.helpers.workers import PROMPTS
@@ -23,7 +23,7 @@ MESSAGE = CustomerMessage(message_id="m-1", conversation_id="c-1", text="Mail me
 
 def _limited(code: str) -> subprocess.CompletedProcess[str]:
     """`code` run in a child held to the draft child's limits."""
-    run = f"from app.chat.studio_sandbox import _limit\n_limit()\n{code}"
+    run = f"from app.prompts.studio.sandbox import _limit\n_limit()\n{code}"
     return subprocess.run(
         [sys.executable, "-c", run], capture_output=True, text=True, timeout=60, check=False
     )

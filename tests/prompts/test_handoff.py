@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.handoff.rules import HandoffReason
+from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary
 from tests.helpers.template_cases import ADA, GOOD_SYSTEM, GOOD_USER, NOW, load_error, message, write
 from tests.helpers.workers import PROMPTS

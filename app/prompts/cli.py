@@ -10,15 +10,19 @@ import typer
 
 from app.errors import TemplateError
 from app.exits import fail, settings_or_exit
-from app.handoff.rules import FILE_NAME as RULES_FILE
-from app.prompt_tools.check_report import (
+from app.prompts.check_report import (
     handoff_report,
     intents_report,
     over_budget,
     sample_tokens,
     template_line,
 )
-from app.prompt_tools.preview import (
+from app.prompts.file_format import read_samples
+from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
+from app.prompts.library import PromptLibrary, PromptTemplate
+from app.prompts.loading import load_directory
+from app.prompts.preview import (
     note_other_choice,
     preview_message,
     print_prompt,
@@ -28,12 +32,8 @@ from app.prompt_tools.preview import (
     template_in_file,
     template_named,
 )
-from app.prompts.file_format import read_samples
-from app.prompts.library import PromptLibrary, PromptTemplate
-from app.prompts.loading import load_directory
 from app.schemas import utc_now
 from app.settings import Settings
-from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 prompts_cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Check and preview the prompt templates."

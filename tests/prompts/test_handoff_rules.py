@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.handoff.rules import HandoffReason, HandoffRules, read_rules
-from app.signals.intents_file import load_intents
+from app.prompts.handoff_rules import HandoffReason, HandoffRules, read_rules
+from app.prompts.intents_file import load_intents
 from tests.helpers.workers import PROMPTS
 
 INTENTS = ("wants_human", "refund", "complaint")

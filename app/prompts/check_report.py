@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from app.errors import TemplateError
-from app.handoff.rules import HandoffRules
 from app.prompts.file_format import Sample
+from app.prompts.handoff_rules import HandoffRules
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import utc_now
 from app.signals.intent import check_intents

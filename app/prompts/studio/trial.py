@@ -12,12 +12,12 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from app.chat.studio_catalog import prompts_for
-from app.chat.studio_sandbox import DraftRender
 from app.errors import LLMError
 from app.llm.client import CallOptions, LLMClient
 from app.prices import PriceTable
 from app.prompts.library import PromptLibrary, PromptTemplate
+from app.prompts.studio.catalog import prompts_for
+from app.prompts.studio.sandbox import DraftRender
 from app.schemas import CustomerMessage, rfc3339
 from app.signals.masking import mask
 from app.tokens import ChatMessage

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import TemplateError
-from app.signals.intents_file import load_intents, read_intents
+from app.prompts.intents_file import load_intents, read_intents
 from tests.helpers.workers import PROMPTS
 
 BROKEN = {

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.chat.studio_draft import Problem
 from app.errors import TemplateError
-from app.prompt_tools.check_report import intents_report, over_budget, sample_tokens
+from app.prompts.check_report import intents_report, over_budget, sample_tokens
 from app.prompts.file_format import Sample, read_samples, read_text
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
 from app.prompts.loading import load_directory
+from app.prompts.studio.draft import Problem
 from app.schemas import CustomerMessage, HistoryTurn, utc_now
-from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 from app.signals.masking import mask, prompt_texts
 from app.tokens import ChatMessage, count_chat, count_text
 

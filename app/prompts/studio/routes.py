@@ -16,21 +16,22 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from app.chat.api import REDIS_DOWN
 from app.chat.doors import Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
-from app.chat.studio_catalog import Catalog, message_for, render_for, rendered_json, worker_choice
-from app.chat.studio_draft import DraftRefused
-from app.chat.studio_recent import recent_messages
-from app.chat.studio_sandbox import render_draft
-from app.chat.studio_trial import CallBudget, Side, compare
 from app.errors import TemplateError
 from app.kafka.topic_reader import TopicMissing
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable
+from app.prompts.studio.catalog import Catalog, message_for, render_for, rendered_json, worker_choice
+from app.prompts.studio.draft import DraftRefused
+from app.prompts.studio.recent import recent_messages
+from app.prompts.studio.sandbox import render_draft
+from app.prompts.studio.trial import CallBudget, Side, compare
 from app.settings import Settings
 from app.validation import one_line
 
@@ -82,7 +83,8 @@ class StudioApi:
             await self._llm.aclose()
 
     def routes(self) -> list[BaseRoute]:
-        """The page at `/studio` and its endpoints under `/api/studio`: the support team's only."""
+        """The page at `/studio` and its endpoints under `/api/studio`: the support team's only (its
+        static script and style are anyone's, as the chat page's are)."""
         staff = self._doors.staff
         return [
             Route("/studio", staff(self.page, login=True)),
@@ -90,6 +92,8 @@ class StudioApi:
             Route("/api/studio/customers", staff(self.customers)),
             Route("/api/studio/render", staff(self.render), methods=["POST"]),
             Route("/api/studio/try", staff(self.try_draft, limit=self._doors.tries), methods=["POST"]),
+            # The page's script and style: no secret in them, and the page itself is behind the door.
+            Mount("/studio/static", StaticFiles(directory=STATIC), name="studio_static"),
         ]
 
     async def page(self, request: Request, staff: Staff) -> Response:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import TemplateError
-from app.handoff.rules import FILE_NAME as RULES_FILE
+from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.prompts.loading import TEMPLATE_GLOB, load_directory
-from app.signals.intents_file import FILE_NAME as INTENTS_FILE
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A draft is anyone's template code: it is compiled (where Jinja2 folds constant expressions)
 and rendered apart from the gateway, so nothing it does can stall the gateway's event loop or
 take its memory. The sandbox's own bounds (app/prompts/sandbox.py) make most drafts fail fast;
-the limits here hold whatever they miss. The child is `python -m app.chat.studio_sandbox`,
+the limits here hold whatever they miss. The child is `python -m app.prompts.studio.sandbox`,
 reading a `DraftJob` as JSON on stdin and writing its outcome as JSON on stdout.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.chat.studio_catalog import prompts_for
-from app.chat.studio_draft import DraftRefused, Problem, load_draft
+from app.prompts.studio.catalog import prompts_for
+from app.prompts.studio.draft import DraftRefused, Problem, load_draft
 from app.schemas import CustomerMessage
 from app.tokens import ChatMessage
 

@@ -1,1 +1,0 @@
-"""The support team's tools for templates: `enricher prompts check|render`."""
