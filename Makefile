@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.signals
 	$(BIN)/python -m bench.guard
 	$(BIN)/python -m bench.embedded
+	$(BIN)/python -m bench.knowledge
 	$(BIN)/python -m bench.coalesce
 	$(BIN)/python -m bench.profile
 

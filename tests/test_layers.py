@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 2. Features, each over the clients.
     (
         "app.signals",
+        "app.knowledge",
         "app.guard",
         "app.prompts",
         "app.handoff",

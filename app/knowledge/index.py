@@ -3,8 +3,9 @@ fused into one score.
 
 The lexical index (bm25s) finds product names, codes and rare words a static embedding blurs; the
 vectors find a passage that says the same in other words. Each query's BM25 scores are divided by
-their maximum, so both lie in [0, 1], and summed with LEXICAL_WEIGHT (chosen on the labelled set's
-dev half: bench/knowledge.py). The index is built once per change of the articles, never per message.
+their maximum, so both lie in [0, 1], and summed with LEXICAL_WEIGHT, chosen on the labelled set's
+dev half (bench/knowledge.py, which also compares reciprocal rank fusion). The index is built once
+per change of the articles, never per message.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from dataclasses import dataclass
 
 import bm25s
 import numpy as np
+import numpy.typing as npt
 from bm25s import stopwords
 
 from app.knowledge.articles import Article, Passage
 from app.prompts.file_format import locale_chain
 from app.signals.embedding import Embedder, Vectors
 
-LEXICAL_WEIGHT = 0.5
-# A passage scoring below this is not worth a prompt's tokens: the best match of a question the
-# help-center does not cover ("hello", "thanks!") scores about 0.3 on the labelled set.
-MIN_SCORE = 0.35
+Scores = npt.NDArray[np.float32]
+
+# Chosen on the labelled set's dev half (bench/knowledge.py): the vectors carry most of the meaning,
+# BM25 adds the exact names and codes (PAY-402, KB-2201) a static embedding blurs.
+LEXICAL_WEIGHT = 0.2
+# A passage scoring below this is not worth a prompt's tokens: it leaves "hello" and "thanks!"
+# without passages and cut no answerable dev question.
+MIN_SCORE = 0.3
 WORD = re.compile(r"\w\w+")
 STOPWORDS: dict[str, frozenset[str]] = {
     "en": frozenset(stopwords.STOPWORDS_EN),
@@ -71,24 +77,30 @@ class _LocaleIndex:
         self.lexical = bm25s.BM25()
         self.lexical.index([words(_searched_text(p), locale) for p in passages], show_progress=False)
 
-    def search(self, query: str, vector: Vectors, k: int) -> list[Hit]:
+    def scores(self, query: str, vector: Vectors) -> tuple[Scores, Scores]:
+        """Each passage's BM25 score divided by the best one's (zeros when no word matches), and its
+        cosine similarity to the query."""
         ids = self.lexical.get_tokens_ids(words(query, self.locale))
-        lexical = self.lexical.get_scores_from_ids(ids) if ids else np.zeros(len(self.passages))
+        lexical: Scores = (
+            self.lexical.get_scores_from_ids(ids) if ids else np.zeros(len(self.passages), np.float32)
+        )
         top = float(lexical.max(initial=0.0))
-        scores = self.vectors @ vector
-        if top > 0:
-            scores = (1 - LEXICAL_WEIGHT) * scores + LEXICAL_WEIGHT * (lexical / top)
-        else:
-            scores = (1 - LEXICAL_WEIGHT) * scores
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(self.passages[i], float(scores[i])) for i in best if scores[i] >= MIN_SCORE]
+        return (lexical / top if top > 0 else lexical), self.vectors @ vector
 
 
 class KnowledgeIndex:
     """Every passage of a set of articles, searchable per locale; immutable, so rebuild on change."""
 
-    def __init__(self, articles: Sequence[Article], embedder: Embedder) -> None:
+    def __init__(
+        self,
+        articles: Sequence[Article],
+        embedder: Embedder,
+        lexical_weight: float = LEXICAL_WEIGHT,
+        min_score: float = MIN_SCORE,
+    ) -> None:
         self.articles = tuple(articles)
+        self.lexical_weight = lexical_weight
+        self.min_score = min_score
         self._embedder = embedder
         by_locale: dict[str, list[Passage]] = {}
         for article in articles:
@@ -104,15 +116,26 @@ class KnowledgeIndex:
         return sum(len(index.passages) for index in self._locales.values())
 
     def search(self, text: str, locale: str = "en", k: int = 3) -> list[Hit]:
-        """The `k` passages best matching `text`, best first, each scoring at least MIN_SCORE.
+        """The `k` passages best matching `text`, best first, each scoring at least `min_score`.
 
         The articles of the message's locale answer it (`de-AT`: `de-at`, else `de`); a locale with
         no articles is answered from the English ones.
         """
+        found = self.scores(text, locale)
+        if found is None:
+            return []
+        passages, lexical, dense = found
+        fused = self.lexical_weight * lexical + (1 - self.lexical_weight) * dense
+        best = np.argsort(-fused, kind="stable")[:k]
+        return [Hit(passages[i], float(fused[i])) for i in best if fused[i] >= self.min_score]
+
+    def scores(self, text: str, locale: str) -> tuple[tuple[Passage, ...], Scores, Scores] | None:
+        """The passages that answer `locale`, with their lexical and dense scores for `text` (see
+        `search`, which fuses them; bench/knowledge.py compares fusions); None when none can."""
         index = next((self._locales[tag] for tag in locale_chain(locale) if tag in self._locales), None)
         if index is None or not text.strip():
-            return []
-        return index.search(text, self._embedder.embed([text])[0], k)
+            return None
+        return (index.passages, *index.scores(text, self._embedder.embed([text])[0]))
 
 
 def _searched_text(passage: Passage) -> str:
