@@ -7,10 +7,10 @@ import gzip
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import tiktoken
 
@@ -22,11 +22,29 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY_PRIMER = 3
 
 
+class FunctionCall(TypedDict):
+    """The function an assistant message calls: its name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallEntry(TypedDict):
+    """One entry of an assistant message's `tool_calls`."""
+
+    id: str
+    type: str
+    function: FunctionCall
+
+
 class ChatMessage(TypedDict):
-    """One message of an OpenAI chat request."""
+    """One message of an OpenAI chat request; the tool-calling loop (app/llm/tool_loop.py) adds an
+    assistant message's `tool_calls` and a `tool` message's `tool_call_id`."""
 
     role: str
     content: str
+    tool_calls: NotRequired[list[ToolCallEntry]]
+    tool_call_id: NotRequired[str]
 
 
 def _tiktoken_cache_dir() -> Path:
@@ -74,7 +92,7 @@ def fits_budget(messages: Sequence[ChatMessage], budget_tokens: int, model: str)
     Every token stands for at least one UTF-8 byte, so the byte count bounds the token count.
     """
     bytes_bound = TOKENS_PER_REPLY_PRIMER + sum(
-        TOKENS_PER_MESSAGE + len(m["role"].encode()) + len(m["content"].encode()) for m in messages
+        TOKENS_PER_MESSAGE + sum(len(text.encode()) for text in _texts(m)) for m in messages
     )
     return bytes_bound <= budget_tokens or count_chat(messages, model) <= budget_tokens
 
@@ -85,6 +103,14 @@ def count_chat(messages: Sequence[ChatMessage], model: str) -> int:
     total = TOKENS_PER_REPLY_PRIMER
     for message in messages:
         total += TOKENS_PER_MESSAGE
-        total += len(encoding.encode(message["role"], disallowed_special=()))
-        total += len(encoding.encode(message["content"], disallowed_special=()))
+        total += sum(len(encoding.encode(text, disallowed_special=())) for text in _texts(message))
     return total
+
+
+def _texts(message: ChatMessage) -> Iterator[str]:
+    """What of a chat message is billed as prompt text: role, content, and the calls it makes."""
+    yield message["role"]
+    yield message["content"]
+    for call in message.get("tool_calls", ()):
+        yield call["function"]["name"]
+        yield call["function"]["arguments"]

@@ -41,6 +41,7 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.history_turns, settings.history_ttl_s) == (20, 86400)
     assert (settings.web_port, settings.shutdown_grace_s) == (6066, 30)
     assert settings.redis_cluster == "off"
+    assert settings.tool_max_steps == 3
 
 
 def test_producer_compression_is_none_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,6 +89,7 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) 
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_LLM_TIMEOUT_S": "-1"}, "ENRICHER_LLM_TIMEOUT_S"),
         ({"OPENAI_BASE_URL": "not a url"}, "OPENAI_BASE_URL"),
         ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_LLM_RPM": "lots"}, "ENRICHER_LLM_RPM"),
+        ({"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_TOOL_MAX_STEPS": "-1"}, "ENRICHER_TOOL_MAX_STEPS"),
         (
             {"OPENAI_BASE_URL": MOCK_URL, "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR": "0"},
             "ENRICHER_STUDIO_MAX_CALLS_PER_HOUR",

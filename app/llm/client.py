@@ -13,9 +13,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx2
 import openai
@@ -31,7 +31,8 @@ from app.llm.first_token import FirstTokenDeadline
 from app.llm.model_health import ModelHealth
 from app.llm.ratelimit import RequestBudget
 from app.llm.retry import WaitRetryAfter, is_retriable, note_retry
-from app.llm.stream import ChunkStream
+from app.llm.stream import ChunkStream, ToolCallParts
+from app.llm.tool_calls import ToolCall, ToolUse
 from app.observability import metrics
 from app.schemas import Usage
 from app.settings import Settings
@@ -67,14 +68,23 @@ class Completion:
     text: str
     model: str
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools this answer asks to call (then `text` is rarely more than a preamble)."""
+    tools: tuple[ToolUse, ...] = ()
+    """The tool calls made on the way to this answer (app/llm/tool_loop.py)."""
 
 
 @dataclass(frozen=True)
 class CallOptions:
-    """Per-template model settings."""
+    """What a call asks for besides its messages: the template's model settings, and the tools."""
 
     temperature: float | None = None
     max_tokens: int | None = None
+    tools: Sequence[Mapping[str, object]] = ()
+    """The OpenAI `tools` parameter: the tools the LLM may call."""
+    tool_choice: Literal["auto", "none"] | None = None
+    response_format: Mapping[str, object] | None = None
+    """The OpenAI `response_format` parameter: a JSON answer, of a schema (a structured reply)."""
 
 
 class LLMClient:
@@ -234,9 +244,16 @@ class LLMClient:
             body["temperature"] = options.temperature
         if options.max_tokens is not None:
             body["max_tokens"] = options.max_tokens
+        if options.tools:
+            body["tools"] = options.tools
+        if options.tool_choice is not None:
+            body["tool_choice"] = options.tool_choice
+        if options.response_format is not None:
+            body["response_format"] = options.response_format
         # The messages are plain JSON already: posting them as bytes skips the SDK's
         # per-request type walk and JSON encoding, which cost a fifth of the worker's CPU.
         parts: list[str] = []
+        calls = ToolCallParts()
         usage = Usage()
         answered_by = model
         finished = False
@@ -268,10 +285,14 @@ class LLMClient:
                         if chunk.usage is not None:
                             usage = chunk.usage
                         for choice in chunk.choices:
-                            if delta := choice.delta.content:
-                                if first_token_at is None:
-                                    first_token_at = loop.time()
-                                    self._first_token.observe(model, first_token_at - sent_at)
+                            delta, fragments = choice.delta.content, choice.delta.tool_calls
+                            # A tool call's first fragment is the answer's first token too.
+                            if (delta or fragments) and first_token_at is None:
+                                first_token_at = loop.time()
+                                self._first_token.observe(model, first_token_at - sent_at)
+                            if fragments:
+                                calls.add(fragments)
+                            if delta:
                                 parts.append(delta)
                                 if sink is not None:
                                     await sink.send(delta)
@@ -284,7 +305,7 @@ class LLMClient:
                 stop_following()
         if not finished:
             raise LLMTransient("stream ended without a finish reason")
-        return Completion(text="".join(parts), model=answered_by, usage=usage)
+        return Completion(text="".join(parts), model=answered_by, usage=usage, tool_calls=calls.calls())
 
     async def probe(self) -> str | None:
         """None when the API answers a model listing; otherwise a one-line reason."""

@@ -17,6 +17,7 @@ import httpx2
 import openai
 from pydantic import BaseModel
 
+from app.llm.tool_calls import ToolCall
 from app.schemas import Usage
 
 PINNED = ("openai",)  # the distribution whose internals this module touches
@@ -25,10 +26,26 @@ READ_OUT_S = 0.1  # for the end of the body after [DONE], as the SDK allows
 DEFAULT_ERROR_MESSAGE = "An error occurred during streaming"
 
 
+class FunctionDelta(BaseModel):
+    """A fragment of a called function: its name comes once, its arguments in pieces."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A fragment of one tool call; the fragments of a call share its `index` in the answer."""
+
+    index: int = 0
+    id: str | None = None
+    function: FunctionDelta | None = None
+
+
 class ChunkDelta(BaseModel):
-    """The new text of one streamed chunk."""
+    """The new text of one streamed chunk, or fragments of the tools it calls."""
 
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -53,6 +70,36 @@ class StreamChunk(BaseModel):
     choices: list[ChunkChoice] = []
     usage: Usage | None = None
     error: StreamError | str | None = None
+
+
+class ToolCallParts:
+    """The tool calls of a streamed answer, put together from their fragments by index."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, str] = {}
+        self._names: dict[int, str] = {}
+        self._arguments: dict[int, list[str]] = {}
+
+    def add(self, fragments: list[ToolCallDelta]) -> None:
+        """The fragments of one chunk."""
+        for fragment in fragments:
+            at = fragment.index
+            arguments = self._arguments.setdefault(at, [])
+            if fragment.id:
+                self._ids[at] = fragment.id
+            if fragment.function is not None:
+                if fragment.function.name:
+                    self._names[at] = self._names.get(at, "") + fragment.function.name
+                if fragment.function.arguments:
+                    arguments.append(fragment.function.arguments)
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The calls, in index order; a call the provider sent without an id gets one by its index,
+        since the tool's answer must name the call it answers."""
+        return tuple(
+            ToolCall(self._ids.get(at) or f"call_{at}", self._names.get(at, ""), "".join(pieces) or "{}")
+            for at, pieces in sorted(self._arguments.items())
+        )
 
 
 class ChunkStream(openai.AsyncStream[StreamChunk]):

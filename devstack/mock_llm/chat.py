@@ -6,9 +6,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.tokens import ChatMessage, count_chat, encoding_for
+from app.tokens import ChatMessage, ToolCallEntry, count_chat, encoding_for
 from devstack.mock_llm.cache import PromptCache
 from devstack.mock_llm.state import Json
+from devstack.mock_llm.tools import answer_from_results, calls_for
 
 CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
 _SYSTEM_ROLES = ("system", "developer")
@@ -25,15 +26,19 @@ class Chat:
     stream: bool
     include_usage: bool
     max_tokens: int | None
+    tools: tuple[object, ...] = ()
+    """The declared tools, as sent (devstack/mock_llm/tools.py reads them)."""
+    tool_choice: object = None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What the mock answers to one chat: the text, why it ends, the token usage."""
+    """What the mock answers to one chat: the text or the tools it calls, why it ends, the token usage."""
 
     text: str
     finish_reason: str
     usage: Json
+    tool_calls: tuple[ToolCallEntry, ...] = ()
 
 
 def compose_reply(messages: Sequence[ChatMessage]) -> str:
@@ -41,21 +46,26 @@ def compose_reply(messages: Sequence[ChatMessage]) -> str:
 
     Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
     60 characters) the last user message or its `<customer_message>` part, and counts the user
-    and assistant messages before it.
+    and assistant messages before it; when tool results end the chat, quotes them too.
     """
     users = [i for i, message in enumerate(messages) if message["role"] == "user"]
     last = users[-1] if users else len(messages)
-    latest = messages[last]["content"] if users else ""
-    if tagged := _CUSTOMER_TAG.search(latest):
-        latest = tagged.group(1)
-    quote = " ".join(latest.split())[:60]
+    quote = " ".join(customer_text(messages).split())[:60]
     earlier = sum(1 for message in messages[:last] if message["role"] in ("user", "assistant"))
     history = f"{earlier} earlier message{'' if earlier == 1 else 's'}" if earlier else "no earlier messages"
     name = _customer_name(messages)
+    looked_up = f"{answer_from_results(messages)} " if messages and messages[-1]["role"] == "tool" else ""
     return (
         f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
-        f"I can see {history} in this conversation. {CLOSING_SENTENCE}"
+        f"{looked_up}I can see {history} in this conversation. {CLOSING_SENTENCE}"
     )
+
+
+def customer_text(messages: Sequence[ChatMessage]) -> str:
+    """What the customer wrote: the last user message, or its `<customer_message>` part."""
+    latest = next((message["content"] for message in reversed(messages) if message["role"] == "user"), "")
+    tagged = _CUSTOMER_TAG.search(latest)
+    return tagged.group(1) if tagged else latest
 
 
 def _customer_name(messages: Sequence[ChatMessage]) -> str | None:
@@ -82,6 +92,8 @@ def parse_chat(body: object) -> Chat:
         stream=body.get("stream") is True,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+        tools=tuple(tools) if isinstance(tools := body.get("tools"), list) else (),
+        tool_choice=body.get("tool_choice"),
     )
 
 
@@ -91,13 +103,24 @@ def _parse_message(raw: object) -> ChatMessage:
     content = raw.get("content")
     if isinstance(content, list):  # content parts: only the text ones count
         content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return {"role": raw["role"], "content": content if isinstance(content, str) else ""}
+    message: ChatMessage = {"role": raw["role"], "content": content if isinstance(content, str) else ""}
+    # Kept for the record, so tests can see what the tool-calling loop sent.
+    if isinstance(call_id := raw.get("tool_call_id"), str):
+        message["tool_call_id"] = call_id
+    if isinstance(calls := raw.get("tool_calls"), list):
+        message["tool_calls"] = calls
+    return message
 
 
 def reply_to(chat: Chat, cache: PromptCache, scripted: str | None = None) -> Reply:
     """The reply to `chat` (or the `scripted` text, `{system}` standing for the system part), cut to
     its `max_tokens`, with usage and the cached part of the prompt."""
     encoding = encoding_for(chat.model)
+    calling = chat.messages[-1]["role"] != "tool" and chat.tool_choice != "none"
+    calls = calls_for(chat.tools, customer_text(chat.messages)) if scripted is None and calling else []
+    if calls:
+        text = "".join(call["function"]["name"] + call["function"]["arguments"] for call in calls)
+        return Reply("", "tool_calls", _usage(chat, len(encoding.encode(text))), tuple(calls))
     if scripted is None:
         text = compose_reply(chat.messages)
     else:
@@ -108,6 +131,13 @@ def reply_to(chat: Chat, cache: PromptCache, scripted: str | None = None) -> Rep
     if chat.max_tokens is not None and len(tokens) > chat.max_tokens:
         tokens, finish = tokens[: chat.max_tokens], "length"
         text = encoding.decode(tokens)
+    return Reply(text, finish, _usage(chat, len(tokens)) | cache.details(chat.model, chat.messages))
+
+
+def _usage(chat: Chat, completion_tokens: int) -> Json:
     prompt = count_chat(chat.messages, chat.model)
-    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens), "total_tokens": prompt + len(tokens)}
-    return Reply(text, finish, usage | cache.details(chat.model, chat.messages))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+    }

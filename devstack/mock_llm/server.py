@@ -20,6 +20,7 @@ from devstack.mock_llm.admin_api import admin_routes
 from devstack.mock_llm.chat import Chat, Reply, parse_chat, reply_to
 from devstack.mock_llm.errors import error_response
 from devstack.mock_llm.state import STATE, Json, MockConfig, MockState
+from devstack.mock_llm.tools import call_deltas
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "mock-small")
 CHUNKS_PER_REPLY = 6
@@ -94,7 +95,9 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
 
 
 def _completion(chat: Chat, reply: Reply) -> Json:
-    message = {"role": "assistant", "content": reply.text, "refusal": None}
+    message: Json = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_calls:
+        message |= {"content": None, "tool_calls": list(reply.tool_calls)}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -137,12 +140,12 @@ async def _stream(
         return _sse({**head, "choices": [choice]})
 
     await response.write(chunk({"role": "assistant", "content": ""}))
-    pieces = _pieces(reply.text)
-    for index, piece in enumerate(pieces):
-        if (broken and index >= len(pieces) // 2) or await state.pause(gap_s):
+    deltas = list(call_deltas(reply.tool_calls)) or [{"content": piece} for piece in _pieces(reply.text)]
+    for index, delta in enumerate(deltas):
+        if (broken and index >= len(deltas) // 2) or await state.pause(gap_s):
             _cut(request)
             return response, False
-        await response.write(chunk({"content": piece}))
+        await response.write(chunk(delta))
     await response.write(chunk({}, reply.finish_reason))
     if chat.include_usage:
         await response.write(_sse({**head, "choices": [], "usage": reply.usage}))

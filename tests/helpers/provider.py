@@ -19,10 +19,11 @@ import openai
 from app.llm.client import CallOptions, LLMClient
 from app.llm.provider import openai_client
 from app.settings import Settings
-from app.tokens import ChatMessage
+from app.tokens import ChatMessage, ToolCallEntry
 from devstack.mock_llm.cache import PromptCache
 from devstack.mock_llm.chat import Reply, parse_chat, reply_to
 from devstack.mock_llm.errors import ERRORS, QUOTA_USED_UP
+from devstack.mock_llm.tools import call_deltas
 
 BASE_URL = "http://provider.test/v1"
 API_KEY = "sk-test"
@@ -42,6 +43,10 @@ class Turn:
     silent: bool = False
     """Headers sent, then nothing: the call hangs until the policy drops it."""
     match: str | None = None
+    calls: tuple[tuple[str, str], ...] = ()
+    """Tools (name, arguments as JSON text) the answer calls, whatever the request declares."""
+    preamble: str = ""
+    """With `calls`: the text streamed before them."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class ScriptedProvider:
         if turn.status != 200:
             headers = {} if turn.retry_after_s is None else {"retry-after": f"{turn.retry_after_s:g}"}
             return _error(turn.status, ERRORS[turn.status], headers)
-        reply = reply_to(chat, self._cache)
+        reply = reply_to(chat, self._cache) if not turn.calls else _calling(turn)
         stream = _silence() if turn.silent else _chunks(chat.model, reply, turn.first_token_after_s)
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=stream)
 
@@ -104,6 +109,16 @@ class ScriptedProvider:
         found = [i for i, turn in enumerate(self.script) if turn.match is not None and turn.match in text]
         found += [i for i, turn in enumerate(self.script) if turn.match is None]
         return self.script.pop(found[0]) if found else self.otherwise
+
+
+def _calling(turn: Turn) -> Reply:
+    """The answer of a turn that calls tools."""
+    calls = tuple(
+        ToolCallEntry(id=f"call_{n}", type="function", function={"name": name, "arguments": arguments})
+        for n, (name, arguments) in enumerate(turn.calls)
+    )
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    return Reply(turn.preamble, "tool_calls", usage, calls)
 
 
 def _error(
@@ -123,12 +138,14 @@ async def _chunks(model: str, reply: Reply, first_token_after_s: float) -> Async
     def event(payload: dict[str, Any]) -> bytes:
         return b"data: " + json.dumps({"model": model, **payload}).encode() + b"\n\n"
 
-    words = reply.text.split(" ")
-    size = -(-len(words) // CHUNKS_PER_REPLY)
+    words = reply.text.split(" ") if reply.text else []
+    size = max(1, -(-len(words) // CHUNKS_PER_REPLY))
     pieces = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
     await asyncio.sleep(first_token_after_s)  # the provider thinking before its first token
     for index, piece in enumerate(pieces):
         yield event({"choices": [{"delta": {"content": piece if index == 0 else f" {piece}"}}]})
+    for delta in call_deltas(reply.tool_calls):
+        yield event({"choices": [{"delta": delta}]})
     yield event({"choices": [{"delta": {}, "finish_reason": reply.finish_reason}]})
     yield event({"choices": [], "usage": reply.usage})
     yield b"data: [DONE]\n\n"
