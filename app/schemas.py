@@ -189,6 +189,15 @@ class Usage(BaseModel):
         )
 
 
+class ToolCalled(BaseModel):
+    """One tool call made for a reply, as the reply's `tools` lists it (arguments and result are
+    not repeated)."""
+
+    name: str
+    ok: bool
+    ms: int
+
+
 class Reply(BaseModel):
     """A finished reply on the reply topic; also what `reply:{message_id}` stores."""
 
@@ -210,6 +219,8 @@ class Reply(BaseModel):
     answers: list[str] = Field(default_factory=list)
     """The messages this reply answers, in input order, `message_id` last; more than one when
     messages that queued behind a reply were answered together (ENRICHER_COALESCE)."""
+    tools: list[ToolCalled] = Field(default_factory=list)
+    """The tool calls the LLM made for this reply, in order (app/llm/tool_loop.py)."""
     structured: dict[str, Any] | None = None
     """When the template declares a response schema: the validated JSON object the LLM answered,
     with the customer's personal data back in it; its text field is `text`."""

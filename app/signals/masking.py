@@ -4,16 +4,20 @@
 the worker's prompt the profile's fields and the message's metadata: `prompt_texts`), so a value
 has one placeholder in all of them: `[EMAIL_1]` in the history, the profile and the message is the
 same address, and the LLM can refer to it. `Masked.restore` puts the originals back into the
-answer; a placeholder the LLM made up stays as it is, since there is nothing to put back.
+answer; a placeholder the LLM made up stays as it is, since there is nothing to put back. The
+tools the LLM calls (`MaskedTools`) get the originals in their arguments, and their results are
+masked into the same placeholders (`Masked.add`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from app.llm.tool_calls import ToolCall, ToolResult, ToolRunner
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals import pii
 from app.signals.pii import PiiKind
@@ -23,6 +27,7 @@ PLACEHOLDER = re.compile(rf"\[({'|'.join(kind.upper() for kind in pii.KINDS)})_(
 # name): held back until the next chunk says, so a placeholder split across chunks is restored whole.
 PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,6}(?:_[A-Z]{0,2})?(?:_\d*)?)?$")
 NOT_WORDS = re.compile(rf"{PLACEHOLDER.pattern}|\d+")
+KIND_NAMED: dict[str, PiiKind] = {kind.upper(): kind for kind in pii.KINDS}
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,8 @@ class Masked:
     """Texts with their personal data replaced, and what each placeholder stands for."""
 
     texts: tuple[str, ...]
-    originals: Mapping[str, str]
+    originals: dict[str, str]
+    """What each placeholder stands for; `add` adds to it, for every restorer of the conversation."""
     kinds: tuple[PiiKind, ...]
 
     def restore(self, text: str) -> str:
@@ -38,6 +44,28 @@ class Masked:
         if not self.originals:
             return text
         return PLACEHOLDER.sub(lambda match: self.originals.get(match.group(), match.group()), text)
+
+    def restore_json(self, text: str) -> str:
+        """`restore` for JSON text: each original escaped as a JSON string's content."""
+        if not self.originals:
+            return text
+        return PLACEHOLDER.sub(
+            lambda match: json.dumps(self.originals.get(match.group(), match.group()))[1:-1], text
+        )
+
+    def add(self, text: str, locale: str | None = None) -> str:
+        """`text` (more of the conversation, such as a tool's result) masked as `mask` would have
+        masked it with the others: a value masked before gets its placeholder, a new one the next
+        free, which `originals` now holds, so the answer's restoring puts it back."""
+        spans = pii.find(text, pii.phone_region(locale))
+        if not spans:
+            return text
+        by_value = {
+            (_kind_of(placeholder), _identity(_kind_of(placeholder), value)): placeholder
+            for placeholder, value in self.originals.items()
+        }
+        taken = {match.group() for said in (*self.texts, text) for match in PLACEHOLDER.finditer(said)}
+        return _replaced_spans(text, spans, by_value, self.originals, taken | set(self.originals))
 
     def onto(
         self, message: CustomerMessage, history: Sequence[HistoryTurn]
@@ -119,21 +147,30 @@ def mask(texts: Sequence[str], locale: str | None = None) -> Masked:
     masked = []
     for text in texts:
         spans = pii.find(text, region)
-        if not spans:
-            masked.append(text)
-            continue
-        pieces = []
-        position = 0
         found += spans
-        for span in spans:
-            key = (span.kind, _identity(span))
-            if key not in by_value:
-                by_value[key] = _next_placeholder(span.kind, taken)
-                originals[by_value[key]] = span.value
-            pieces += [text[position : span.start], by_value[key]]
-            position = span.end
-        masked.append("".join([*pieces, text[position:]]))
+        masked.append(_replaced_spans(text, spans, by_value, originals, taken) if spans else text)
     return Masked(texts=tuple(masked), originals=originals, kinds=pii.kinds(found))
+
+
+def _replaced_spans(
+    text: str,
+    spans: Sequence[pii.Span],
+    by_value: dict[tuple[PiiKind, str], str],
+    originals: dict[str, str],
+    taken: set[str],
+) -> str:
+    """`text` with its `spans` replaced by placeholders: a value's own in `by_value`, or the next
+    one not `taken`, added to `by_value` and `originals`."""
+    pieces = []
+    position = 0
+    for span in spans:
+        key = (span.kind, _identity(span.kind, span.value))
+        if key not in by_value:
+            by_value[key] = _next_placeholder(span.kind, taken)
+            originals[by_value[key]] = span.value
+        pieces += [text[position : span.start], by_value[key]]
+        position = span.end
+    return "".join([*pieces, text[position:]])
 
 
 def prompt_texts(
@@ -188,11 +225,35 @@ def wording(masked_text: str) -> str:
     return " ".join(NOT_WORDS.sub(" ", masked_text).split())
 
 
-def _identity(span: pii.Span) -> str:
-    """What makes two spans the same value: an address regardless of case, a number its digits."""
-    if span.kind == "email":
-        return span.value.lower()
-    return "".join(char for char in span.value.upper() if char.isalnum())
+def _identity(kind: PiiKind, value: str) -> str:
+    """What makes two values the same: an address regardless of case, a number its digits."""
+    if kind == "email":
+        return value.lower()
+    return "".join(char for char in value.upper() if char.isalnum())
+
+
+def _kind_of(placeholder: str) -> PiiKind:
+    """The kind of value a placeholder of `mask` (`[TAX_ID_1]`) stands for."""
+    return KIND_NAMED[placeholder[1 : placeholder.rindex("_")]]
+
+
+class MaskedTools:
+    """The tools of one reply as the LLM's side of the masking sees them (promise 7): a call's
+    arguments get the originals back (a placeholder means nothing to an order system), and its
+    result is masked into the conversation's placeholders before it leaves for the LLM."""
+
+    def __init__(self, tools: ToolRunner, masked: Masked, locale: str | None) -> None:
+        self._tools, self._masked, self._locale = tools, masked, locale
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """The tools' declarations, as they are."""
+        return self._tools.declarations()
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        """Run `call` with its arguments restored; its result masked."""
+        restored = ToolCall(call.id, call.name, self._masked.restore_json(call.arguments))
+        result = await self._tools.run(restored)
+        return ToolResult(self._masked.add(result.content, self._locale), result.ok)
 
 
 def _next_placeholder(kind: PiiKind, taken: set[str]) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from app.llm.tool_calls import ToolCall, ToolResult
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.masking import mask, prompt_texts
+from app.signals.masking import MaskedTools, mask, prompt_texts
 
 HISTORY = "My address is Ada@Example.com and my card 4111 1111 1111 1111."
 MESSAGE = "Still nothing at ada@example.com; card 4111111111111111, call +44 20 7946 0958."
@@ -123,3 +127,46 @@ def test_the_locales_plain_national_numbers_are_masked_in_every_text() -> None:
     assert mask(texts, "es-ES").texts == ("el [PHONE_1] o el [PHONE_2]", "mi fijo: [PHONE_1]")
     assert mask(texts, "de-DE").texts == ("el 912345678 o el [PHONE_1]", "mi fijo: 912345678")
     assert mask(texts).texts == mask(texts, "es").texts  # no region: the shapes known everywhere
+
+
+def test_more_text_shares_the_conversation_s_placeholders_and_adds_new_ones_restored_too() -> None:
+    masked = mask([MESSAGE])
+    restorer = masked.restorer()  # made before: it restores the added values all the same
+
+    added = masked.add("Order for ADA@example.com, billed to b@example.com; [EMAIL_3] is text.")
+
+    assert added == "Order for [EMAIL_1], billed to [EMAIL_2]; [EMAIL_3] is text."
+    assert masked.originals["[EMAIL_2]"] == "b@example.com"
+    assert "[EMAIL_3]" not in masked.originals
+    assert restorer.feed("We wrote to [EMAIL_2] ") == "We wrote to b@example.com "
+    assert masked.add("nothing personal") == "nothing personal"
+
+
+def test_restore_json_escapes_the_originals_as_json_string_content() -> None:
+    masked = mask(['say "hi" to a@example.com'])
+    masked.originals["[EMAIL_1]"] = 'odd"one@example.com'
+
+    assert json.loads(masked.restore_json('{"to": "[EMAIL_1]"}')) == {"to": 'odd"one@example.com'}
+
+
+async def test_masked_tools_restore_the_arguments_and_mask_the_result() -> None:
+    class Orders:
+        def __init__(self) -> None:
+            self.calls: list[ToolCall] = []
+
+        def declarations(self) -> list[dict[str, Any]]:
+            return [{"type": "function", "function": {"name": "orders_of"}}]
+
+        async def run(self, call: ToolCall) -> ToolResult:
+            self.calls.append(call)
+            return ToolResult('{"email": "ada@example.com", "phone": "+44 20 7946 0999"}', ok=True)
+
+    masked, orders = mask([MESSAGE]), Orders()
+    tools = MaskedTools(orders, masked, "en")
+
+    result = await tools.run(ToolCall("call_1", "orders_of", '{"email": "[EMAIL_1]"}'))
+
+    assert orders.calls[0].arguments == '{"email": "ada@example.com"}'
+    assert result == ToolResult('{"email": "[EMAIL_1]", "phone": "[PHONE_2]"}', ok=True)
+    assert masked.restore(result.content) == '{"email": "ada@example.com", "phone": "+44 20 7946 0999"}'
+    assert tools.declarations() == orders.declarations()
