@@ -1,13 +1,39 @@
-"""The LLM circuit breaker on its own: when it opens, whom it lets through, and when it closes."""
+"""The LLM circuit breaker on its own: when it opens, whom it lets through, and when it closes.
+
+The breaker's clock is a fake that only the tests move, so whether a call is let through
+depends on the probe schedule alone, whatever the machine's speed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
+from types import SimpleNamespace
 
+import pytest
+
+from app.llm import breaker as breaker_module
 from app.llm.breaker import CircuitBreaker
 
 PROBE_S = 0.05
+HANG_GUARD_S = 5.0
+"""Real time a call the schedule lets through may take to be let through (its own wait runs out)."""
+
+
+class Clock:
+    """`time.monotonic` of app.llm.breaker, moved only by the tests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(breaker_module, "time", SimpleNamespace(monotonic=fake.monotonic))
+    return fake
 
 
 def breaker(max_probe_s: float = 0.4) -> CircuitBreaker:
@@ -23,6 +49,14 @@ async def admitted_within(circuit: CircuitBreaker, timeout_s: float) -> bool:
     return True
 
 
+async def assert_next_probe_at(circuit: CircuitBreaker, clock: Clock, at: float) -> None:
+    """No call goes through just before `at` on the breaker's clock, and one goes through at it."""
+    clock.now = at - PROBE_S / 10
+    assert not await admitted_within(circuit, PROBE_S)  # the clock stands still: never, if too early
+    clock.now = at
+    assert await admitted_within(circuit, HANG_GUARD_S)
+
+
 async def test_a_closed_breaker_admits_at_once_and_a_success_resets_the_count() -> None:
     circuit = breaker()
     circuit.failed("HTTP 500")
@@ -32,7 +66,7 @@ async def test_a_closed_breaker_admits_at_once_and_a_success_resets_the_count() 
     circuit.failed("HTTP 500")
     assert not circuit.is_open
     assert circuit.reason is None
-    assert await admitted_within(circuit, 0.01)
+    assert await admitted_within(circuit, 0.01)  # no wait at all: admit() does not yield when closed
 
 
 async def test_failures_in_a_row_open_it_and_refused_credentials_open_it_at_once() -> None:
@@ -47,55 +81,48 @@ async def test_failures_in_a_row_open_it_and_refused_credentials_open_it_at_once
     assert credentials.reason == "HTTP 401: bad key"
 
 
-async def test_while_open_one_call_per_interval_goes_through_as_a_probe() -> None:
+async def test_while_open_one_call_per_interval_goes_through_as_a_probe(clock: Clock) -> None:
     circuit = breaker()
     for _ in range(3):
         circuit.failed("HTTP 500")
-    started = time.monotonic()
-    assert not await admitted_within(circuit, PROBE_S / 2)
+    opened = clock.now
+    clock.now = opened + PROBE_S / 2
+    assert not await admitted_within(circuit, PROBE_S)
     waiters = [asyncio.create_task(circuit.admit()) for _ in range(5)]
-    done, pending = await asyncio.wait(waiters, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+    clock.now = opened + PROBE_S
+    done, pending = await asyncio.wait(waiters, timeout=HANG_GUARD_S, return_when=asyncio.FIRST_COMPLETED)
     assert len(done) == 1  # the probe; the others wait for its answer, or the next interval
-    assert time.monotonic() - started >= PROBE_S
     circuit.succeeded()  # the probe got an answer: everyone goes
-    done, pending = await asyncio.wait(waiters, timeout=1)
+    done, pending = await asyncio.wait(waiters, timeout=HANG_GUARD_S)
     assert not pending
     assert not circuit.is_open
     assert circuit.reason is None
 
 
-async def test_a_failed_probe_doubles_the_interval_up_to_its_cap() -> None:
+async def test_a_failed_probe_doubles_the_interval_up_to_its_cap(clock: Clock) -> None:
     circuit = breaker(max_probe_s=PROBE_S * 4)
     for _ in range(3):
         circuit.failed("HTTP 500")
-    gaps = []
-    for _ in range(4):
-        started = time.monotonic()
-        await circuit.admit()
-        gaps.append(time.monotonic() - started)
+    for interval_s in (PROBE_S, PROBE_S * 2, PROBE_S * 4, PROBE_S * 4):
+        await assert_next_probe_at(circuit, clock, clock.now + interval_s)
         circuit.failed("HTTP 500")  # the probe failed too
-    assert gaps[0] <= PROBE_S * 3  # about one interval; generous for a busy machine
-    assert gaps[1] >= PROBE_S * 2 * 0.9
-    assert gaps[2] >= PROBE_S * 4 * 0.9
-    assert PROBE_S * 4 * 0.9 <= gaps[3] <= PROBE_S * 4 * 3
     assert circuit.is_open
 
 
-async def test_a_probe_that_never_reports_back_is_followed_by_another_after_the_longest_interval() -> None:
+async def test_a_probe_that_never_reports_back_is_followed_by_another_after_the_longest_interval(
+    clock: Clock,
+) -> None:
     circuit = breaker(max_probe_s=PROBE_S * 3)
     for _ in range(3):
         circuit.failed("HTTP 500")
-    await circuit.admit()  # a probe that hangs, or turns out to need no LLM call
-    assert not await admitted_within(circuit, PROBE_S * 2)
-    assert await admitted_within(circuit, PROBE_S * 3)
+    await assert_next_probe_at(circuit, clock, clock.now + PROBE_S)  # a probe that hangs, or needs no call
+    await assert_next_probe_at(circuit, clock, clock.now + PROBE_S * 3)
 
 
-async def test_failures_of_calls_already_running_do_not_stretch_the_interval() -> None:
+async def test_failures_of_calls_already_running_do_not_stretch_the_interval(clock: Clock) -> None:
     circuit = breaker()
     for _ in range(3):
         circuit.failed("HTTP 500")
     for _ in range(10):
         circuit.failed("HTTP 500")  # retries of calls that were running when it opened
-    started = time.monotonic()
-    await circuit.admit()
-    assert time.monotonic() - started <= PROBE_S * 4  # stretched, it would be the 0.4 s cap
+    await assert_next_probe_at(circuit, clock, clock.now + PROBE_S)  # stretched, it would be the 0.4 s cap
