@@ -13,7 +13,7 @@ import faust
 from agents.redis_retry import until_redis_takes
 from app.context import ContextStore
 from app.errors import BadInput
-from app.handoff.control import parse_command
+from app.handoff import parse_command
 from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
 

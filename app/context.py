@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
+from app import handoff
 from app.errors import ContextUnavailable
-from app.handoff import state as handoff_state
-from app.handoff.held import HeldConversations
+from app.handoff import HeldConversations
 from app.observability import metrics
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, AnyPipeline, RedisClient, answers, connection_cap
 from app.redis_keys import failure_key, history_key, orders_key, profile_key, published_key, reply_key
@@ -188,13 +188,12 @@ class ContextStore:
         pipe.hgetall(profile_key(customer_id or ""))
         pipe.hgetall(orders_key(customer_id or ""))
         pipe.lrange(history_key(conversation_id), -self._history_turns, -1)  # nothing kept when 0
-        handoff_state.queue_lookup(pipe, conversation_id, self._ttl_s)
+        handoff.queue_lookup(pipe, conversation_id, self._ttl_s)
         results: list[Any] = await self._guarded("lookup", pipe.execute(), [])
         if not results:
             return Context(human=await self._held_by_human(conversation_id))
-        handoff = results[-handoff_state.LOOKUP_RESULTS :]
-        *replies, fields, orders, items = results[: -handoff_state.LOOKUP_RESULTS]
-        human, fallbacks = handoff_state.read_lookup(handoff)
+        *replies, fields, orders, items = results[: -handoff.LOOKUP_RESULTS]
+        human, fallbacks = handoff.read_lookup(results[-handoff.LOOKUP_RESULTS :])
         stored, published = {}, set()
         for message_id, stored_raw, was_published in zip(
             message_ids, replies[::2], replies[1::2], strict=True
@@ -274,7 +273,7 @@ class ContextStore:
 
         def history(pipe: AnyPipeline) -> None:
             self._queue_turns(pipe, reply.conversation_id, reply.message_id, turns)
-            handoff_state.queue_streak(
+            handoff.queue_streak(
                 pipe,
                 reply.conversation_id,
                 fallback=reply.status == "fallback",
@@ -350,12 +349,12 @@ class ContextStore:
         """
         if self.held is not None:
             self.held.handed_over(conversation_id, time.time())
-        state = handoff_state.hand_over(self._redis, conversation_id, self._ttl_s)
+        state = handoff.hand_over(self._redis, conversation_id, self._ttl_s)
         await self._guarded("hand_to_human", state, None)
 
     async def release(self, conversation_id: str, at_s: float) -> bool:
         """Give the conversation back to the AI, as the control topic's command of `at_s` says
-        (`app.handoff.state.release`): True when a human had it; raises ContextUnavailable when
+        (`app.handoff.release`): True when a human had it; raises ContextUnavailable when
         Redis fails.
 
         `held` first: once the state is gone from Redis, this worker's set must not hold the
@@ -363,7 +362,7 @@ class ContextStore:
         """
         if self.held is not None:
             self.held.released(conversation_id, at_s)
-        return await handoff_state.release(self._redis, conversation_id)
+        return await handoff.release(self._redis, conversation_id)
 
     async def mark_published(self, message_ids: Sequence[str]) -> None:
         """Remember that the broker took the reply to these messages, for as long as the reply.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.context import ContextStore
 from app.guard.output import OutputGuard
-from app.handoff.held import HeldConversations
+from app.handoff import HeldConversations
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable

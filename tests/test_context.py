@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.context import ContextStore
-from app.handoff.held import HeldConversations
+from app.handoff import HeldConversations
 from app.redis_client import connect
 from app.redis_keys import state_key
 from app.schemas import reply_id_for

@@ -14,8 +14,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from app.errors import BadInput
-from app.handoff.control import parse_command
-from app.handoff.held import HeldConversations
+from app.handoff import HeldConversations, parse_command
 from app.kafka.security import KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, POLL_MS, consumer_from_beginning, read_to_end
 from app.schemas import ForHuman, Handoff

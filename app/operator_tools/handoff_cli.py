@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
-from app.handoff.control import ControlCommand
+from app.handoff import ControlCommand
 from app.kafka.security import KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing
 from app.settings import Settings

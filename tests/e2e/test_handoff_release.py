@@ -11,7 +11,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from app.handoff.state import HUMAN
+from app.handoff import HUMAN
 from app.redis_keys import fallback_streak_key, state_key
 from tests.helpers.cli import invoke
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic

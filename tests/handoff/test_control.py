@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import BadInput, InvalidJson, InvalidMessage
-from app.handoff.control import ControlCommand, parse_command
+from app.handoff import ControlCommand, parse_command
 
 
 def test_a_release_round_trips_keyed_by_its_conversation() -> None:

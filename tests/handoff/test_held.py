@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.handoff.held import HeldConversations
+from app.handoff import HeldConversations
 
 
 def test_a_release_ends_a_handoff_and_a_later_handoff_starts_one_again() -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.errors import ContextUnavailable
-from app.handoff.state import HUMAN, release
+from app.handoff import HUMAN, release
 from app.redis_client import RedisClient, connect
 from app.redis_keys import fallback_streak_key, state_key
 from app.settings import Settings
