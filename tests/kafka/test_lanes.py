@@ -7,6 +7,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from app.kafka.lanes import Gate, Lanes
+from tests.helpers.polling import until
 
 Job = Callable[[], Awaitable[None]]
 
@@ -57,7 +58,7 @@ async def test_submit_waits_when_buffer_is_full() -> None:
     for key in ("a", "b", "c"):
         await lanes.submit(key, blocked)
     fourth = asyncio.create_task(lanes.submit("d", blocked))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # fourth has taken its first step: with room, it would be done now
     assert not fourth.done()
     assert lanes.buffered == 3
     release.set()
@@ -106,7 +107,7 @@ async def test_stop_finishes_buffered_jobs_and_takes_no_more() -> None:
         await lanes.submit(name[0], job(name))  # type: ignore[arg-type]
     assert await lanes.stop(grace_s=1) == 0
     await lanes.submit("c", job("c1"))  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)
+    assert await lanes.wait_idle(1)  # taken, c1 would be waited for here
     assert sorted(finished) == ["a1", "a2", "b1"]
 
 
@@ -164,7 +165,13 @@ async def test_no_more_than_max_running_jobs_run_at_once() -> None:
 
 async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> None:
     gate_open = asyncio.Event()
-    lanes = job_lanes(max_buffered=10, max_running=10, gate=gate_open.wait)
+    at_gate: list[str] = []
+
+    async def gate() -> None:
+        at_gate.append("lane")
+        await gate_open.wait()
+
+    lanes = job_lanes(max_buffered=10, max_running=10, gate=gate)
     ran: list[str] = []
 
     def job(name: str) -> Callable[[], Awaitable[None]]:
@@ -176,7 +183,11 @@ async def test_the_gate_holds_jobs_unstarted_so_they_can_be_handed_back() -> Non
     await lanes.submit("a", job("a1"))
     await lanes.submit("a", job("a2"))
     await lanes.submit("b", job("b1"))
-    await asyncio.sleep(0.05)
+
+    async def both_at_the_gate() -> bool:
+        return len(at_gate) == 2
+
+    await until(both_at_the_gate, "lanes a and b waiting at the gate", timeout_s=5)
     assert ran == []
     assert lanes.drop_queued() == 3  # none had started
     assert lanes.buffered == 0
