@@ -11,8 +11,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from app.redis_keys import published_key
 from devstack.mock_llm.admin import MockAdmin
@@ -20,6 +19,7 @@ from tests.helpers.delivery import (
     assert_consistent_duplicates,
     assert_in_input_order,
     calls_per_text,
+    committed_offset,
     every_message_answered,
     metric,
     replies_to_all,
@@ -32,18 +32,6 @@ from tests.helpers.timeouts import SEVERAL_WORKERS
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
-
-
-async def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-    finally:
-        await admin.close()
-    meta = offsets.get(tp)
-    return meta.offset if meta is not None else -1
 
 
 async def test_many_calls_in_flight_keep_each_conversation_in_order(

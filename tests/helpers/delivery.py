@@ -9,6 +9,8 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.helpers.kafka import answered, json_values, read_topic
 from tests.helpers.workers import Worker
@@ -82,3 +84,16 @@ def wait_for_exit(worker: Worker, timeout_s: float) -> int | None:
     while worker.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     return worker.process.poll()
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int:
+    """The offset `group` committed on a partition of `topic`, or -1 when it committed none."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+    finally:
+        await admin.close()
+    meta = offsets.get(tp)
+    return meta.offset if meta is not None else -1
