@@ -40,13 +40,19 @@ class Tools:
     """A ToolRunner for the tests: answers from `answers` by tool name, keeps every call."""
 
     def __init__(
-        self, answers: dict[str, ToolResult], *, declared: tuple[str, ...] = ("order_status",)
+        self,
+        answers: dict[str, ToolResult],
+        *,
+        declared: tuple[str, ...] = ("order_status",),
+        takes_s: float = 0.0,
     ) -> None:
         self.answers = answers
         self.declared = declared
+        self.takes_s = takes_s
         self.calls: list[ToolCall] = []
         self.pause = asyncio.Event()
         self.pause.set()
+        self.entered = asyncio.Semaphore(0)
         self.running = 0
         self.most_running = 0
 
@@ -59,7 +65,9 @@ class Tools:
         self.calls.append(call)
         self.running += 1
         self.most_running = max(self.most_running, self.running)
+        self.entered.release()
         try:
+            await asyncio.sleep(self.takes_s)
             await self.pause.wait()
             if call.name == "broken":
                 raise RuntimeError("the runner broke its promise")
@@ -127,8 +135,8 @@ async def test_calls_of_one_round_run_together_and_are_listed_in_order(
     tools.pause.clear()
 
     answering = asyncio.create_task(complete_with_tools(llm, CHAT, CallOptions(), tools, 3))
-    while tools.running < 2:  # both wait at once: neither waited for the other to finish
-        await asyncio.sleep(0.01)
+    for _ in range(2):  # both wait at once: neither waited for the other to finish
+        await asyncio.wait_for(tools.entered.acquire(), 5)
     tools.pause.set()
     completion = await answering
 
@@ -219,22 +227,16 @@ async def test_each_round_is_one_policy_call_retried_on_its_own(
 
 
 async def test_no_llm_deadline_runs_while_the_tools_do(provider: ScriptedProvider) -> None:
-    # Tools slower than the first-token deadline and the LLM deadline: neither fires.
+    # A tool slower than the first-token deadline and the LLM deadline: neither fires.
     llm = policy_on(
         provider,
         ENRICHER_LLM_FIRST_TOKEN_TIMEOUT_S="0.2",
         ENRICHER_LLM_DEADLINE_S="0.5",
         ENRICHER_LLM_TIMEOUT_S="0.5",
     )
-    tools = Tools({"order_status": SHIPPED})
-    tools.pause.clear()
     try:
-        answering = asyncio.create_task(complete_with_tools(llm, CHAT, CallOptions(), tools, 3))
-        while not tools.running:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.6)
-        tools.pause.set()
-        completion = await answering
+        slow = Tools({"order_status": SHIPPED}, takes_s=0.6)
+        completion = await complete_with_tools(llm, CHAT, CallOptions(), slow, 3)
     finally:
         await llm.aclose()
 
