@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 from app.llm.tool_calls import ToolCall, ToolResult, ToolRunner
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals import pii
+from app.signals.noise import without_noise
 from app.signals.pii import PiiKind
 
 PLACEHOLDER = re.compile(rf"\[({'|'.join(kind.upper() for kind in pii.KINDS)})_(\d+)\]")
 # The longest tail of a stream chunk that may still become a placeholder (`[TAX_ID_1]` the longest
 # name): held back until the next chunk says, so a placeholder split across chunks is restored whole.
 PARTIAL_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{0,6}(?:_[A-Z]{0,2})?(?:_\d*)?)?$")
-NOT_WORDS = re.compile(rf"{PLACEHOLDER.pattern}|\d+")
 KIND_NAMED: dict[str, PiiKind] = {kind.upper(): kind for kind in pii.KINDS}
 
 
@@ -215,14 +215,15 @@ def _replaced(value: Any, masked: Iterator[str]) -> Any:
 
 
 def wording(masked_text: str) -> str:
-    """A masked text as the language and intent models read it: without its placeholders and
-    digits, its words separated by single spaces.
+    """A masked text as the language and intent models read it: without its placeholders and its
+    noise (`noise.without_noise`: signature, links, words with digits), its words separated by
+    single spaces.
 
     An order number or an address says nothing about what a customer wants or the language they
     write in, and messages that differ only in them (most of a support stream's) read alike: the
     models remember what they found per wording (`SignalModels.read`).
     """
-    return " ".join(NOT_WORDS.sub(" ", masked_text).split())
+    return " ".join(without_noise(PLACEHOLDER.sub(" ", masked_text)).split())
 
 
 def _identity(kind: PiiKind, value: str) -> str:
