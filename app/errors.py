@@ -10,7 +10,9 @@ EnricherError
  │    │                       a 429 is `rate_limited` (slow down, no outage) or `quota_exhausted`
  │    ├── LLMRejected         not retriable for this input: 400, 404, 413, 422 → kind "llm_rejected"
  │    ├── LLMAuthError        401, 403: not the message's fault; retried, worker not ready
- │    └── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
+ │    ├── LLMUnavailable      deadline passed with no answer → fallback reply, kind "llm_unavailable"
+ │    └── InvalidStructured   the answer is not the JSON the template's response schema asks for
+ │                            (after one repair) → fallback reply, kind "invalid_structured"
  ├── ContextUnavailable      Redis failed; callers go on with less context
  └── TemplateError           a prompt template failed to load or render (file:line in the message)
 """
@@ -26,6 +28,7 @@ ErrorKind = Literal[
     "llm_rejected",
     "llm_unavailable",
     "guard_blocked",
+    "invalid_structured",
     "internal",
 ]
 
@@ -112,6 +115,20 @@ class LLMUnavailable(LLMError):
     """No answer within the per-message deadline."""
 
     kind: ErrorKind = "llm_unavailable"
+
+
+class InvalidStructured(LLMError):
+    """The LLM's answer is not the JSON object its template's response schema asks for.
+
+    The message names only where and which rule failed, for the dead letter; `explanation` says
+    what is wrong in the LLM's own terms, quoting its answer, for the one repair request.
+    """
+
+    kind: ErrorKind = "invalid_structured"
+
+    def __init__(self, message: str, explanation: str) -> None:
+        super().__init__(message)
+        self.explanation = explanation
 
 
 class ContextUnavailable(EnricherError):

@@ -11,6 +11,7 @@ A template is a file `prompts/<anything>.j2`:
     weight: 1                        # optional share of conversations for this variant
     model: {temperature: 0.3, max_tokens: 400}          # optional
     when: {channel: chat, locale: de, tier: gold}       # optional, each key optional
+    response: {text_field: reply, schema: {...}}         # optional: the answer is a JSON object
     ---
     {% block system %}...{% endblock %}      a fallback or handoff has one {% block reply %} instead
     {% block user %}...{% endblock %}
@@ -27,6 +28,9 @@ Variables (plain data only; a missing optional message field is ""):
                sentiment, intent, pii (the kinds of personal data)
     reason     why the conversation goes to a human: kind, detail      a handoff template only
 
+A reply template's `response:` (`response_schema.py`) makes the answer a JSON object its schema
+describes, the customer's text one of its fields.
+
 Samples, `prompts/samples/*.yaml` (or `.json`), hold a `customer`, a `history` and a `message`;
 every template is rendered with each of them when it is loaded.
 """
@@ -34,14 +38,16 @@ every template is rendered with each of them when it is loaded.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from app.errors import TemplateError
+from app.prompts.response_schema import ResponseFormat, ResponseSchema
 from app.schemas import CustomerMessage, HistoryTurn
 from app.validation import one_line, where
 
@@ -128,6 +134,28 @@ class FrontMatter(BaseModel):
     weight: Annotated[float, Field(gt=0)] = 1.0
     model: ModelSettings = Field(default_factory=ModelSettings)
     when: Conditions = Field(default_factory=Conditions)
+    response: ResponseFormat | None = None
+
+    @field_validator("response")
+    @classmethod
+    def _checked_response(
+        cls, response: ResponseFormat | None, info: ValidationInfo
+    ) -> ResponseFormat | None:
+        if response is None:
+            return None
+        if info.data.get("kind", "reply") != "reply":
+            raise PydanticCustomError(
+                "response_kind", "is only for reply templates: this one is sent as it is"
+            )
+        found = response.problem()
+        if found is not None:
+            location, problem = found
+            raise PydanticCustomError(
+                "response_schema",
+                "is wrong at `{at}`: {problem}",
+                {"at": where(location), "problem": problem},
+            )
+        return response
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,9 @@ class PromptTemplate:
     max_tokens: int | None
     conditions: Conditions
     kind: TemplateKind
+    # Not compared: the version stands for the whole source, and a schema is no hashable value.
+    response: ResponseSchema | None = field(default=None, compare=False)
+    """When set, the answer is a JSON object of this schema (a structured reply)."""
 
     @property
     def is_fallback(self) -> bool:
@@ -254,6 +285,7 @@ def describe(file: PromptFile) -> PromptTemplate:
         max_tokens=front.model.max_tokens,
         conditions=front.when,
         kind=front.kind,
+        response=ResponseSchema.of(front.response) if front.response is not None else None,
     )
 
 

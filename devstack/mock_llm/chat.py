@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from app.tokens import ChatMessage, ToolCallEntry, count_chat, encoding_for
 from devstack.mock_llm.cache import PromptCache
 from devstack.mock_llm.state import Json
+from devstack.mock_llm.structured import json_answer
 from devstack.mock_llm.tools import answer_from_results, calls_for
 
 CLOSING_SENTENCE = "Let me know if there is anything else I can help with."
@@ -29,6 +30,8 @@ class Chat:
     tools: tuple[object, ...] = ()
     """The declared tools, as sent (devstack/mock_llm/tools.py reads them)."""
     tool_choice: object = None
+    response_format: Json | None = None
+    """A JSON answer asked for (devstack/mock_llm/structured.py answers it)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ def parse_chat(body: object) -> Chat:
         max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
         tools=tuple(tools) if isinstance(tools := body.get("tools"), list) else (),
         tool_choice=body.get("tool_choice"),
+        response_format=answer_format
+        if isinstance(answer_format := body.get("response_format"), dict)
+        else None,
     )
 
 
@@ -123,6 +129,8 @@ def reply_to(chat: Chat, cache: PromptCache, scripted: str | None = None) -> Rep
         return Reply("", "tool_calls", _usage(chat, len(encoding.encode(text))), tuple(calls))
     if scripted is None:
         text = compose_reply(chat.messages)
+        if chat.response_format is not None:
+            text = json_answer(chat.response_format, text) or text
     else:
         system = "\n".join(m["content"] for m in chat.messages if m["role"] == "system")
         text = scripted.replace("{system}", system)

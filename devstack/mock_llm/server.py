@@ -69,6 +69,7 @@ async def _answer(request: web.Request, state: MockState) -> tuple[web.StreamRes
         "model": chat.model,
         "messages": chat.messages,
         "stream": chat.stream,
+        "response_format": chat.response_format,
         "headers": {name.lower(): value for name, value in request.headers.items()},
     }
     state.recorded.append({**record, "received_at": time.time()})

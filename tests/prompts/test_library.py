@@ -28,7 +28,7 @@ def test_shipped_templates_load() -> None:
     library = PromptLibrary.load(PROMPTS)
 
     kinds = Counter((t.name, t.kind) for t in library.templates)
-    assert kinds == {("support_reply", "reply"): 2, ("fallback", "fallback"): 1, ("handoff", "handoff"): 1}
+    assert kinds == {("support_reply", "reply"): 3, ("fallback", "fallback"): 1, ("handoff", "handoff"): 1}
     assert all(len(t.version) == 12 and int(t.version, 16) >= 0 for t in library.templates)
     assert PromptLibrary.check(PROMPTS) == (list(library.templates), [])
 
@@ -52,6 +52,7 @@ def test_check_reports_every_problem_and_keeps_the_good_templates(prompts: Path)
     assert [Path(p.location.split(":")[0]).name for p in problems] == ["one.j2", "two.j2"]
     assert {t.path.name for t in templates} == {
         "support_reply.j2",
+        "support_reply_complaint.j2",
         "support_reply_gold.j2",
         "fallback.j2",
         "handoff.j2",

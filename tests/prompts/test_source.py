@@ -191,8 +191,10 @@ def test_file_states_cover_templates_samples_and_rules_only(prompts: Path) -> No
         "fallback.j2",
         "handoff.j2",
         "support_reply.j2",
+        "support_reply_complaint.j2",
         "support_reply_gold.j2",
         "samples/returning_customer.yaml",
+        "samples/upset_customer.yaml",
         "handoff.yaml",
         "intents.yaml",
     }

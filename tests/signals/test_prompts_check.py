@@ -37,7 +37,7 @@ def test_a_broken_intents_file_fails_the_check_at_its_line(tmp_path: Path) -> No
 
     assert code == 1
     assert f"{prompts}/intents.yaml:3: intent `refund` is listed twice" in output
-    assert output.rstrip().endswith("4 templates, 1 problem(s)")
+    assert output.rstrip().endswith("5 templates, 1 problem(s)")
 
 
 def test_overlapping_examples_are_warnings_only(tmp_path: Path) -> None:

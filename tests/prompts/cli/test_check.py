@@ -17,11 +17,17 @@ def test_shipped_templates_pass_with_token_counts() -> None:
     result = run("check", str(PROMPTS))
 
     assert result.exit_code == 0, result.output
-    for name in ("fallback.j2", "handoff.j2", "support_reply.j2", "support_reply_gold.j2"):
+    for name in (
+        "fallback.j2",
+        "handoff.j2",
+        "support_reply.j2",
+        "support_reply_complaint.j2",
+        "support_reply_gold.j2",
+    ):
         assert re.search(
             rf"{name}: .* version [0-9a-f]{{12}}; returning_customer.yaml: \d+ tokens", result.output
         )
-    assert result.output.rstrip().endswith("4 templates, no problems")
+    assert result.output.rstrip().endswith("5 templates, no problems")
 
 
 def test_default_directory_is_prompts_here(prompts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +130,7 @@ def test_a_broken_default_file_is_the_only_problem_reported(prompts: Path) -> No
         "add it where the text that depends on it ends (Jinja: unknown tag 'endblock')"
     ]
     assert "without `when:`" not in result.output
-    assert result.output.rstrip().endswith("3 templates, 1 problem(s); token counts once all load")
+    assert result.output.rstrip().endswith("4 templates, 1 problem(s); token counts once all load")
 
 
 def test_an_unguarded_name_is_explained_in_plain_words(prompts: Path) -> None:

@@ -29,7 +29,7 @@ def test_the_shipped_rules_are_listed_at_their_lines() -> None:
         f"{rules}:18: rule 'asks for a person': intent wants_human",
         f"{rules}:20: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
         f"{rules}:23: rule 'the AI keeps failing': 3 fallback replies in a row",
-        "4 templates, no problems",
+        "5 templates, no problems",
     ]
     assert any(re.match(rf"{PROMPTS}/handoff.j2: handoff \(handoff\) version ", line) for line in lines)
 
@@ -46,7 +46,7 @@ def test_a_broken_rule_fails_the_check_at_its_line(prompts: Path) -> None:
     assert f"{rules}:20: unknown key `tier`: did you mean `tiers`?" in lines
     assert not any(": rule 'asks for a person'" in line for line in lines)  # only the rules that are right
     assert f"{rules}:21: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum" in lines
-    assert lines[-1] == "4 templates, 1 problem(s); token counts once all load"
+    assert lines[-1] == "5 templates, 1 problem(s); token counts once all load"
 
 
 def test_rules_without_a_handoff_template_fail_the_check(prompts: Path) -> None:

@@ -91,7 +91,8 @@ def test_render_of_an_unknown_name_lists_the_templates() -> None:
     assert result.exit_code == 1
     assert (
         "no template 'refunds'; there are fallback (fallback), handoff (handoff), support_reply "
-        "(or give a file name: fallback.j2, handoff.j2, support_reply.j2, support_reply_gold.j2)"
+        "(or give a file name: fallback.j2, handoff.j2, support_reply.j2, support_reply_complaint.j2, "
+        "support_reply_gold.j2)"
     ) in result.stderr
 
 
