@@ -147,7 +147,12 @@ def render(
         note_other_choice(library, file, chat_message, profile)
     try:
         rendered = library.render(
-            template, message=chat_message, customer=profile, history=turns, now=utc_now()
+            template,
+            message=chat_message,
+            customer=profile,
+            history=turns,
+            now=utc_now(),
+            orders=sample.orders if customer is None else (),  # the sample's orders are its customer's
         )
     except TemplateError as error:
         fail(str(error))

@@ -12,6 +12,8 @@ A template is a file `prompts/<anything>.j2`:
     model: {temperature: 0.3, max_tokens: 400}          # optional
     when: {channel: chat, locale: de, tier: gold}       # optional, each key optional
     response: {text_field: reply, schema: {...}}         # optional: the answer is a JSON object
+    tools: [order_status]            # optional: the tools.yaml tools the LLM may call for it;
+                                     # without `tools:` every one, `tools: []` none
     ---
     {% block system %}...{% endblock %}      a fallback or handoff has one {% block reply %} instead
     {% block user %}...{% endblock %}
@@ -27,12 +29,20 @@ Variables (plain data only; a missing optional message field is ""):
     signals    what the embedded models found in the text: language,  every part
                sentiment, intent, pii (the kinds of personal data)
     reason     why the conversation goes to a human: kind, detail      a handoff template only
+    orders     the customer's recent orders, newest first: order_id,  every part
+               status, items [{sku, name, qty}], placed_at,
+               updated_at, carrier, tracking_number ("" when unknown)
+    knowledge  the help-center passages that best match the message,   every part
+               best first: [{id, title, text, score}] (empty when
+               none matches or ENRICHER_KNOWLEDGE_DIR has no article
+               of its locale); put them in the user part: an answer
+               repeating the system part is blocked by the guard
 
 A reply template's `response:` (`response_schema.py`) makes the answer a JSON object its schema
 describes, the customer's text one of its fields.
 
-Samples, `prompts/samples/*.yaml` (or `.json`), hold a `customer`, a `history` and a `message`;
-every template is rendered with each of them when it is loaded.
+Samples, `prompts/samples/*.yaml` (or `.json`), hold a `customer`, a `history` and a `message`
+(and optionally `signals` and `orders`); every template is rendered with each of them when it is loaded.
 """
 
 from __future__ import annotations
@@ -48,11 +58,11 @@ from pydantic_core import PydanticCustomError
 
 from app.errors import TemplateError
 from app.prompts.response_schema import ResponseFormat, ResponseSchema
-from app.schemas import CustomerMessage, HistoryTurn
+from app.schemas import CustomerMessage, HistoryTurn, Order
 from app.validation import one_line, where
 
 FENCE = "---"
-VARIABLES = frozenset({"customer", "history", "message", "metadata", "now", "signals"})
+VARIABLES = frozenset({"customer", "history", "knowledge", "message", "metadata", "now", "orders", "signals"})
 TemplateKind = Literal["reply", "fallback", "handoff"]
 KIND_VARIABLES: dict[str, frozenset[str]] = {"handoff": frozenset({"reason"})}
 # What a template is trial-rendered with when a sample names no signals: an English message of no
@@ -135,6 +145,14 @@ class FrontMatter(BaseModel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     when: Conditions = Field(default_factory=Conditions)
     response: ResponseFormat | None = None
+    tools: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_of_a_reply(cls, tools: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        if tools and info.data.get("kind", "reply") != "reply":
+            raise PydanticCustomError("tools_kind", "is only for reply templates: this one is sent as it is")
+        return tools
 
     @field_validator("response")
     @classmethod
@@ -185,6 +203,8 @@ class PromptTemplate:
     # Not compared: the version stands for the whole source, and a schema is no hashable value.
     response: ResponseSchema | None = field(default=None, compare=False)
     """When set, the answer is a JSON object of this schema (a structured reply)."""
+    tools: tuple[str, ...] | None = None
+    """The tools of tools.yaml the LLM may call for it; None: every one."""
 
     @property
     def is_fallback(self) -> bool:
@@ -213,6 +233,7 @@ class Sample(BaseModel):
     history: list[HistoryTurn] = Field(default_factory=list)
     message: CustomerMessage
     signals: dict[str, Any] = Field(default_factory=lambda: dict(SAMPLE_SIGNALS))
+    orders: list[Order] = Field(default_factory=list)
 
 
 def read_text(path: Path) -> str:
@@ -264,6 +285,13 @@ def _front_matter(path: Path, text: str, model: type[FrontT]) -> FrontT:
         raise TemplateError(f"front matter field `{field}` {problem}", f"{path}:{line}") from None
 
 
+def front_matter_line(file: PromptFile, key: str) -> int:
+    """The file's line of front matter field `key`, or 1 (the opening `---`) when it has none."""
+    lines = file.source.split("\n")
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == FENCE), len(lines))
+    return _key_lines("\n".join(lines[1:end])).get(key, -1) + 2
+
+
 def _key_lines(text: str) -> dict[str, int]:
     node = yaml.compose(text)
     if not isinstance(node, yaml.MappingNode):
@@ -286,6 +314,7 @@ def describe(file: PromptFile) -> PromptTemplate:
         conditions=front.when,
         kind=front.kind,
         response=ResponseSchema.of(front.response) if front.response is not None else None,
+        tools=front.tools,
     )
 
 

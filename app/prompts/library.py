@@ -18,7 +18,8 @@ from app.prompts.file_format import PromptTemplate, TemplateKind, locale_chain, 
 from app.prompts.handoff_rules import NO_RULES, HandoffReason, HandoffRules
 from app.prompts.loading import load_directory
 from app.prompts.rendering import CompiledTemplate, RenderedPrompt, render_chat
-from app.schemas import CustomerMessage, HistoryTurn
+from app.prompts.tools_file import NO_TOOLS, ToolSet, ToolSpec
+from app.schemas import CustomerMessage, HistoryTurn, Order
 
 # The types of the library's methods are part of its API, wherever they are defined.
 __all__ = ["HandoffReason", "HandoffRules", "PromptLibrary", "PromptTemplate", "RenderedPrompt"]
@@ -28,10 +29,16 @@ class PromptLibrary:
     """The loaded, checked templates of one directory and its handoff rules; immutable, so reload by
     loading anew."""
 
-    def __init__(self, entries: Sequence[CompiledTemplate], handoff_rules: HandoffRules = NO_RULES) -> None:
+    def __init__(
+        self,
+        entries: Sequence[CompiledTemplate],
+        handoff_rules: HandoffRules = NO_RULES,
+        tools: ToolSet = NO_TOOLS,
+    ) -> None:
         self._entries = {entry.template: entry for entry in entries}
         self.templates: tuple[PromptTemplate, ...] = tuple(entry.template for entry in entries)
         self.handoff_rules = handoff_rules
+        self.tools = tools
 
     @classmethod
     def load(cls, directory: Path) -> PromptLibrary:
@@ -40,7 +47,7 @@ class PromptLibrary:
         loaded = load_directory(directory)
         if loaded.problems:
             raise loaded.problems[0]
-        return cls(loaded.entries, loaded.handoff_rules)
+        return cls(loaded.entries, loaded.handoff_rules, loaded.tools)
 
     @staticmethod
     def check(directory: Path) -> tuple[list[PromptTemplate], list[TemplateError]]:
@@ -81,12 +88,23 @@ class PromptLibrary:
         history: Sequence[HistoryTurn],
         now: datetime,
         signals: Mapping[str, Any] | None = None,
+        orders: Sequence[Order] = (),
+        knowledge: Sequence[Mapping[str, str | float]] = (),
     ) -> RenderedPrompt:
-        """Render `template` into chat messages; a TemplateError (with file:line) if it fails."""
+        """Render `template` into chat messages, with the customer's recent `orders` (newest first)
+        and the help-center's passages for the message (`knowledge`, best first); a TemplateError
+        (with file:line) if it fails."""
         entry = self._entries.get(template)
         if entry is None:
             raise TemplateError(f"template {template.name!r} is not part of this library")
-        return render_chat(entry, message, customer, history, now, signals or {})
+        return render_chat(
+            entry, message, customer, history, now, signals or {}, orders=orders, knowledge=knowledge
+        )
+
+    def tools_for(self, template: PromptTemplate) -> tuple[ToolSpec, ...]:
+        """The tools the LLM may call when it answers with `template`: those its front matter names,
+        or every tool of tools.yaml when it names none."""
+        return self.tools.pick(template.tools)
 
     def render_fallback(
         self, *, message: CustomerMessage, customer: Mapping[str, str], now: datetime

@@ -1,15 +1,16 @@
 """Loading and checking a template directory: each file parsed, checked and trial-rendered, then the set.
 
 A file loads only if it renders with every sample, also as a first-time customer without
-profile, history or metadata would send it; the set must have its catch-all templates and no
+profile, orders, history or metadata would send it; the set must have its catch-all templates and no
 two templates that apply to the same messages unless they are variants of one. The directory's
 handoff rules (`handoff.yaml`) are part of the set: they are checked with it, and when there are
-any, the set needs a handoff template.
+any, the set needs a handoff template. So are its tools (`tools.yaml`): a template may name only
+tools the file declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from app.prompts.file_format import (
     PromptTemplate,
     Sample,
     describe,
+    front_matter_line,
     read_prompt_file,
     read_samples,
 )
@@ -32,6 +34,8 @@ from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.intents_file import read_intents
 from app.prompts.rendering import CompiledTemplate, render_chat
 from app.prompts.sandbox import sandbox
+from app.prompts.tools_file import FILE_NAME as TOOLS_FILE
+from app.prompts.tools_file import NO_TOOLS, ToolSet, read_tools
 
 TEMPLATE_GLOB = "*.j2"
 CATCH_ALL_NAME = "support_reply"
@@ -49,16 +53,17 @@ class _Loaded:
 
 @dataclass(frozen=True)
 class LoadedSet:
-    """What loading a directory gave: the templates that load, the handoff rules that are right, and
-    every problem found, each with `file:line`."""
+    """What loading a directory gave: the templates that load, the handoff rules and tools that are
+    right, and every problem found, each with `file:line`."""
 
     entries: list[CompiledTemplate]
     handoff_rules: HandoffRules
     problems: list[TemplateError]
+    tools: ToolSet = NO_TOOLS
 
 
 def load_directory(directory: Path) -> LoadedSet:
-    """The templates and handoff rules of `directory`, and every problem found in them or the set."""
+    """The templates, handoff rules and tools of `directory`, and every problem found in them or the set."""
     if not directory.is_dir():
         return LoadedSet([], NO_RULES, [TemplateError("not a directory", str(directory))])
     try:
@@ -66,17 +71,20 @@ def load_directory(directory: Path) -> LoadedSet:
     except TemplateError as error:
         return LoadedSet([], NO_RULES, [error])
     rules, rule_problems = handoff_rules(directory)
+    tools, tool_problems = read_tools(directory / TOOLS_FILE)
     environment = sandbox()
-    loaded = [_load_file(environment, path, samples) for path in sorted(directory.glob(TEMPLATE_GLOB))]
+    loaded = [
+        _load_file(environment, path, samples, tools.names) for path in sorted(directory.glob(TEMPLATE_GLOB))
+    ]
     entries = [file.entry for file in loaded if file.entry is not None]
     problems = [problem for file in loaded for problem in file.problems]
     # A file that fails still counts for the set's checks, so its failure is reported once, as
     # its own problem; one whose front matter cannot be read might be any template.
     described = [file.template for file in loaded if file.template is not None]
     complete = all(file.template is not None for file in loaded)
-    problems += rule_problems
+    problems += rule_problems + tool_problems
     problems += _set_problems(described, directory, complete=complete, handoff=bool(rules.rules))
-    return LoadedSet(entries, rules, problems)
+    return LoadedSet(entries, rules, problems, tools)
 
 
 def handoff_rules(directory: Path) -> tuple[HandoffRules, list[TemplateError]]:
@@ -88,13 +96,22 @@ def handoff_rules(directory: Path) -> tuple[HandoffRules, list[TemplateError]]:
     return read_rules(directory / RULES_FILE, names)
 
 
-def _load_file(environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample]) -> _Loaded:
-    """Parse, statically check and trial-render one template file; its problems if it fails."""
+def _load_file(
+    environment: jinja2.Environment, path: Path, samples: Mapping[Path, Sample], tools: Collection[str]
+) -> _Loaded:
+    """Parse, statically check and trial-render one template file; its problems if it fails. `tools`
+    are the names of the tools it may name."""
     try:
         file = read_prompt_file(path)
     except TemplateError as error:
         return _Loaded(None, None, [error])
     template = describe(file)
+    unknown = [name for name in template.tools or () if name not in tools]
+    if unknown:
+        declared = f"it has {', '.join(sorted(tools))}" if tools else "it has none"
+        message = f"front matter field `tools` names {unknown[0]!r}, not a tool of {TOOLS_FILE}: {declared}"
+        where = f"{path}:{front_matter_line(file, 'tools')}"
+        return _Loaded(None, template, [TemplateError(message, where)])
     try:
         tree = environment.parse(file.body, path.name, str(path))
     except jinja2.TemplateSyntaxError as error:
@@ -115,14 +132,22 @@ def _load_file(environment: jinja2.Environment, path: Path, samples: Mapping[Pat
 
 
 def _bare(sample: Sample) -> Sample:
-    """The sample as a first-time customer without profile, history or metadata sends it."""
+    """The sample as a first-time customer without profile, orders, history or metadata sends it."""
     message = sample.message.model_copy(update={"metadata": {}})
-    return sample.model_copy(update={"customer": {}, "history": [], "message": message})
+    return sample.model_copy(update={"customer": {}, "history": [], "message": message, "orders": []})
 
 
 def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
     try:
-        render_chat(entry, sample.message, sample.customer, sample.history, datetime.now(UTC), sample.signals)
+        render_chat(
+            entry,
+            sample.message,
+            sample.customer,
+            sample.history,
+            datetime.now(UTC),
+            sample.signals,
+            orders=sample.orders,
+        )
     except TemplateError as error:
         raise TemplateError(f"{error.reason} (rendering {label})", error.location) from None
 

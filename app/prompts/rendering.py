@@ -23,7 +23,7 @@ from app.errors import TemplateError
 from app.prompts.diagnostics import missing_value_problem, value_paths
 from app.prompts.file_format import SAMPLE_REASON, PromptTemplate
 from app.prompts.sandbox import budgeted
-from app.schemas import CustomerMessage, HistoryTurn, PromptRef, rfc3339
+from app.schemas import CustomerMessage, HistoryTurn, Order, PromptRef, rfc3339
 from app.tokens import ChatMessage
 
 ROLES = {"customer": "user", "agent": "assistant"}
@@ -87,12 +87,17 @@ def render_chat(
     now: datetime,
     signals: Mapping[str, Any] | None = None,
     reason: Mapping[str, str] | None = None,
+    *,
+    orders: Sequence[Order] = (),
+    knowledge: Sequence[Mapping[str, str | float]] = (),
 ) -> RenderedPrompt:
     """Render `entry` for this message; a TemplateError (with file:line) if it fails or is too big or slow.
 
     A handoff template also sees `reason` (`{"kind", "detail"}`; without one, a sample reason).
     """
-    system_side, user_side = template_variables(message, customer, history, now, signals)
+    system_side, user_side = template_variables(
+        message, customer, history, now, signals, orders=orders, knowledge=knowledge
+    )
     if entry.template.kind == "handoff":
         system_side["reason"] = dict(reason or SAMPLE_REASON)
     if entry.template.sent_as_is:
@@ -113,9 +118,13 @@ def template_variables(
     history: Sequence[HistoryTurn],
     now: datetime,
     signals: Mapping[str, Any] | None = None,
+    *,
+    orders: Sequence[Order] = (),
+    knowledge: Sequence[Mapping[str, str | float]] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The variables of the system side (system part, fallback or handoff reply) and of the user part;
-    `signals` is what the embedded models found ({} when they did not run)."""
+    `signals` is what the embedded models found ({} when they did not run), `orders` the customer's
+    recent orders, newest first, `knowledge` the help-center's passages for the message, best first."""
     metadata = json.loads(json.dumps(message.metadata, default=str))
     fields = {
         "message_id": message.message_id,
@@ -133,6 +142,9 @@ def template_variables(
         "metadata": metadata,
         "now": rfc3339(now),
         "signals": dict(signals or {}),
+        # A field the order lacks is "", like a missing message field: templates test it with `if`.
+        "orders": [{k: "" if v is None else v for k, v in o.as_record().items()} for o in orders],
+        "knowledge": [dict(passage) for passage in knowledge],
     }
     turns = [{"role": t.role, "text": _neutralise(t.text), "at": t.at} for t in history]
     user_side = {

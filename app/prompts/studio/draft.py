@@ -18,6 +18,7 @@ from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
 from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.prompts.loading import TEMPLATE_GLOB, load_directory
+from app.prompts.tools_file import FILE_NAME as TOOLS_FILE
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def load_draft(directory: Path, file_name: str, text: str) -> Draft:
     with tempfile.TemporaryDirectory(prefix="enricher-draft-") as name:
         scratch = Path(name)
         shutil.copytree(directory / "samples", scratch / "samples")
-        # The handoff rules (and the intents they name) decide whether the set needs a handoff template.
-        rule_files = [directory / name for name in (RULES_FILE, INTENTS_FILE)]
+        # The handoff rules (and the intents they name) decide whether the set needs a handoff template;
+        # the tools file, which tools a template may name.
+        rule_files = [directory / name for name in (RULES_FILE, INTENTS_FILE, TOOLS_FILE)]
         for path in [*directory.glob(TEMPLATE_GLOB), *(path for path in rule_files if path.is_file())]:
             shutil.copyfile(path, scratch / path.name)
         (scratch / file_name).write_text(text, encoding="utf-8")
