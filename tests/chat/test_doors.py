@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from devstack.processes import free_port
 from tests.helpers.credentials import JWT_SECRET, STAFF, STAFF_TOKEN, as_customer, customer_token
 from tests.helpers.gateway import Gateway
+from tests.helpers.polling import until
 from tests.helpers.sse_client import SseClient
 from tests.helpers.studio_drafts import FILE, MISSPELT_FIELD
 
@@ -48,10 +49,11 @@ def _b64(document: dict[str, object]) -> str:
 
 async def _wait_for_text(path: Path, text: str, count: int, timeout_s: float = 10.0) -> None:
     """Until `text` is in the file `count` times (a child process writes it)."""
-    deadline = time.monotonic() + timeout_s
-    while (found := (await asyncio.to_thread(path.read_text)).count(text)) < count:
-        assert time.monotonic() < deadline, f"{text!r} {found} times in {path}, not {count}"
-        await asyncio.sleep(0.05)
+
+    async def written() -> bool:
+        return (await asyncio.to_thread(path.read_text)).count(text) >= count
+
+    await until(written, f"{text!r} {count} times in {path}", timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -306,17 +308,15 @@ async def test_posts_tries_and_streams_are_limited_per_identity(limited: Gateway
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}\r\n\r\n".encode())
         await writer.drain()
         writer.close()
-    deadline = time.monotonic() + 10.0
-    while True:
+
+    async def a_slot_is_free() -> bool:
         async with (
             httpx.AsyncClient() as client,
             client.stream("GET", url.format(_new_id("c")), headers=as_customer(alice)) as probe,
         ):
-            status = probe.status_code
-        if status != 429:
-            break
-        assert time.monotonic() < deadline, "the closed streams' slots were not given back"
-        await asyncio.sleep(0.1)
+            return probe.status_code != 429
+
+    await until(a_slot_is_free, "the closed streams' slots given back", timeout_s=10)
     async with (
         SseClient(url.format(_new_id("c")), headers=as_customer(alice)),
         SseClient(url.format(_new_id("c")), headers=as_customer(alice)),
