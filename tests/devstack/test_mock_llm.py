@@ -16,8 +16,10 @@ from app.tokens import ChatMessage, count_chat, count_text
 from devstack.mock_llm.chat import compose_reply
 from devstack.mock_llm.server import serve
 from devstack.mock_llm.state import MockConfig
+from tests.helpers.polling import until
 
 MODEL = "gpt-4o-mini"
+SHUTDOWN_GUARD_S = 10.0
 SYSTEM: ChatMessage = {
     "role": "system",
     "content": "You are a support agent.\n- Name: Ada Lovelace\n- tier: gold",
@@ -52,11 +54,10 @@ async def _collect(stream: AsyncStream[ChatCompletionChunk], into: list[str]) ->
 
 
 async def _until_in_flight(admin: httpx.AsyncClient, count: int) -> None:
-    for _ in range(500):
-        if (await admin.get("/_mock/stats")).json()["in_flight"] >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never saw {count} requests in flight")
+    async def arrived() -> bool:
+        return bool((await admin.get("/_mock/stats")).json()["in_flight"] >= count)
+
+    await until(arrived, f"{count} requests in flight at the mock", timeout_s=10)
 
 
 async def test_completion_has_openai_shape_and_usage(llm: AsyncOpenAI) -> None:
@@ -155,6 +156,7 @@ async def test_match_hold_and_release(llm: AsyncOpenAI, admin: httpx.AsyncClient
     with pytest.raises(openai.InternalServerError):  # the unmatched step goes to the next request
         await llm.chat.completions.create(model=MODEL, messages=_user("fast"))
     await llm.chat.completions.create(model=MODEL, messages=_user("fast again"))
+    await _until_in_flight(admin, 1)  # held there: a release before it arrives would not free it
     assert not slow.done()
 
     (await admin.post("/_mock/release")).raise_for_status()
@@ -242,17 +244,19 @@ async def test_admin_config_requests_and_reset(llm: AsyncOpenAI, admin: httpx.As
 
 
 async def test_shutdown_is_not_blocked_by_hung_or_held_requests() -> None:
+    # The client would wait longer than the test may: only the server's shutdown ends these calls.
     async with serve(MockConfig(latency_ms=0)) as url:
-        client = AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=5)
-        async with httpx.AsyncClient() as admin:
-            await admin.post(f"{url[:-3]}/_mock/script", json={"steps": [{"hang": True}, {"hold": True}]})
-        pending = [
-            asyncio.create_task(client.chat.completions.create(model=MODEL, messages=_user(text)))
-            for text in ("hang", "hold")
-        ]
-        await asyncio.sleep(0.1)
+        client = AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=60)
+        async with httpx.AsyncClient(base_url=url.removesuffix("/v1"), timeout=5) as admin:
+            await _script(admin, {"hang": True}, {"hold": True})
+            pending = [
+                asyncio.create_task(client.chat.completions.create(model=MODEL, messages=_user(text)))
+                for text in ("hang", "hold")
+            ]
+            await _until_in_flight(admin, 2)
         started = time.monotonic()
-    assert time.monotonic() - started < 2
+    # A guard against a hang (blocked, it would take the client's minute), far above the typical.
+    assert time.monotonic() - started < SHUTDOWN_GUARD_S
     for task in pending:
         with pytest.raises(openai.APIError):
             await task
