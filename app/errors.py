@@ -14,6 +14,7 @@ EnricherError
  │    └── InvalidStructured   the answer is not the JSON the template's response schema asks for
  │                            (after one repair) → fallback reply, kind "invalid_structured"
  ├── ContextUnavailable      Redis failed; callers go on with less context
+ ├── ToolFailed              a tool the LLM called could not answer: told to the LLM as the call's result
  └── TemplateError           a prompt template failed to load or render (file:line in the message)
 """
 
@@ -133,6 +134,10 @@ class InvalidStructured(LLMError):
 
 class ContextUnavailable(EnricherError):
     """Redis could not be reached or answered wrongly; the reply is made with less context."""
+
+
+class ToolFailed(EnricherError):
+    """A tool the LLM called could not answer (app/tools); the LLM reads why, and the reply goes on."""
 
 
 class TemplateError(EnricherError):

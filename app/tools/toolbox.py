@@ -1,0 +1,116 @@
+"""The tools one reply may call: the tools of prompts/tools.yaml its template allows, served for the
+asking customer, each call checked against the tool's schema and bounded by its timeout.
+
+`Toolbox` is opened once per worker (it holds the HTTP client); `Toolbox.for_customer` gives the
+`ToolRunner` (app/llm/tool_calls.py) of one reply. A call never raises: whatever goes wrong (an
+unknown tool, bad arguments, a timeout, an HTTP error) is the call's result, `error: ...`, which
+the LLM reads and answers around.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx2
+import jsonschema
+import jsonschema.exceptions
+import jsonschema.validators
+
+from app.context import ContextStore
+from app.errors import ToolFailed
+from app.llm.tool_calls import ToolCall, ToolResult
+from app.prompts.tools_file import MAX_TIMEOUT_S, ToolSpec
+from app.tools.http import request
+from app.tools.lookup import look_up
+
+log = logging.getLogger(__name__)
+
+# Every HTTP tool's request is bounded by its own timeout_s; these only cap what no tool may pass.
+HTTP_TIMEOUT = httpx2.Timeout(MAX_TIMEOUT_S, connect=min(3.0, MAX_TIMEOUT_S))
+HTTP_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
+
+
+class Toolbox:
+    """What serves the tools for every reply of a worker: the customer's orders in Redis, one HTTP
+    client, and the environment the HTTP tools' headers take their `${VARIABLE}`s from."""
+
+    def __init__(
+        self, context: ContextStore, environ: Mapping[str, str], client: httpx2.AsyncClient | None = None
+    ) -> None:
+        self._context = context
+        self._environ = dict(environ)
+        self._client = client or httpx2.AsyncClient(
+            timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False
+        )
+
+    def for_customer(self, customer_id: str | None, tools: Sequence[ToolSpec]) -> CustomerTools:
+        """The tools of one reply, `tools` (`PromptLibrary.tools_for(template)`), answering for the
+        customer `customer_id` (a message without one finds no orders)."""
+        return CustomerTools(self, customer_id, tools)
+
+    async def run(self, tool: ToolSpec, arguments: Mapping[str, Any], customer_id: str | None) -> str:
+        """What `tool` answers to checked `arguments`; ToolFailed when it cannot."""
+        if tool.lookup is not None:
+            return await look_up(tool.lookup, str(arguments[tool.lookup.key]), customer_id, self._context)
+        if tool.http is not None:
+            return await request(tool.http, arguments, self._client, self._environ)
+        raise AssertionError(f"tool {tool.name} has no source: tools_file.ToolSpec requires one")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client's connections."""
+        await self._client.aclose()
+
+
+class CustomerTools:
+    """The `ToolRunner` of one reply: its template's tools, for its customer."""
+
+    def __init__(self, toolbox: Toolbox, customer_id: str | None, tools: Sequence[ToolSpec]) -> None:
+        self._toolbox = toolbox
+        self._customer_id = customer_id
+        self._tools = {tool.name: tool for tool in tools}
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """The tools as the OpenAI `tools` request parameter declares them; [] when there are none."""
+        return [tool.declaration() for tool in self._tools.values()]
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        """Run one call within its tool's timeout; never raises (a failure is an `error: ...` result)."""
+        tool = self._tools.get(call.name)
+        try:
+            if tool is None:
+                raise ToolFailed(f"there is no tool {call.name!r}: the tools are {', '.join(self._tools)}")
+            arguments = _arguments(tool, call.arguments)
+            async with asyncio.timeout(tool.timeout_s):
+                return ToolResult(await self._toolbox.run(tool, arguments, self._customer_id), ok=True)
+        except TimeoutError:
+            return _failed(call, f"no answer within {tool.timeout_s:g} s" if tool else "timed out")
+        except ToolFailed as error:
+            return _failed(call, str(error))
+        except Exception:  # a reply must not fail for a tool: the contract's ToolRunner never raises
+            log.exception("tool call broke", extra={"tool": call.name})
+            return ToolResult("error: the tool broke", ok=False)
+
+
+def _arguments(tool: ToolSpec, text: str) -> dict[str, Any]:
+    """The call's arguments, checked against the tool's schema; ToolFailed saying what is wrong."""
+    try:
+        arguments = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise ToolFailed("bad arguments: not a JSON object") from None
+    if not isinstance(arguments, dict):
+        raise ToolFailed("bad arguments: not a JSON object")
+    validator = jsonschema.validators.validator_for(tool.parameters, default=jsonschema.Draft202012Validator)
+    problem = jsonschema.exceptions.best_match(validator(tool.parameters).iter_errors(arguments))
+    if problem is not None:
+        at = ".".join(str(part) for part in problem.path)
+        raise ToolFailed(f"bad arguments: {at + ': ' if at else ''}{problem.message}")
+    return arguments
+
+
+def _failed(call: ToolCall, reason: str) -> ToolResult:
+    log.warning("tool call failed", extra={"tool": call.name, "reason": reason})
+    return ToolResult(f"error: {reason}", ok=False)
