@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from devstack.broker import create_topics
 from devstack.dev_config import DevState, load_dev_settings, needs_mock, redacted_url
 from devstack.processes import ManagedProcess, ProcessDied, free_port
 from tests.helpers.kafka import at_least, partitions_of, produce, read_topic
+from tests.helpers.polling import until
 
 STUBBORN_CHILD = textwrap.dedent(
     """
@@ -41,15 +42,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _stubborn(tmp_path: Path, ignored: str) -> tuple[ManagedProcess, int]:
+async def _stubborn(tmp_path: Path, ignored: str) -> tuple[ManagedProcess, int]:
     """A child ignoring `ignored` signals, with a grandchild; returns it and the grandchild pid."""
     log_path = tmp_path / "child.log"
     argv = [sys.executable, "-c", STUBBORN_CHILD.format(ignored=ignored)]
     process = ManagedProcess("stubborn", argv, log_path=log_path).start()
-    deadline = time.monotonic() + 10
-    while not log_path.read_text().strip():
-        assert time.monotonic() < deadline, "the child did not start"
-        time.sleep(0.05)
+
+    async def started() -> bool:
+        return bool(log_path.read_text().strip())
+
+    await until(started, "the child printing its grandchild's pid", timeout_s=10)
     return process, int(log_path.read_text().split()[0])
 
 
@@ -84,17 +86,18 @@ async def test_embedded_redis_answers_and_is_not_the_machines(redis_url: str) ->
         ("(signal.SIGINT, signal.SIGTERM)", 0.5, -9),
     ],
 )
-def test_stop_escalates_and_leaves_no_process(
+async def test_stop_escalates_and_leaves_no_process(
     tmp_path: Path, ignored: str, grace_s: float, expected_code: int
 ) -> None:
-    process, grandchild = _stubborn(tmp_path, ignored)
-    code = process.stop(grace_s=grace_s)
+    process, grandchild = await _stubborn(tmp_path, ignored)
+    code = await asyncio.to_thread(process.stop, grace_s)
     assert code == expected_code
     assert not _alive(process.pid)
-    deadline = time.monotonic() + 5
-    while _alive(grandchild):  # it got the same signal as its group
-        assert time.monotonic() < deadline, "the grandchild survived"
-        time.sleep(0.05)
+
+    async def grandchild_gone() -> bool:
+        return not _alive(grandchild)
+
+    await until(grandchild_gone, "the grandchild gone, with the signal its group got", timeout_s=5)
 
 
 async def test_wait_http_ok_reports_a_dead_child(tmp_path: Path) -> None:
