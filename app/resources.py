@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from app.context import ContextStore
@@ -14,6 +15,7 @@ from app.prompts.source import PromptSource
 from app.redis_client import connect
 from app.settings import Settings
 from app.signals.background import BackgroundModels
+from app.tools.toolbox import Toolbox
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Resources:
     signals: BackgroundModels | None
     """None with ENRICHER_SIGNALS=off."""
     guard: OutputGuard
+    tools: Toolbox
+    """What serves prompts/tools.yaml's tools: `tools.for_customer(customer_id, the template's tools)`."""
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
@@ -63,9 +67,13 @@ class Resources:
             prices=prices,
             signals=signals,
             guard=OutputGuard(),
+            # The HTTP tools' headers name variables the support team chose in tools.yaml, so they
+            # cannot be Settings fields: the tools read them from the worker's environment.
+            tools=Toolbox(context, os.environ),
         )
 
     async def aclose(self) -> None:
-        """Close the LLM and Redis connection pools."""
+        """Close the LLM, Redis and tools' connection pools."""
         await self.llm.aclose()
         await self.context.aclose()
+        await self.tools.aclose()
