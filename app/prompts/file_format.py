@@ -207,6 +207,11 @@ class PromptTemplate:
     """The tools of tools.yaml the LLM may call for it; None: every one."""
 
     @property
+    def response_format(self) -> dict[str, Any] | None:
+        """The call's `response_format` for a structured reply, else None (`response_schema.py`)."""
+        return self.response.request_format(self.name) if self.response is not None else None
+
+    @property
     def is_fallback(self) -> bool:
         """Whether it is sent as the reply when the LLM cannot answer."""
         return self.kind == "fallback"

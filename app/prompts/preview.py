@@ -161,7 +161,12 @@ async def send_to_llm(settings: Settings, rendered: RenderedPrompt) -> None:
     from app.llm.provider import openai_client
 
     llm = LLMClient(settings, openai_client(settings))
-    options = CallOptions(temperature=rendered.template.temperature, max_tokens=rendered.template.max_tokens)
+    template = rendered.template
+    options = CallOptions(
+        temperature=template.temperature,
+        max_tokens=template.max_tokens,
+        response_format=template.response_format,
+    )
     try:
         completion = await llm.complete(rendered.messages, options)
     except LLMError as error:

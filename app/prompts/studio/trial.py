@@ -45,7 +45,11 @@ class Side:
     ) -> Side:
         """The current file, rendered here for each message (no history: the same for both sides)."""
         prompts = prompts_for(library, template, messages, customers)
-        options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
+        options = CallOptions(
+            temperature=template.temperature,
+            max_tokens=template.max_tokens,
+            response_format=template.response_format,
+        )
         return cls(template.version, options, prompts)
 
     @classmethod
