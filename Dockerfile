@@ -15,13 +15,15 @@ RUN python -m venv /opt/venv \
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    ENRICHER_PROMPTS_DIR=/srv/prompts
+    ENRICHER_PROMPTS_DIR=/srv/prompts \
+    ENRICHER_KNOWLEDGE_DIR=/srv/knowledge
 RUN groupadd --system --gid 10001 enricher \
  && useradd --system --uid 10001 --gid enricher --home-dir /srv --shell /usr/sbin/nologin enricher \
  && mkdir -p /srv \
  && chown enricher:enricher /srv
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=enricher:enricher prompts /srv/prompts
+COPY --chown=enricher:enricher knowledge /srv/knowledge
 WORKDIR /srv
 USER 10001
 EXPOSE 6066

@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
+from app.knowledge.cli import knowledge_cli
 from app.operator_tools.dlq_cli import dlq_cli
 from app.operator_tools.handoff_cli import handoff_cli
 from app.prompts.cli import prompts_cli
@@ -16,6 +17,7 @@ from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")
+cli.add_typer(knowledge_cli, name="knowledge")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(handoff_cli, name="handoff")
 

@@ -28,13 +28,24 @@ from app.fate import (
 )
 from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
+from app.knowledge.index import Hit
 from app.llm.client import CallOptions, DeltaSink
 from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
-from app.schemas import CustomerMessage, ErrorInfo, ForHuman, HistoryTurn, Reply, Usage, rfc3339, utc_now
+from app.schemas import (
+    CustomerMessage,
+    ErrorInfo,
+    ForHuman,
+    HistoryTurn,
+    Reply,
+    Source,
+    Usage,
+    rfc3339,
+    utc_now,
+)
 from app.signals.labels import count
 from app.signals.masking import Masked, mask, prompt_texts
 from app.signals.models import Signals
@@ -46,6 +57,12 @@ log = logging.getLogger(__name__)
 # messages asking for a person scored 0.55-0.83, while "Question 3 from conversation 4" and
 # "Hello? Is someone there?" came out as `wants_human` at 0.40.
 HANDOFF_INTENT_CONFIDENCE = 0.5
+
+# The help-center passages a prompt carries at most (app/knowledge): three short passages hold the
+# answer to a support question on the labelled set (bench/results/knowledge.md).
+PASSAGES = 3
+# A message of fewer words is searched for together with the customer's previous turn.
+SHORT_QUERY_WORDS = 4
 
 SinkFor = Callable[[CustomerMessage], DeltaSink]
 """Where the reply to a message streams while the LLM writes it."""
@@ -67,6 +84,8 @@ class Prompt:
 
     rendered: RenderedPrompt
     options: CallOptions
+    sources: list[Source]
+    """The help-center articles the rendered prompt carries, best first (the reply's `sources`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,28 @@ def fit_history(
         if start >= len(history) or fits_budget(prompt.messages, budget_tokens, model):
             return prompt
         start += 1
+
+
+def fit_prompt(
+    render: Callable[[Sequence[HistoryTurn], Sequence[Hit]], RenderedPrompt],
+    history: Sequence[HistoryTurn],
+    passages: Sequence[Hit],
+    budget_tokens: int,
+    model: str,
+) -> tuple[RenderedPrompt, list[Hit]]:
+    """Render with the help-center's `passages` and as much recent history as fits the budget; the
+    passages that fit, best first.
+
+    The oldest turns go first, then the lowest-scored passages: the passages were found for this
+    very message and are few and short (app/knowledge), while an old turn is the part of the
+    prompt least likely to matter to it.
+    """
+    kept = list(passages)
+    while True:
+        prompt = fit_history(lambda turns: render(turns, kept), history, budget_tokens, model)
+        if not kept or fits_budget(prompt.messages, budget_tokens, model):
+            return prompt, kept
+        kept.pop()
 
 
 async def answer(
@@ -209,6 +250,7 @@ async def _reply_to(
     reply = reply_record(
         fresh, prompt.rendered, checked.text, "ok", checked.model, checked.usage, started, read.found
     )
+    reply = reply.model_copy(update={"sources": prompt.sources})
     if window is not None:
         await window.release()
     return await _record(resources, fresh, reply, known.fallbacks)
@@ -257,20 +299,50 @@ def _prompt(
     read: Reading,
     now: datetime,
 ) -> Prompt:
-    """The template the message's conditions choose, rendered with as much recent history as the
-    token budget holds; message, history and profile with their personal data masked."""
+    """The template the message's conditions choose, rendered with the help-center's passages for
+    the message and as much recent history as the token budget holds; message, history and profile
+    with their personal data masked (the search, too, reads the masked text)."""
     masked_message, history, profile = read.masked.prompt_parts(message, known.history, known.profile)
     asked = _as_asked(masked_message, read.signals.language if read.signals is not None else None)
     template = prompts.select(asked, known.profile, read.found)
-    rendered = fit_history(
-        lambda turns: prompts.render(
-            template, message=asked, customer=profile, history=turns, now=now, signals=read.found
+    passages = resources.knowledge.current.search(knowledge_query(asked, history), asked.locale, PASSAGES)
+    rendered, carried = fit_prompt(
+        lambda turns, hits: prompts.render(
+            template,
+            message=asked,
+            customer=profile,
+            history=turns,
+            now=now,
+            signals=read.found,
+            knowledge=[hit.as_record() for hit in hits],
         ),
         history,
+        passages,
         resources.settings.max_prompt_tokens,
         resources.llm.model,
     )
-    return Prompt(rendered, CallOptions(temperature=template.temperature, max_tokens=template.max_tokens))
+    options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
+    return Prompt(rendered, options, sources(carried))
+
+
+def knowledge_query(message: CustomerMessage, history: Sequence[HistoryTurn]) -> str:
+    """What the help-center is searched for: the customer's text, after the customer's previous turn
+    when the text alone is too short to say what it is about ("and to Austria?")."""
+    earlier = [turn.text for turn in history if turn.role == "customer"]
+    if len(message.text.split()) >= SHORT_QUERY_WORDS or not earlier:
+        return message.text
+    return f"{earlier[-1]}\n{message.text}"
+
+
+def sources(hits: Sequence[Hit]) -> list[Source]:
+    """The reply's `sources`: each article of `hits` once, with its best passage's score, best first."""
+    best: dict[str, Source] = {}
+    for hit in hits:  # best first, so an article's first hit is its best
+        best.setdefault(
+            hit.passage.article_id,
+            Source(id=hit.passage.article_id, title=hit.passage.title, score=round(hit.score, 3)),
+        )
+    return list(best.values())
 
 
 async def _ask(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from app.context import ContextStore
 from app.guard.output import OutputGuard
 from app.handoff import HeldConversations
+from app.knowledge.source import KnowledgeSource
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable
@@ -29,6 +30,8 @@ class Resources:
     """The conversations a human holds by the handoff topics (fed by the worker's HandoffFollower)."""
     llm: LLMClient
     prompts: PromptSource
+    knowledge: KnowledgeSource
+    """The help-center's articles, indexed; reloaded like the templates."""
     prices: PriceTable
     signals: BackgroundModels | None
     """None with ENRICHER_SIGNALS=off."""
@@ -38,8 +41,10 @@ class Resources:
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
-        """Create every client (connections open lazily); TemplateError for bad templates or intents."""
+        """Create every client (connections open lazily); TemplateError for bad templates, intents or
+        articles."""
         prompts = PromptSource.load(settings.prompts_dir)
+        knowledge = KnowledgeSource.load(settings.knowledge_dir)
         redis = connect(
             settings.redis_url.get_secret_value(),
             max_connections=settings.max_in_flight + 16,
@@ -64,6 +69,7 @@ class Resources:
             held=held,
             llm=llm,
             prompts=prompts,
+            knowledge=knowledge,
             prices=prices,
             signals=signals,
             guard=OutputGuard(),

@@ -189,6 +189,15 @@ class Usage(BaseModel):
         )
 
 
+class Source(BaseModel):
+    """A help-center article the reply's prompt carried (app/knowledge), as the reply's `sources`
+    lists it: the article's id and title, and its best passage's score."""
+
+    id: str
+    title: str
+    score: float
+
+
 class ToolCalled(BaseModel):
     """One tool call made for a reply, as the reply's `tools` lists it (arguments and result are
     not repeated)."""
@@ -219,6 +228,8 @@ class Reply(BaseModel):
     answers: list[str] = Field(default_factory=list)
     """The messages this reply answers, in input order, `message_id` last; more than one when
     messages that queued behind a reply were answered together (ENRICHER_COALESCE)."""
+    sources: list[Source] = Field(default_factory=list)
+    """The help-center articles the prompt carried, best first; empty when none."""
     tools: list[ToolCalled] = Field(default_factory=list)
     """The tool calls the LLM made for this reply, in order (app/llm/tool_loop.py)."""
     structured: dict[str, Any] | None = None

@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     # A customer's orders are forgotten this long after their latest order record.
     orders_ttl_s: int = Field(90 * 86400, validation_alias=_env("ENRICHER_ORDERS_TTL_S"), ge=1)
     prompts_dir: Path = Field(Path("./prompts"), validation_alias=_env("ENRICHER_PROMPTS_DIR"))
+    # The help-center's articles (app/knowledge): checked at start and on each edit, like templates.
+    knowledge_dir: Path = Field(Path("./knowledge"), validation_alias=_env("ENRICHER_KNOWLEDGE_DIR"))
     prices_file: Path | None = Field(None, validation_alias=_env("ENRICHER_PRICES_FILE"))
     max_in_flight: int = Field(64, validation_alias=_env("ENRICHER_MAX_IN_FLIGHT"), ge=1, le=10_000)
     max_buffered: int = Field(1024, validation_alias=_env("ENRICHER_MAX_BUFFERED"), ge=1)
@@ -289,6 +291,14 @@ class Settings(BaseSettings):
     def _check_codec(cls, value: str) -> str:
         if value != "none" and not getattr(aiokafka.codec, f"has_{value}")():
             raise ValueError(f"the {value} codec is not installed (aiokafka's codec extras)")
+        return value
+
+    @field_validator("knowledge_dir")
+    @classmethod
+    def _check_knowledge_dir(cls, value: Path) -> Path:
+        # Its absence is told when the worker starts (templates' rule); a file in its place now.
+        if value.exists() and not value.is_dir():
+            raise ValueError("must be a directory of articles, not a file")
         return value
 
     @field_validator("prices_file")

@@ -44,8 +44,8 @@ MAX_ANSWERED_TOGETHER = 10
 
 
 class Runtime(Service):
-    """Watches the prompt templates and follows the handoff topics while the worker runs; outlives
-    the faust app, then closes the clients."""
+    """Watches the prompt templates and the help-center and follows the handoff topics while the
+    worker runs; outlives the faust app, then closes the clients."""
 
     def __init__(self, resources: Resources) -> None:
         super().__init__()
@@ -53,6 +53,7 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         self.add_future(self._resources.prompts.watch())
+        self.add_future(self._resources.knowledge.watch())
         self.add_future(HandoffFollower(self._resources.settings, self._resources.held).run())
 
     async def on_stop(self) -> None:

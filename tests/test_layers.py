@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "app.redis_keys",
         "app.tokens",
         "app.polling",
+        "app.last_good",
         "app.exits",
         "app.prices",
         "app.observability",
@@ -57,6 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "app.chat",
         "app.prompts.cli",
+        "app.knowledge.cli",
         "app.prompts.check_report",
         "app.prompts.preview",
         "app.prompts.studio",

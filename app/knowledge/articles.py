@@ -97,8 +97,8 @@ def read_article(path: Path) -> Article:
     front, body = split_front_matter(path, read_text(path), ArticleFront)
     passages = tuple(_passages(front, body))
     if not passages:
-        first_body_line = len(body) - len(body.lstrip("\n")) + 1
-        raise TemplateError("the article has no text after its front matter", f"{path}:{first_body_line}")
+        # Like a missing key, missing text has no line of its own: the opening '---' stands for it.
+        raise TemplateError("the article has no text after its front matter", f"{path}:1")
     return Article(front.id, front.title, front.locale, front.tags, path, passages)
 
 

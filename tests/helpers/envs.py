@@ -35,6 +35,7 @@ async def service_env_for(name: str, redis_url: str, mock_llm: str) -> dict[str,
         "ENRICHER_APP_ID": app_id,
         **TopicNames.prefixed(app_id).env(),
         "ENRICHER_PROMPTS_DIR": str(REPO / "prompts"),
+        "ENRICHER_KNOWLEDGE_DIR": str(REPO / "knowledge"),
         "ENRICHER_SHUTDOWN_GRACE_S": "10",
     }
     async with aioredis.from_url(env["REDIS_URL"], socket_timeout=5.0) as client:
