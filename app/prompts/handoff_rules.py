@@ -3,21 +3,29 @@ each problem at its line, and the decision they make for one message.
 
     rules:
       - name: asks for a person        # free text, shown in the handoff reason
+        phrases:                       # what customers write, by language (app/prompts/handoff_phrases.py)
+          en: [human please, talk/speak to/with person/human/agent]
+          de: [mit mitarbeiter/menschen sprechen]
         intent: wants_human            # an intent of intents.yaml
+      - name: the AI says so
+        needs_human: true              # a structured answer's `needs_human`: handed over after the answer
       - name: very upset customer
         sentiment_below: -0.6          # VADER compound score, between -1 and 1
         tiers: [gold, platinum]        # optional on any rule: only customers of these tiers
       - name: the AI keeps failing
         fallbacks_in_a_row: 3          # the fallback answered this many times in a row
 
-Each rule has exactly one condition; the first rule that matches, in file order, decides. No file
-means no rules: nothing is handed off. Like intents.yaml the file is read node by node
-(`yaml.compose`), since loading forgets the lines a checker must report, and a key given twice.
+A rule has one condition or several, and applies when any of them holds (and the customer is of
+one of its tiers, if it names them): "asks for a person" by a phrase or by the intent. The first
+rule that applies, in file order, decides. No file means no rules: nothing is handed off. Like
+intents.yaml the file is read node by node (`yaml.compose`), since loading forgets the lines a
+checker must report, and a key given twice.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +35,18 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from app.errors import TemplateError
+from app.prompts.handoff_phrases import Phrase, PhraseMatcher
 
 T = TypeVar("T")
 Problem = Callable[[int, str], None]
 """How the readers report a mistake: `problem(line, message)`."""
 
 FILE_NAME = "handoff.yaml"
-ReasonKind = Literal["intent", "sentiment", "fallbacks"]
+ReasonKind = Literal["phrase", "intent", "needs_human", "sentiment", "fallbacks"]
 CONDITIONS: dict[str, ReasonKind] = {
+    "phrases": "phrase",
     "intent": "intent",
+    "needs_human": "needs_human",
     "sentiment_below": "sentiment",
     "fallbacks_in_a_row": "fallbacks",
 }
@@ -43,6 +54,8 @@ KEYS = ("name", *CONDITIONS, "tiers")
 STR_TAG = "tag:yaml.org,2002:str"
 INT_TAG = "tag:yaml.org,2002:int"
 FLOAT_TAG = "tag:yaml.org,2002:float"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 @dataclass(frozen=True)
@@ -58,13 +71,28 @@ class HandoffReason:
 
 
 @dataclass(frozen=True)
+class MessageFacts:
+    """What the rules look at in one message: its `text`, its signals `intent` and `sentiment` (None
+    when unknown: such conditions do not hold), how many replies in a row its conversation has had
+    from the fallback template, and whether the AI's structured answer to it said `needs_human`."""
+
+    text: str = ""
+    intent: str | None = None
+    sentiment: float | None = None
+    fallbacks_in_a_row: int = 0
+    needs_human: bool = False
+
+
+@dataclass(frozen=True)
 class HandoffRule:
-    """One rule of the file: its name, its line, its one condition and the tiers it is limited to."""
+    """One rule of the file: its name, its line, its conditions (any of which will do) and the tiers
+    it is limited to."""
 
     name: str
     line: int
-    kind: ReasonKind
+    phrases: PhraseMatcher | None = None
     intent: str | None = None
+    needs_human: bool = False
     sentiment_below: float | None = None
     fallbacks_in_a_row: int | None = None
     tiers: frozenset[str] = frozenset()
@@ -72,38 +100,47 @@ class HandoffRule:
 
     def describe(self) -> str:
         """The rule in words, as `enricher prompts check` lists it."""
+        conditions = []
+        if self.phrases is not None:
+            languages = sorted({phrase.language for phrase in self.phrases.phrases})
+            conditions.append(f"{len(self.phrases.phrases)} phrases ({', '.join(languages)})")
         if self.intent is not None:
-            condition = f"intent {self.intent}"
-        elif self.sentiment_below is not None:
-            condition = f"sentiment below {self.sentiment_below:g}"
-        else:
-            condition = f"{self.fallbacks_in_a_row} fallback replies in a row"
+            conditions.append(f"intent {self.intent}")
+        if self.needs_human:
+            conditions.append("the AI's answer says needs_human")
+        if self.sentiment_below is not None:
+            conditions.append(f"sentiment below {self.sentiment_below:g}")
+        if self.fallbacks_in_a_row is not None:
+            conditions.append(f"{self.fallbacks_in_a_row} fallback replies in a row")
         tiers = f", only tiers {', '.join(sorted(self.tiers))}" if self.tiers else ""
-        return f"rule '{self.name}': {condition}{tiers}"
+        return f"rule '{self.name}': {' or '.join(conditions)}{tiers}"
 
-    def reason(
-        self, *, intent: str | None, sentiment: float | None, tier: str, fallbacks_in_a_row: int
-    ) -> HandoffReason | None:
-        """The reason this rule gives for a message with these facts, or None when it does not apply."""
+    def reason(self, facts: MessageFacts, tier: str) -> HandoffReason | None:
+        """The reason this rule gives for a message with these facts, from a customer of this tier
+        (`""` without a profile), or None when it does not apply."""
         tier = tier.strip().casefold()
         if self.tiers and tier not in self.tiers:
             return None
-        fact = self._fact(intent, sentiment, fallbacks_in_a_row)
-        if fact is None:
+        held = self._held(facts)
+        if held is None:
             return None
+        kind, fact = held
         limited = f", tier {tier}" if self.tiers else ""
-        return HandoffReason(self.kind, f"rule '{self.name}': {fact}{limited}")
+        return HandoffReason(kind, f"rule '{self.name}': {fact}{limited}")
 
-    def _fact(self, intent: str | None, sentiment: float | None, fallbacks_in_a_row: int) -> str | None:
-        """What matched, in words; None when the condition does not hold (or its fact is unknown)."""
-        if self.intent is not None:
-            return f"intent {self.intent}" if intent == self.intent else None
-        if self.sentiment_below is not None:
-            if sentiment is None or sentiment >= self.sentiment_below:
-                return None
-            return f"sentiment {sentiment:g} below {self.sentiment_below:g}"
-        if self.fallbacks_in_a_row is not None and fallbacks_in_a_row >= self.fallbacks_in_a_row:
-            return f"{fallbacks_in_a_row} fallback replies in a row"
+    def _held(self, facts: MessageFacts) -> tuple[ReasonKind, str] | None:
+        """The first of its conditions that holds, and what matched in words; None when none does."""
+        if self.phrases is not None and (phrase := self.phrases.find(facts.text)) is not None:
+            return "phrase", f'phrase "{phrase.text}" ({phrase.language}, line {phrase.line})'
+        if self.intent is not None and facts.intent == self.intent:
+            return "intent", f"intent {self.intent}"
+        if self.needs_human and facts.needs_human:
+            return "needs_human", "the AI's answer says needs_human"
+        sentiment = facts.sentiment
+        if self.sentiment_below is not None and sentiment is not None and sentiment < self.sentiment_below:
+            return "sentiment", f"sentiment {sentiment:g} below {self.sentiment_below:g}"
+        if self.fallbacks_in_a_row is not None and facts.fallbacks_in_a_row >= self.fallbacks_in_a_row:
+            return "fallbacks", f"{facts.fallbacks_in_a_row} fallback replies in a row"
         return None
 
 
@@ -114,18 +151,26 @@ class HandoffRules:
     rules: tuple[HandoffRule, ...] = ()
 
     def decide(
-        self, *, intent: str | None, sentiment: float | None, tier: str, fallbacks_in_a_row: int
+        self,
+        *,
+        intent: str | None,
+        sentiment: float | None,
+        tier: str,
+        fallbacks_in_a_row: int,
+        text: str = "",
+        needs_human: bool = False,
     ) -> HandoffReason | None:
         """Why this message's conversation goes to a human (the first rule that applies), or None.
 
-        `intent` and `sentiment` are the message's signals (None when unknown: such rules do not
-        apply), `tier` the customer's (`""` without a profile), `fallbacks_in_a_row` how many
-        replies in a row the conversation has had from the fallback template.
+        `text` is what the customer wrote, `intent` and `sentiment` the message's signals (None
+        when unknown: such conditions do not hold), `tier` the customer's (`""` without a
+        profile), `fallbacks_in_a_row` how many replies in a row the conversation has had from the
+        fallback template, `needs_human` what the AI's structured answer said (False before the
+        answer, or without a structured one).
         """
+        facts = MessageFacts(text, intent, sentiment, fallbacks_in_a_row, needs_human)
         for rule in self.rules:
-            reason = rule.reason(
-                intent=intent, sentiment=sentiment, tier=tier, fallbacks_in_a_row=fallbacks_in_a_row
-            )
+            reason = rule.reason(facts, tier)
             if reason is not None:
                 return reason
         return None
@@ -196,7 +241,7 @@ def _read_rule(node: yaml.Node, intents: set[str], problem: Problem) -> HandoffR
     """One rule, or None after reporting each of its mistakes."""
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode):
-        problem(line, "a rule must be `name:` and one condition, e.g. `- name: ...` then `intent: ...`")
+        problem(line, "a rule must be `name:` and its conditions, e.g. `- name: ...` then `intent: ...`")
         return None
     fields: dict[str, tuple[int, object]] = {}
     ok = True
@@ -211,10 +256,10 @@ def _read_rule(node: yaml.Node, intents: set[str], problem: Problem) -> HandoffR
             problem(key_line, f"`{name}` is given twice in this rule (first on line {fields[name][0]})")
             ok = False
         else:
-            checked = _value(name, value, intents)
+            checked = _phrases(value, problem) if name == "phrases" else _value(name, value, intents)
             if isinstance(checked, _Wrong):
                 problem(value.start_mark.line + 1, checked.message)
-                ok = False
+            ok = ok and checked is not None and not isinstance(checked, _Wrong)
             fields[name] = (key_line, checked)
     title = fields.get("name", (line, None))[1]
     label = f"rule '{title}'" if isinstance(title, str) else "this rule"
@@ -223,11 +268,7 @@ def _read_rule(node: yaml.Node, intents: set[str], problem: Problem) -> HandoffR
         ok = False
     conditions = [key for key in CONDITIONS if key in fields]
     if not conditions:
-        problem(line, f"{label} has no condition: give it one of {', '.join(CONDITIONS)}")
-        ok = False
-    elif len(conditions) > 1:
-        first, second = conditions[:2]
-        problem(fields[second][0], f"{label} has two conditions, {first} and {second}: make it two rules")
+        problem(line, f"{label} has no condition: give it one or more of {', '.join(CONDITIONS)}")
         ok = False
     if not ok or not isinstance(title, str):
         return None
@@ -236,8 +277,9 @@ def _read_rule(node: yaml.Node, intents: set[str], problem: Problem) -> HandoffR
     return HandoffRule(
         name=title,
         line=line,
-        kind=CONDITIONS[conditions[0]],
+        phrases=_optional(values.get("phrases"), PhraseMatcher),
         intent=_optional(values.get("intent"), str),
+        needs_human=values.get("needs_human") is True,
         sentiment_below=_optional(values.get("sentiment_below"), float),
         fallbacks_in_a_row=_optional(values.get("fallbacks_in_a_row"), int),
         tiers=tiers if isinstance(tiers, frozenset) else frozenset(),
@@ -263,6 +305,10 @@ def _value(key: str, node: yaml.Node, intents: set[str]) -> object:
         known = f"the intents are {', '.join(sorted(intents))}" if intents else "intents.yaml has none"
         written = f"`{node.value}`" if isinstance(node, yaml.ScalarNode) else "a list"
         return _Wrong(f"{written} is not an intent of intents.yaml: {known}")
+    if key == "needs_human":
+        if node.tag == BOOL_TAG and _construct(node) is True:
+            return True
+        return _Wrong("`needs_human` can only be `true`: the rule applies when the AI's answer says so")
     if key == "sentiment_below":
         number = _construct(node) if node.tag in (INT_TAG, FLOAT_TAG) else None
         if isinstance(number, int | float) and -1 < number < 1:
@@ -278,6 +324,53 @@ def _value(key: str, node: yaml.Node, intents: set[str]) -> object:
     if not tiers or any(not name or not name.strip() for name in names):
         return _Wrong("`tiers` must be a list of tier names, e.g. `tiers: [gold, platinum]`")
     return frozenset(name.strip().casefold() for name in names if name)
+
+
+def _phrases(node: yaml.Node, problem: Problem) -> PhraseMatcher | _Wrong | None:
+    """The phrases by language, prepared for matching; a _Wrong when the value is not phrases by
+    language; None after reporting each wrong language or phrase at its line."""
+    if not isinstance(node, yaml.MappingNode) or not node.value:
+        return _Wrong("`phrases` must list phrases by language, e.g. `en: [human please, talk to a person]`")
+    phrases: list[Phrase] = []
+    lines: dict[tuple[frozenset[str], ...], int] = {}
+    ok = True
+    for key, value in node.value:
+        language, line = str(key.value), key.start_mark.line + 1
+        items = value.value if isinstance(value, yaml.SequenceNode) else None
+        if not LANGUAGE.fullmatch(language):
+            problem(line, f"`{language}` is not a language code: two letters, e.g. en, de, fr, es")
+        elif not items:
+            problem(line, f"`{language}:` must be followed by a list of phrases, e.g. `[human please]`")
+        ok = ok and bool(items) and LANGUAGE.fullmatch(language) is not None
+        for item in items or ():
+            line = item.start_mark.line + 1
+            phrase = _phrase(item, language, problem)
+            if phrase is not None and (earlier := lines.setdefault(phrase.words, line)) != line:
+                problem(line, f'"{phrase.text}" is the same phrase as line {earlier}')
+                phrase = None
+            ok = ok and phrase is not None
+            phrases += [phrase] if phrase is not None else []
+    return PhraseMatcher(phrases) if ok else None
+
+
+def _phrase(node: yaml.Node, language: str, problem: Problem) -> Phrase | None:
+    """One phrase, or None after reporting what is wrong with it."""
+    line, written = node.start_mark.line + 1, _text(node)
+    if written is None or not written.strip():
+        problem(line, "a phrase must be words, e.g. `talk to a person` (in quotes if it is `yes` or `no`)")
+        return None
+    if any(character.isdigit() for character in written):
+        problem(line, f'"{written}" has a number, and numbers are left out of messages: leave it out')
+        return None
+    try:
+        phrase = Phrase.of(written, language, line)
+    except ValueError as error:
+        problem(line, str(error))
+        return None
+    if not phrase.words:
+        problem(line, f'"{written}" has no words once a, the and the like are left out')
+        return None
+    return phrase
 
 
 def _text(node: yaml.Node) -> str | None:

@@ -45,7 +45,7 @@ async def test_asking_for_a_human_hands_over_until_the_conversation_is_released(
         handoff = answered[1]
         assert handoff["text"].startswith("Hi Ada,")
         assert "member of our team" in handoff["text"]
-        assert handoff["handoff"]["kind"] == "intent"
+        assert handoff["handoff"]["kind"] == "phrase"
         assert await redis.get(state_key("c-h")) == "human"
         [record] = await records(kafka, handoffs, 1)
         assert (record["conversation_id"], record["customer_id"], record["message_ids"]) == (

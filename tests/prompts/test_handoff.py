@@ -41,7 +41,9 @@ def test_the_library_carries_the_shipped_rules() -> None:
         "very upset customer",
         "the AI keeps failing",
     ]
-    assert rules.decide(intent="wants_human", sentiment=None, tier="", fallbacks_in_a_row=0) == ASKED
+    asked = rules.decide(intent=None, sentiment=None, tier="", fallbacks_in_a_row=0, text="HUMAN PLEASE")
+    assert asked is not None
+    assert asked.kind == "phrase"
 
 
 def test_a_directory_without_rules_hands_nothing_off_and_needs_no_handoff_template(prompts: Path) -> None:
@@ -60,18 +62,20 @@ def test_a_broken_rule_is_a_problem_of_the_set_at_its_line(prompts: Path) -> Non
 
     error = load_error(prompts)
 
-    assert error.location == f"{path}:21"
+    assert error.location == f"{path}:79"
     assert "`sentiment_below` must be a number between -1 and 1" in error.reason
 
 
 def test_rules_are_checked_against_the_intents_of_the_directory(prompts: Path) -> None:
+    path = prompts / "handoff.yaml"
+    path.write_text(path.read_text().replace("sentiment_below: -0.6", "intent: wants_human"))
     (prompts / "intents.yaml").write_text("refund:\n  - I want my money back\n")
 
     _, problems = PromptLibrary.check(prompts)
 
     assert [(p.location, p.reason) for p in problems] == [
         (
-            f"{prompts / 'handoff.yaml'}:19",
+            f"{prompts / 'handoff.yaml'}:79",
             "`wants_human` is not an intent of intents.yaml: the intents are refund",
         )
     ]

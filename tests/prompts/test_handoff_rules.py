@@ -1,5 +1,5 @@
 """Reading prompts/handoff.yaml: each mistake reported at its line, the rest still usable; and the
-decision the rules make for a message."""
+decision the rules make for a message, a rule's conditions any of which will do."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ def test_the_shipped_rules_are_clean_and_name_shipped_intents() -> None:
     rules, problems = read_rules(PROMPTS / "handoff.yaml", intents)
 
     assert problems == []
-    assert [(rule.name, rule.kind) for rule in rules.rules] == [
-        ("asks for a person", "intent"),
-        ("very upset customer", "sentiment"),
-        ("the AI keeps failing", "fallbacks"),
+    assert [rule.describe() for rule in rules.rules] == [
+        "rule 'asks for a person': 32 phrases (de, en, es, fr)",
+        "rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
+        "rule 'the AI keeps failing': 3 fallback replies in a row",
     ]
 
 
@@ -78,7 +78,7 @@ BROKEN = {
     "not a mapping": ("- name: a\n", 1, "must start with `rules:`"),
     "unknown top key": ("rule:\n  - name: a\n    intent: refund\n", 1, "unknown key `rule`"),
     "rules not a list": ("rules: asks for a person\n", 1, "must be followed by a list"),
-    "rule not a mapping": ("rules:\n  - asks for a person\n", 2, "a rule must be `name:` and one condition"),
+    "rule not a mapping": ("rules:\n  - asks for a person\n", 2, "a rule must be `name:` and its conditions"),
     "misspelt key": (
         "rules:\n  - name: a\n    intent: refund\n    teirs: [gold]\n",
         4,
@@ -87,10 +87,43 @@ BROKEN = {
     "no name": ("rules:\n  - intent: refund\n", 2, "this rule has no `name:`"),
     "name not text": ("rules:\n  - name: 42\n    intent: refund\n", 2, "`name` must be some words"),
     "no condition": ("rules:\n  - name: a\n    tiers: [gold]\n", 2, "rule 'a' has no condition"),
-    "two conditions": (
-        "rules:\n  - name: a\n    intent: refund\n    fallbacks_in_a_row: 2\n",
+    "needs_human false": ("rules:\n  - name: a\n    needs_human: false\n", 3, "can only be `true`"),
+    "phrases as a list": (
+        "rules:\n  - name: a\n    phrases: [human please]\n",
+        3,
+        "`phrases` must list phrases by language",
+    ),
+    "phrases of no language": (
+        "rules:\n  - name: a\n    phrases:\n      english: [human please]\n",
         4,
-        "rule 'a' has two conditions, intent and fallbacks_in_a_row: make it two rules",
+        "`english` is not a language code",
+    ),
+    "a language without phrases": (
+        "rules:\n  - name: a\n    phrases:\n      en:\n",
+        4,
+        "`en:` must be followed by a list of phrases",
+    ),
+    "a phrase not text": (
+        "rules:\n  - name: a\n    phrases:\n      en:\n        - human please\n        - no\n",
+        6,
+        "a phrase must be words",
+    ),
+    "a phrase with a number": (
+        "rules:\n  - name: a\n    phrases:\n      en: [call me at five, press 0 for a human]\n",
+        4,
+        '"press 0 for a human" has a number',
+    ),
+    "a phrase of articles": ("rules:\n  - name: a\n    phrases:\n      de: [die/der/das]\n", 4, "no words"),
+    "alternatives of two words": (
+        "rules:\n  - name: a\n    phrases:\n      fr: [je/j'aimerais parler à un humain]\n",
+        4,
+        "`je/j'aimerais`: each word between the `/` must be one word",
+    ),
+    "a phrase twice": (
+        "rules:\n  - name: a\n    phrases:\n      en:\n        - Talk to a person\n"
+        "        - talk to the PERSON\n",
+        6,
+        '"talk to the PERSON" is the same phrase as line 5',
     ),
     "key twice": (
         "rules:\n  - name: a\n    intent: refund\n    intent: complaint\n",
@@ -183,9 +216,12 @@ def decide(
     sentiment: float | None = None,
     tier: str = "",
     fallbacks_in_a_row: int = 0,
+    text: str = "",
 ) -> HandoffReason | None:
     """`rules.decide` for a message with these facts: by default none a rule looks at."""
-    return rules.decide(intent=intent, sentiment=sentiment, tier=tier, fallbacks_in_a_row=fallbacks_in_a_row)
+    return rules.decide(
+        intent=intent, sentiment=sentiment, tier=tier, fallbacks_in_a_row=fallbacks_in_a_row, text=text
+    )
 
 
 def test_an_intent_rule_hands_off_whatever_the_tier(rules: HandoffRules) -> None:
@@ -227,3 +263,40 @@ def test_the_first_matching_rule_in_file_order_wins(rules: HandoffRules) -> None
 
 def test_nothing_matches_a_calm_message(rules: HandoffRules) -> None:
     assert decide(rules, intent="refund", sentiment=0.2, tier="gold", fallbacks_in_a_row=1) is None
+
+
+ANY_OF = """\
+rules:
+  - name: asks for a person
+    phrases:
+      en: [human please, talk/speak to/with person/human]
+      de: [mit menschen/mitarbeiter sprechen]
+    intent: wants_human
+  - name: the AI says so
+    needs_human: true
+    tiers: [gold]
+"""
+
+
+def test_a_rule_applies_when_any_of_its_conditions_holds(tmp_path: Path) -> None:
+    rules = rules_of(tmp_path, ANY_OF)
+
+    by_phrase = decide(rules, text="Can I speak with a real person? Order 4411")
+    by_intent = decide(rules, text="Mensch, wo ist mein Paket?", intent="wants_human")
+
+    assert by_phrase == HandoffReason(
+        "phrase", "rule 'asks for a person': phrase \"talk/speak to/with person/human\" (en, line 4)"
+    )
+    assert by_intent == HandoffReason("intent", "rule 'asks for a person': intent wants_human")
+    assert decide(rules, text="my human resources department needs the invoice") is None
+    assert rules.rules[0].describe() == "rule 'asks for a person': 3 phrases (de, en) or intent wants_human"
+
+
+def test_needs_human_holds_only_after_an_answer_that_says_so(tmp_path: Path) -> None:
+    rules = rules_of(tmp_path, ANY_OF)
+
+    assert decide(rules, tier="gold") is None  # before the answer, or without a structured one
+    assert rules.decide(
+        intent=None, sentiment=None, tier="Gold", fallbacks_in_a_row=0, needs_human=True
+    ) == HandoffReason("needs_human", "rule 'the AI says so': the AI's answer says needs_human, tier gold")
+    assert rules.decide(intent=None, sentiment=None, tier="", fallbacks_in_a_row=0, needs_human=True) is None

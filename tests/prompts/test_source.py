@@ -143,7 +143,7 @@ async def test_added_and_removed_files_are_changes(source: PromptSource, prompts
 
 def fallback_limit(source: PromptSource) -> int | None:
     """The `fallbacks_in_a_row` of the handoff rules in use."""
-    return next(r.fallbacks_in_a_row for r in source.current.handoff_rules.rules if r.kind == "fallbacks")
+    return next(r.fallbacks_in_a_row for r in source.current.handoff_rules.rules if r.fallbacks_in_a_row)
 
 
 async def test_an_edit_of_the_handoff_rules_is_served(source: PromptSource, prompts: Path) -> None:
@@ -167,13 +167,15 @@ async def test_broken_handoff_rules_keep_the_last_good_set_until_fixed(
     [rejected] = [
         r.__dict__["error"] for r in caplog.records if r.getMessage().startswith("template rejected")
     ]
-    assert rejected.startswith(f"{path}:24: `fallbacks_in_a_row` must be a whole number")
+    assert rejected.startswith(f"{path}:82: `fallbacks_in_a_row` must be a whole number")
 
     edit(path, "fallbacks_in_a_row: three", "fallbacks_in_a_row: 4")
     await reloaded(lambda: fallback_limit(source) == 4)
 
 
 async def test_an_intent_removed_under_a_rule_is_refused(source: PromptSource, prompts: Path) -> None:
+    edit(prompts / "handoff.yaml", "    phrases:\n", "    intent: wants_human\n    phrases:\n")
+    await reloaded(lambda: source.current.handoff_rules.rules[0].intent == "wants_human")
     good, errors = source.current, template_errors()
 
     edit(prompts / "intents.yaml", "wants_human:", "wants_a_person:")

@@ -26,9 +26,9 @@ def test_the_shipped_rules_are_listed_at_their_lines() -> None:
     rules = PROMPTS / "handoff.yaml"
     assert re.fullmatch(rf"{rules}: handoff rules version [0-9a-f]{{12}}; 3 rules", lines[-5])
     assert lines[-4:] == [
-        f"{rules}:18: rule 'asks for a person': intent wants_human",
-        f"{rules}:20: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
-        f"{rules}:23: rule 'the AI keeps failing': 3 fallback replies in a row",
+        f"{rules}:40: rule 'asks for a person': 32 phrases (de, en, es, fr)",
+        f"{rules}:78: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
+        f"{rules}:81: rule 'the AI keeps failing': 3 fallback replies in a row",
         "5 templates, no problems",
     ]
     assert any(re.match(rf"{PROMPTS}/handoff.j2: handoff \(handoff\) version ", line) for line in lines)
@@ -36,16 +36,14 @@ def test_the_shipped_rules_are_listed_at_their_lines() -> None:
 
 def test_a_broken_rule_fails_the_check_at_its_line(prompts: Path) -> None:
     rules = prompts / "handoff.yaml"
-    rules.write_text(
-        rules.read_text().replace("    intent: wants_human\n", "    intent: wants_human\n    tier: gold\n")
-    )
+    rules.write_text(rules.read_text().replace("    phrases:\n", "    tier: gold\n    phrases:\n"))
 
     code, lines = check(prompts)
 
     assert code == 1
-    assert f"{rules}:20: unknown key `tier`: did you mean `tiers`?" in lines
+    assert f"{rules}:41: unknown key `tier`: did you mean `tiers`?" in lines
     assert not any(": rule 'asks for a person'" in line for line in lines)  # only the rules that are right
-    assert f"{rules}:21: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum" in lines
+    assert f"{rules}:79: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum" in lines
     assert lines[-1] == "5 templates, 1 problem(s); token counts once all load"
 
 
