@@ -60,7 +60,7 @@ async def test_an_edited_and_an_added_article_are_searched_after_the_reload(
     (knowledge / "en" / "pets.md").write_text(
         "---\nid: pets\ntitle: Pet beds\n---\nHamster hammocks ship flat.\n"
     )
-    await soon(lambda: "Hamster" in best(source, "Do hamster hammocks ship flat?"), "the new article searched")
+    await soon(lambda: "Hamster" in best(source, "Do hamster hammocks ship flat?"), "the new one searched")
 
 
 async def test_a_broken_article_keeps_the_last_good_index(
