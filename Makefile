@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.restarts
 	$(BIN)/python -m bench.signals
 	$(BIN)/python -m bench.guard
+	$(BIN)/python -m bench.handoff
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.knowledge
 	$(BIN)/python -m bench.coalesce
