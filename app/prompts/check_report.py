@@ -64,11 +64,47 @@ def intents_report(path: Path) -> tuple[list[str], list[TemplateError]]:
     return [summary, *(f"{overlap.location}: warning: {overlap.reason}" for overlap in overlaps)], problems
 
 
+# Messages that have the words of a request for a person but ask for none: a phrase that hands one
+# of them over is warned of. Built in rather than a file beside handoff.yaml, so that the check
+# cannot be emptied by an edit; bench/data/handoff_messages.yaml holds more, for measuring.
+NEAR_MISSES = (
+    "Is this a real person?",
+    "Am I talking to a human or a bot?",
+    "My human resources department needs the invoice",
+    "Human error on my invoice",
+    "The agent who delivered my parcel was rude",
+    "Your agent in the shop said I could return it",
+    "My manager needs a copy of the invoice",
+    "The delivery person left it at the door",
+    "Is the price per person?",
+    "I will speak to my bank about the charge",
+    "I don't need to talk to a person, just tell me the status",
+    "Ist das ein echter Mensch?",
+    "Die Personalabteilung braucht die Rechnung",
+    "Der Mitarbeiter im Laden war sehr nett",
+    "Est-ce une vraie personne ?",
+    "Le service des ressources humaines a besoin de la facture",
+    "Le conseiller en magasin m'a dit de vous écrire",
+    "¿Eres una persona real?",
+    "Recursos humanos necesita la factura",
+    "El agente de la tienda me dijo que escribiera aquí",
+)
+
+
 def handoff_report(path: Path, rules: HandoffRules) -> list[str]:
-    """The lines to print about the handoff rules file: a summary, then each rule that is right, at its
-    line. (Its problems are the loader's.)"""
+    """The lines to print about the handoff rules file: a summary, each rule that is right, at its
+    line, then a warning for each phrase that would hand over one of the NEAR_MISSES. (Its problems
+    are the loader's.)"""
     if not path.exists():
         return [f"{path}: no such file, so no conversation is handed to a human"]
     version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     summary = f"{path}: handoff rules version {version}; {len(rules.rules)} rules"
-    return [summary, *(f"{path}:{rule.line}: {rule.describe()}" for rule in rules.rules)]
+    warnings = [
+        f'{path}:{phrase.line}: warning: the phrase "{phrase.text}" would hand over "{near_miss}", '
+        "which asks for no person: make it longer"
+        for rule in rules.rules
+        if rule.phrases is not None
+        for near_miss in NEAR_MISSES
+        if (phrase := rule.phrases.find(near_miss)) is not None
+    ]
+    return [summary, *(f"{path}:{rule.line}: {rule.describe()}" for rule in rules.rules), *warnings]

@@ -65,3 +65,16 @@ def test_without_a_rules_file_nothing_is_handed_off(prompts: Path) -> None:
 
     assert code == 0, lines
     assert f"{prompts}/handoff.yaml: no such file, so no conversation is handed to a human" in lines
+
+
+def test_a_phrase_that_would_hand_over_a_near_miss_is_warned_of_and_passes(prompts: Path) -> None:
+    rules = prompts / "handoff.yaml"
+    rules.write_text(rules.read_text().replace("      en:\n", "      en:\n        - real person\n"))
+
+    code, lines = check(prompts)
+
+    assert code == 0, lines
+    assert [line for line in lines if "warning: the phrase" in line] == [
+        f'{rules}:43: warning: the phrase "real person" would hand over "Is this a real person?", '
+        "which asks for no person: make it longer"
+    ]
