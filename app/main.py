@@ -3,7 +3,8 @@ tools."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import functools
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -67,16 +68,31 @@ def chat(
 
 @cli.command()
 def send(
-    text: str = typer.Argument(..., help="What the customer writes."),
-    conversation: str = typer.Option(..., "--conversation", "-c", help="Conversation id (the key)."),
+    text: str | None = typer.Argument(None, help="What the customer writes (not with --order)."),
+    conversation: str | None = typer.Option(None, "--conversation", "-c", help="Conversation id (the key)."),
     customer: str | None = typer.Option(None, "--customer", help="Customer id, e.g. cust-1."),
     timeout: float = typer.Option(60.0, help="Seconds to wait for the reply."),
+    order: str | None = typer.Option(None, help="Instead: publish this order (its id) for --customer."),
+    status: str = typer.Option("shipped", help="With --order: received, packed, shipped, delivered, ..."),
+    item: Annotated[list[str] | None, typer.Option(help="With --order: an item's name (repeat).")] = None,
+    carrier: str | None = typer.Option(None, help="With --order: the carrier."),
+    tracking: str | None = typer.Option(None, help="With --order: the tracking number."),
 ) -> None:
-    """Send one customer message and print its reply (finds `enricher dev` by its state file)."""
+    """Send one customer message and print its reply, or with --order publish one order record
+    (finds `enricher dev` by its state file)."""
     try:
-        from devstack.sender import resolve_endpoints, run_send
+        from devstack.sender import order_now, resolve_endpoints, run_send, run_send_order
     except ModuleNotFoundError as error:
         _dev_extra_missing(error)
+    if order is not None:
+        if customer is None or text is not None:
+            fail("--order needs --customer, and no message text", EXIT_CONFIG)
+        endpoints = settings_or_exit(resolve_endpoints)
+        items = item or ["Mechanical keyboard"]
+        build = functools.partial(order_now, order, customer, status, items, carrier, tracking)
+        raise typer.Exit(run_send_order(endpoints, build))
+    if text is None or conversation is None:
+        fail("a message needs its text and --conversation", EXIT_CONFIG)
     endpoints = settings_or_exit(resolve_endpoints)
     raise typer.Exit(run_send(endpoints, text, conversation, customer, timeout))
 

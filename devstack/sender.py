@@ -1,4 +1,5 @@
-"""`enricher send`: one customer message onto the input topic, its reply printed when it comes out."""
+"""`enricher send`: one customer message onto the input topic, its reply printed when it comes out; or,
+with `--order`, one order record onto the orders topic."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
 from app.kafka.topics import TopicNames
-from app.schemas import CustomerMessage, DeadLetter, Reply, ReplyChunk, rfc3339, utc_now
+from app.schemas import CustomerMessage, DeadLetter, Order, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
 from app.validation import one_line
 from devstack.dev_config import DevState, load_dev_settings
@@ -105,16 +106,69 @@ async def send_and_wait(
 
 
 async def _produce(endpoints: Endpoints, message: CustomerMessage) -> None:
+    value = message.model_dump_json(exclude_none=True).encode()
+    await produce_record(endpoints, endpoints.topics.input, message.conversation_id, value)
+
+
+async def produce_record(endpoints: Endpoints, topic: str, key: str, value: bytes) -> None:
+    """One record onto `topic`, acknowledged by every replica (`acks=all`)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=endpoints.bootstrap_servers, acks="all", **endpoints.security.client_options()
     )
     try:
         await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
-        value = message.model_dump_json(exclude_none=True).encode()
-        send = producer.send_and_wait(endpoints.topics.input, value, key=message.conversation_id.encode())
-        await asyncio.wait_for(send, KAFKA_TIMEOUT_S)
+        await asyncio.wait_for(producer.send_and_wait(topic, value, key=key.encode()), KAFKA_TIMEOUT_S)
     finally:
         await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+
+
+def order_now(
+    order_id: str,
+    customer_id: str,
+    status: str,
+    items: Sequence[str],
+    carrier: str | None = None,
+    tracking_number: str | None = None,
+) -> Order:
+    """An order placed and updated now, one of each item named; ValidationError when it is no order."""
+    now = utc_now()
+    lines = [{"sku": f"SKU-{n}", "name": name, "qty": 1} for n, name in enumerate(items, 1)]
+    document = {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "status": status,
+        "items": lines,
+        "placed_at": now,
+        "updated_at": now,
+        "carrier": carrier,
+        "tracking_number": tracking_number,
+    }
+    return Order.model_validate(document)
+
+
+def run_send_order(endpoints: Endpoints, build: Callable[[], Order]) -> int:
+    """Publish the order `build()` makes to the orders topic (key: its customer); the exit code."""
+    try:
+        order = build()
+    except ValidationError as error:
+        print(f"enricher send: {one_line(error, first_only=True)}", file=sys.stderr)
+        return 2
+    topic = endpoints.topics.orders
+    value = json.dumps(order.as_record()).encode()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(produce_record(endpoints, topic, order.customer_id, value))
+    except (KafkaError, OSError) as error:
+        print(
+            f"enricher send: {error or type(error).__name__}: is the broker (or enricher dev) running?",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"order {order.order_id} ({order.status}) of {order.customer_id} sent to {topic}",
+        f"on {endpoints.bootstrap_servers}",
+    )
+    return 0
 
 
 def _match(

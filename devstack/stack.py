@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
@@ -19,7 +20,7 @@ from app.exits import fail
 from app.kafka.security import KafkaSecurity
 from app.kafka.topics import TopicNames
 from app.redis_client import connect
-from app.schemas import rfc3339, utc_now
+from app.schemas import Order, OrderItem, OrderStatus, rfc3339, utc_now
 from app.settings import Settings
 from devstack.broker import EmbeddedBroker, create_topics
 from devstack.chat_gateway import DevChat, start_chat
@@ -35,6 +36,15 @@ DEMO_PROFILES: dict[str, dict[str, str]] = {
     "cust-1": {"name": "Ada Lovelace", "tier": "gold", "plan": "Pro", "language": "en"},
     "cust-2": {"name": "Grace Hopper", "tier": "silver", "plan": "Team", "language": "en"},
     "cust-3": {"name": "Alan Turing", "tier": "standard", "plan": "Basic", "language": "en"},
+}
+# Each demo customer's orders (id, status, item, carrier, tracking number), placed a few days apart.
+DEMO_ORDERS: dict[str, list[tuple[str, OrderStatus, str, str | None, str | None]]] = {
+    "cust-1": [
+        ("A-1042", "shipped", "Mechanical keyboard", "DHL", "00340434161234567890"),
+        ("A-0977", "delivered", "Wireless mouse", "UPS", "1Z999AA10123456784"),
+    ],
+    "cust-2": [("B-2001", "packed", "USB-C dock", None, None)],
+    "cust-3": [("C-3003", "returned", "Laptop stand", "DHL", "00340434169876543210")],
 }
 
 
@@ -111,7 +121,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> ManagedProcess:
     topics = TopicNames.of(settings)
     partitions = topics.partitions(settings.input_partitions)
     await create_topics(settings.kafka_bootstrap_servers, partitions, security)
-    await _load_demo_profiles(settings, security)
+    await _load_demo_customers(settings, security)
 
     worker = ManagedProcess(
         "worker",
@@ -173,17 +183,40 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def _load_demo_profiles(settings: Settings, security: KafkaSecurity) -> None:
-    """Put the demo customers into Redis now, and on the profile topic as a real source would.
+def demo_orders() -> list[Order]:
+    """The demo customers' orders, the first of each customer placed two days ago, the next before."""
+    now = utc_now()
+    return [
+        Order(
+            order_id=order_id,
+            customer_id=customer_id,
+            status=status,
+            items=[OrderItem(sku=f"SKU-{order_id}", name=item, qty=1)],
+            placed_at=now - timedelta(days=2 + 7 * n),
+            updated_at=now - timedelta(hours=n),
+            carrier=carrier,
+            tracking_number=tracking,
+        )
+        for customer_id, orders in DEMO_ORDERS.items()
+        for n, (order_id, status, item, carrier, tracking) in enumerate(orders)
+    ]
 
-    Writing Redis directly (any tool may) means a message sent before the worker's profile
-    agent has caught up still finds its customer.
+
+async def _load_demo_customers(settings: Settings, security: KafkaSecurity) -> None:
+    """Put the demo customers' profiles and orders into Redis now, and on the profile and orders
+    topics as a real source would.
+
+    Writing Redis directly (any tool may) means a message sent before the worker's profile and
+    orders agents have caught up still finds its customer.
     """
     redis = connect(settings.redis_url.get_secret_value(), 2, cluster=settings.redis_cluster == "on")
-    context = ContextStore(redis, history_turns=0, ttl_s=1)
+    context = ContextStore(redis, history_turns=0, ttl_s=1, orders_ttl_s=settings.orders_ttl_s)
+    orders = demo_orders()
     try:
         for customer_id, profile in DEMO_PROFILES.items():
             await context.put_profile(customer_id, encode_profile(profile))
+        for order in orders:
+            await context.put_order(order)
     finally:
         await context.aclose()
     options = security.client_options()
@@ -193,6 +226,10 @@ async def _load_demo_profiles(settings: Settings, security: KafkaSecurity) -> No
         for customer_id, profile in DEMO_PROFILES.items():
             value = json.dumps(profile).encode()
             send = producer.send_and_wait(settings.profile_topic, value, key=customer_id.encode())
+            await asyncio.wait_for(send, 15.0)
+        for order in orders:
+            value = json.dumps(order.as_record()).encode()
+            send = producer.send_and_wait(settings.orders_topic, value, key=order.customer_id.encode())
             await asyncio.wait_for(send, 15.0)
     finally:
         await asyncio.wait_for(producer.stop(), 15.0)
@@ -239,10 +276,11 @@ model {settings.model}
   chat     {chat.url}  (the chat page: pick a demo customer and write)
   studio   {chat.studio_url}
   topics   {topics.input} -> {topics.reply} (chunks {topics.stream}, \
-dead letters {topics.dlq}, profiles {topics.profile})
+dead letters {topics.dlq}, profiles {topics.profile}, orders {topics.orders})
   logs     {state.logs_dir}/
   demo customers: {customers}
 
 In another terminal:
   .venv/bin/enricher send "Where is my order?" --conversation c1 --customer cust-1
+  .venv/bin/enricher send --order A-1042 --status delivered --customer cust-1
 """
