@@ -30,8 +30,11 @@ from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
 from app.knowledge.index import Hit
 from app.llm.client import CallOptions, DeltaSink
+from app.llm.tool_calls import ToolRunner, ToolUse
+from app.llm.tool_loop import complete_with_tools
 from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
+from app.prompts.tools_file import ToolSpec
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
 from app.restoring_sink import RestoringSink
@@ -42,12 +45,13 @@ from app.schemas import (
     HistoryTurn,
     Reply,
     Source,
+    ToolCalled,
     Usage,
     rfc3339,
     utc_now,
 )
 from app.signals.labels import count
-from app.signals.masking import Masked, mask, prompt_texts
+from app.signals.masking import Masked, MaskedTools, mask, prompt_texts
 from app.signals.models import Signals
 from app.tokens import fits_budget
 
@@ -86,6 +90,8 @@ class Prompt:
     options: CallOptions
     sources: list[Source]
     """The help-center articles the rendered prompt carries, best first (the reply's `sources`)."""
+    tools: tuple[ToolSpec, ...] = ()
+    """The tools the template lets the LLM call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,8 @@ class Answer:
     text: str
     model: str
     usage: Usage
+    tools: tuple[ToolUse, ...]
+    """The tool calls made for it, in order."""
 
 
 def fit_history(
@@ -240,7 +248,8 @@ async def _reply_to(
     guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history)
     # The stream goes through the guard's window: a chunk holds only text the guard has passed.
     window = GuardWindow(sink_for(message), resources.guard, guarded) if sink_for is not None else None
-    checked = _check(resources.guard, await _ask(resources, prompt, read.masked, window), guarded)
+    tools = _tools_for(resources, message, prompt, read.masked)
+    checked = _check(resources.guard, await _ask(resources, prompt, read.masked, window, tools), guarded)
     if isinstance(checked, Failure):
         fallback = prompts.render_fallback(message=message, customer=known.profile, now=now)
         reply = reply_record(
@@ -249,7 +258,7 @@ async def _reply_to(
         return await _record(resources, fresh, reply, known.fallbacks, checked)
     reply = reply_record(
         fresh, prompt.rendered, checked.text, "ok", checked.model, checked.usage, started, read.found
-    )
+    ).model_copy(update={"tools": [ToolCalled(name=t.name, ok=t.ok, ms=t.ms) for t in checked.tools]})
     reply = reply.model_copy(update={"sources": prompt.sources})
     if window is not None:
         await window.release()
@@ -326,7 +335,7 @@ def _prompt(
         resources.llm.model,
     )
     options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
-    return Prompt(rendered, options, sources(carried))
+    return Prompt(rendered, options, sources(carried), prompts.tools_for(template))
 
 
 def knowledge_query(message: CustomerMessage, history: Sequence[HistoryTurn]) -> str:
@@ -349,21 +358,39 @@ def sources(hits: Sequence[Hit]) -> list[Source]:
     return list(best.values())
 
 
+def _tools_for(
+    resources: Resources, message: CustomerMessage, prompt: Prompt, masked: Masked
+) -> ToolRunner | None:
+    """The tools the LLM may call for this reply, answering for its customer only; their results
+    masked like the customer's text (promise 7), unless the masking is off."""
+    if not prompt.tools:
+        return None
+    tools = resources.tools.for_customer(message.customer_id, prompt.tools)
+    return MaskedTools(tools, masked, message.locale) if resources.settings.pii_masking == "on" else tools
+
+
 async def _ask(
-    resources: Resources, prompt: Prompt, masked: Masked, stream: DeltaSink | None
+    resources: Resources, prompt: Prompt, masked: Masked, stream: DeltaSink | None, tools: ToolRunner | None
 ) -> Answer | Failure:
-    """The LLM's answer, streamed to `stream` with the personal data back in it, priced; or why
-    there is none (the LLM refused the input, or the deadline passed)."""
+    """The LLM's answer, having called `tools` as it chose, streamed to `stream` with the personal
+    data back in it, priced; or why there is none (the LLM refused the input, or the deadline passed)."""
     restoring = RestoringSink(stream, masked) if stream is not None else None
     try:
-        completion = await resources.llm.complete(prompt.rendered.messages, prompt.options, restoring)
+        completion = await complete_with_tools(
+            resources.llm,
+            prompt.rendered.messages,
+            prompt.options,
+            tools,
+            resources.settings.tool_max_steps,
+            restoring,
+        )
         if restoring is not None:
             await restoring.flush()
     except (LLMRejected, LLMUnavailable) as error:
         return Failure.of(error)
     configured = (resources.settings.model, *resources.settings.fallback_models)
     usage = priced(resources.prices, configured, completion.model, prompt.rendered.ref.name, completion.usage)
-    return Answer(masked.restore(completion.text), completion.model, usage)
+    return Answer(masked.restore(completion.text), completion.model, usage, completion.tools)
 
 
 def _check(guard: OutputGuard, answered: Answer | Failure, guarded: GuardContext) -> Answer | Failure:

@@ -70,7 +70,7 @@ def _value(parameter: str, schema: Mapping[str, object], text: str) -> str | Non
         return None
     pattern = schema.get("pattern")
     for match in _WORD.finditer(text, named.end()):
-        word = match.group().rstrip(".")
+        word = match.group().rstrip(".").lstrip("#")  # "order #10042" is order 10042
         if any(char.isdigit() for char in word) and (
             not isinstance(pattern, str) or re.search(pattern, word) is not None
         ):

@@ -18,7 +18,7 @@ from app.tokens import ChatMessage
 from tests.helpers.provider import ScriptedProvider, Turn, policy_on
 from tests.helpers.sinks import Collected
 
-ORDER_STATUS = {
+ORDER_STATUS: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "order_status",
