@@ -184,7 +184,7 @@ async def test_an_intent_removed_under_a_rule_is_refused(source: PromptSource, p
     assert source.current is good
 
 
-def test_file_states_cover_templates_samples_and_rules_only(prompts: Path) -> None:
+def test_file_states_cover_templates_samples_rules_and_tools_only(prompts: Path) -> None:
     (prompts / "notes.txt").write_text("not read by the loader")
     names = {Path(name).relative_to(prompts).as_posix() for name, _, _ in file_states(prompts)}
 
@@ -198,4 +198,5 @@ def test_file_states_cover_templates_samples_and_rules_only(prompts: Path) -> No
         "samples/upset_customer.yaml",
         "handoff.yaml",
         "intents.yaml",
+        "tools.yaml",
     }
