@@ -3,10 +3,8 @@ topic, a worker's control agent deleting the conversation's state in Redis, bad 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,11 +13,13 @@ from app.handoff import HUMAN
 from app.redis_keys import fallback_streak_key, state_key
 from tests.helpers.cli import invoke
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
 
-RELEASE_WITHIN_S = 30.0
+RELEASE_GUARD_S = 20.0
+"""Against a release that never comes, under the test's 30 s."""
 
 
 async def test_release_gives_the_conversation_back_and_bad_commands_are_dead_lettered(
@@ -37,10 +37,10 @@ async def test_release_gives_the_conversation_back_and_bad_commands_are_dead_let
         released = await invoke(env, "handoff", "release", "c-1")
         assert released.exit_code == 0, released.output
 
-        deadline = time.monotonic() + RELEASE_WITHIN_S
-        while await redis.exists(state_key("c-1")):
-            assert time.monotonic() < deadline, "c-1 was not released"
-            await asyncio.sleep(0.1)
+        async def released_c1() -> bool:
+            return not await redis.exists(state_key("c-1"))
+
+        await until(released_c1, "c-1 released", RELEASE_GUARD_S)
 
         assert await redis.exists(fallback_streak_key("c-1")) == 0
         assert await redis.get(state_key("c-2")) == HUMAN
@@ -50,7 +50,8 @@ async def test_release_gives_the_conversation_back_and_bad_commands_are_dead_let
         entry for entry in logged if entry.get("conversation_id") == "c-1"
     ).items()
 
-    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), settle_s=1))
+    # The release came after both bad records on their partition: their letters are all there is.
+    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2)))
     assert [letter["error"]["kind"] for letter in letters] == ["invalid_json", "invalid_message"]
     assert [base64.b64decode(letter["raw_b64"]) for letter in letters] == bad
     assert {letter["source"]["topic"] for letter in letters} == {env["ENRICHER_CONTROL_TOPIC"]}

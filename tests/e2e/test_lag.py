@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import httpx
 import pytest
@@ -12,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import answering_at_least, produce_many, read_topic
+from tests.helpers.polling import until
 from tests.helpers.timeouts import SEVERAL_WORKERS
 from tests.helpers.workers import Worker, WorkerFactory
 
@@ -41,15 +40,16 @@ async def metric(worker: Worker, name: str) -> dict[tuple[str, str], float]:
 
 async def lag_becomes(worker: Worker, topic: str, wanted: str, timeout_s: float) -> float:
     """Wait until the input topic's total lag is `> 0` or `== 0`; returns it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    total = 0.0
+
+    async def reached() -> bool:
+        nonlocal total
         lags = await metric(worker, "enricher_kafka_consumer_lag")
         total = sum(value for (name, _), value in lags.items() if name == topic)
-        if lags and ((wanted == "> 0" and total > 0) or (wanted == "== 0" and total == 0)):
-            return total
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"lag of {topic} did not become {wanted}: {lags}")
-        await asyncio.sleep(0.5)
+        return bool(lags) and (total > 0 if wanted == "> 0" else total == 0)
+
+    await until(reached, f"lag of {topic} {wanted}", timeout_s)
+    return total
 
 
 @SEVERAL_WORKERS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections import defaultdict
@@ -21,6 +20,7 @@ from tests.helpers.kafka import (
     read_topic,
 )
 from tests.helpers.messages import request, requests_for, streamed_text
+from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -41,10 +41,11 @@ async def test_hundred_messages_in_order_with_profile_and_history(
     await worker_factory({"ENRICHER_COALESCE": "off"})
 
     async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
-        for _ in range(100):
-            if await redis.hget("customer:cust-9", "name") == "Customer9":
-                break
-            await asyncio.sleep(0.1)
+
+        async def last_profile_stored() -> bool:
+            return bool(await redis.hget("customer:cust-9", "name") == "Customer9")
+
+        await until(last_profile_stored, "cust-9's profile in Redis", timeout_s=10)
         assert await redis.hgetall("customer:cust-3") == {"name": "Customer3", "tier": "gold"}
         assert await redis.exists("customer:cust-gone") == 0
 
