@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, assert_never
 
 from app.context import Context
-from app.errors import LLMRejected, LLMUnavailable
+from app.errors import InvalidStructured, LLMRejected, LLMUnavailable
 from app.fate import (
     AlreadyPublished,
     Answered,
@@ -29,11 +29,12 @@ from app.fate import (
 from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
 from app.knowledge.index import Hit
-from app.llm.client import CallOptions, DeltaSink
+from app.llm.client import CallOptions, Completion, DeltaSink
 from app.llm.tool_calls import ToolRunner, ToolUse
 from app.llm.tool_loop import complete_with_tools
 from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
+from app.prompts.response_schema import ResponseSchema, map_strings, strings
 from app.prompts.tools_file import ToolSpec
 from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
@@ -53,7 +54,7 @@ from app.schemas import (
 from app.signals.labels import count
 from app.signals.masking import Masked, MaskedTools, mask, prompt_texts
 from app.signals.models import Signals
-from app.tokens import fits_budget
+from app.tokens import ChatMessage, fits_budget
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Prompt:
     options: CallOptions
     sources: list[Source]
     """The help-center articles the rendered prompt carries, best first (the reply's `sources`)."""
+    response: ResponseSchema | None = None
+    """The template's response schema: the answer is a JSON object of it (a structured reply)."""
     tools: tuple[ToolSpec, ...] = ()
     """The tools the template lets the LLM call."""
 
@@ -103,6 +106,8 @@ class Answer:
     usage: Usage
     tools: tuple[ToolUse, ...]
     """The tool calls made for it, in order."""
+    structured: dict[str, Any] | None = None
+    """A structured reply's validated object, its personal data back; `text` is its text field."""
 
 
 def fit_history(
@@ -247,7 +252,8 @@ async def _reply_to(
     prompt = _prompt(resources, prompts, message, known, read, now)
     guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history)
     # The stream goes through the guard's window: a chunk holds only text the guard has passed.
-    window = GuardWindow(sink_for(message), resources.guard, guarded) if sink_for is not None else None
+    stream = sink_for(message) if sink_for is not None else None
+    window = GuardWindow(stream, resources.guard, guarded) if stream is not None else None
     tools = _tools_for(resources, message, prompt, read.masked)
     checked = _check(resources.guard, await _ask(resources, prompt, read.masked, window, tools), guarded)
     if isinstance(checked, Failure):
@@ -259,8 +265,12 @@ async def _reply_to(
     reply = reply_record(
         fresh, prompt.rendered, checked.text, "ok", checked.model, checked.usage, started, read.found
     ).model_copy(update={"tools": [ToolCalled(name=t.name, ok=t.ok, ms=t.ms) for t in checked.tools]})
-    reply = reply.model_copy(update={"sources": prompt.sources})
-    if window is not None:
+    # Here, after the guard, `checked.structured` is the structured reply (`needs_human` ...) for
+    # a decision on the answer itself, such as a handoff rule's.
+    reply = reply.model_copy(update={"sources": prompt.sources, "structured": checked.structured})
+    if checked.structured is not None and stream is not None:
+        await stream.send(checked.text)  # nothing of its JSON streamed: its text goes out whole, now
+    elif window is not None:
         await window.release()
     return await _record(resources, fresh, reply, known.fallbacks)
 
@@ -334,8 +344,12 @@ def _prompt(
         resources.settings.max_prompt_tokens,
         resources.llm.model,
     )
-    options = CallOptions(temperature=template.temperature, max_tokens=template.max_tokens)
-    return Prompt(rendered, options, sources(carried), prompts.tools_for(template))
+    options = CallOptions(
+        temperature=template.temperature,
+        max_tokens=template.max_tokens,
+        response_format=template.response_format,
+    )
+    return Prompt(rendered, options, sources(carried), template.response, prompts.tools_for(template))
 
 
 def knowledge_query(message: CustomerMessage, history: Sequence[HistoryTurn]) -> str:
@@ -373,7 +387,10 @@ async def _ask(
     resources: Resources, prompt: Prompt, masked: Masked, stream: DeltaSink | None, tools: ToolRunner | None
 ) -> Answer | Failure:
     """The LLM's answer, having called `tools` as it chose, streamed to `stream` with the personal
-    data back in it, priced; or why there is none (the LLM refused the input, or the deadline passed)."""
+    data back in it, priced; or why there is none (the LLM refused the input, or the deadline passed).
+    A structured reply streams nothing here (`_ask_structured`)."""
+    if prompt.response is not None:
+        return await _ask_structured(resources, prompt, masked, tools, prompt.response)
     restoring = RestoringSink(stream, masked) if stream is not None else None
     try:
         completion = await complete_with_tools(
@@ -388,17 +405,57 @@ async def _ask(
             await restoring.flush()
     except (LLMRejected, LLMUnavailable) as error:
         return Failure.of(error)
-    configured = (resources.settings.model, *resources.settings.fallback_models)
-    usage = priced(resources.prices, configured, completion.model, prompt.rendered.ref.name, completion.usage)
+    usage = _priced(resources, prompt, completion.model, completion.usage)
     return Answer(masked.restore(completion.text), completion.model, usage, completion.tools)
+
+
+async def _ask_structured(
+    resources: Resources, prompt: Prompt, masked: Masked, tools: ToolRunner | None, schema: ResponseSchema
+) -> Answer | Failure:
+    """The LLM's JSON answer read against the template's response schema, with the personal data
+    back in its strings, priced; when it does not match, asked once more with what is wrong (one
+    more call, without tools: the answer needs only reshaping); else why there is none.
+
+    The answer is read masked, so the repair request quotes no personal data back to the LLM.
+    """
+    asked, steps = prompt.rendered.messages, resources.settings.tool_max_steps
+    completions: list[Completion] = []
+    try:
+        completions.append(await complete_with_tools(resources.llm, asked, prompt.options, tools, steps))
+        try:
+            value = schema.read(completions[0].text)
+        except InvalidStructured as error:
+            repair: list[ChatMessage] = [
+                *asked,
+                {"role": "assistant", "content": completions[0].text},
+                {"role": "user", "content": schema.repair_request(error)},
+            ]
+            completions.append(await resources.llm.complete(repair, prompt.options))
+            value = schema.read(completions[-1].text)
+    except (LLMRejected, LLMUnavailable, InvalidStructured) as error:
+        if completions:  # their tokens were spent all the same
+            _priced(resources, prompt, completions[-1].model, sum((c.usage for c in completions), Usage()))
+        return Failure.of(error)
+    answered_by = completions[-1].model
+    usage = _priced(resources, prompt, answered_by, sum((c.usage for c in completions), Usage()))
+    structured = map_strings(value, masked.restore)
+    return Answer(structured[schema.text_field], answered_by, usage, completions[0].tools, structured)
+
+
+def _priced(resources: Resources, prompt: Prompt, model: str, usage: Usage) -> Usage:
+    """`usage` priced, and counted by model and template."""
+    configured = (resources.settings.model, *resources.settings.fallback_models)
+    return priced(resources.prices, configured, model, prompt.rendered.ref.name, usage)
 
 
 def _check(guard: OutputGuard, answered: Answer | Failure, guarded: GuardContext) -> Answer | Failure:
     """The answer, if the output guard lets it out; else why not."""
     if isinstance(answered, Failure):
         return answered
-    # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer.
-    verdict = guard.check(answered.text, guarded)
+    # Checked before KEY_SHAPED redacts: the guard must see a secret to refuse the answer. Every
+    # string of a structured reply goes out in it, not only its text.
+    said = answered.text if answered.structured is None else "\n".join(strings(answered.structured))
+    verdict = guard.check(said, guarded)
     return Failure("guard_blocked", verdict.detail) if verdict.blocked else answered
 
 
