@@ -49,7 +49,8 @@ class Answered:
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """The fallback template's text, because the LLM refused, ran out of time or failed the guard.
+    """The fallback template's text, because the LLM refused, ran out of time, failed the guard, or
+    gave no answer of its template's response schema, even when asked again.
 
     `dead_letter` says why; it is None only when another worker stored its fallback reply for
     the message meanwhile (that worker writes the dead letter).
