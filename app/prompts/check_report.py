@@ -24,7 +24,13 @@ def sample_tokens(
 
     def tokens(template: PromptTemplate, sample: Sample) -> int:
         rendered = library.render(
-            template, message=sample.message, customer=sample.customer, history=sample.history, now=now
+            template,
+            message=sample.message,
+            customer=sample.customer,
+            history=sample.history,
+            now=now,
+            orders=sample.orders,
+            knowledge=sample.passages(),
         )
         return count_chat(rendered.messages, model)
 

@@ -229,6 +229,17 @@ class PromptTemplate:
         return f"{self.name}{variant}{kind}"
 
 
+class SamplePassage(BaseModel):
+    """A help-center passage of a sample, as the template variable `knowledge` holds one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: str
+    text: str
+    score: float = 1.0
+
+
 class Sample(BaseModel):
     """Example data templates are rendered with when they are loaded and previewed."""
 
@@ -239,6 +250,13 @@ class Sample(BaseModel):
     message: CustomerMessage
     signals: dict[str, Any] = Field(default_factory=lambda: dict(SAMPLE_SIGNALS))
     orders: list[Order] = Field(default_factory=list)
+    knowledge: list[SamplePassage] = Field(default_factory=list)
+    """The help-center passages found for the message, best first, so that a template's
+    `{% if knowledge %}` part is trial-rendered too."""
+
+    def passages(self) -> list[dict[str, str | float]]:
+        """`knowledge` as the template variable holds it."""
+        return [passage.model_dump() for passage in self.knowledge]
 
 
 def read_text(path: Path) -> str:

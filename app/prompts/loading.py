@@ -132,9 +132,11 @@ def _load_file(
 
 
 def _bare(sample: Sample) -> Sample:
-    """The sample as a first-time customer without profile, orders, history or metadata sends it."""
+    """The sample as a first-time customer without profile, orders, history or metadata sends it,
+    with no help-center passage found."""
     message = sample.message.model_copy(update={"metadata": {}})
-    return sample.model_copy(update={"customer": {}, "history": [], "message": message, "orders": []})
+    bare = {"customer": {}, "history": [], "message": message, "orders": [], "knowledge": []}
+    return sample.model_copy(update=bare)
 
 
 def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
@@ -147,6 +149,7 @@ def _trial_render(entry: CompiledTemplate, sample: Sample, label: str) -> None:
             datetime.now(UTC),
             sample.signals,
             orders=sample.orders,
+            knowledge=sample.passages(),
         )
     except TemplateError as error:
         raise TemplateError(f"{error.reason} (rendering {label})", error.location) from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.tokens import ChatMessage, ToolCallEntry, count_chat, encoding_for
 from devstack.mock_llm.cache import PromptCache
+from devstack.mock_llm.knowledge import help_center_answer
 from devstack.mock_llm.state import Json
 from devstack.mock_llm.structured import json_answer
 from devstack.mock_llm.tools import answer_from_results, calls_for
@@ -48,8 +49,9 @@ def compose_reply(messages: Sequence[ChatMessage]) -> str:
     """The deterministic reply to a chat request, built so tests can see the prompt was used.
 
     Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
-    60 characters) the last user message or its `<customer_message>` part, and counts the user
-    and assistant messages before it; when tool results end the chat, quotes them too.
+    60 characters) the last user message or its `<customer_message>` part, answers from the first
+    help-center passage that message carries, and counts the user and assistant messages before it;
+    when tool results end the chat, quotes them too.
     """
     users = [i for i, message in enumerate(messages) if message["role"] == "user"]
     last = users[-1] if users else len(messages)
@@ -58,9 +60,11 @@ def compose_reply(messages: Sequence[ChatMessage]) -> str:
     history = f"{earlier} earlier message{'' if earlier == 1 else 's'}" if earlier else "no earlier messages"
     name = _customer_name(messages)
     looked_up = f"{answer_from_results(messages)} " if messages and messages[-1]["role"] == "tool" else ""
+    known = help_center_answer(messages[last]["content"]) if users else None
+    from_articles = f"{known} " if known else ""
     return (
         f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
-        f"{looked_up}I can see {history} in this conversation. {CLOSING_SENTENCE}"
+        f"{from_articles}{looked_up}I can see {history} in this conversation. {CLOSING_SENTENCE}"
     )
 
 

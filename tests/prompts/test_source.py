@@ -195,6 +195,7 @@ def test_file_states_cover_templates_samples_rules_and_tools_only(prompts: Path)
         "support_reply_complaint.j2",
         "support_reply_gold.j2",
         "samples/returning_customer.yaml",
+        "samples/returns_question.yaml",
         "samples/upset_customer.yaml",
         "handoff.yaml",
         "intents.yaml",
