@@ -8,7 +8,7 @@ each problem at its line, and the decision they make for one message.
           de: [mit mitarbeiter/menschen sprechen]
         intent: wants_human            # an intent of intents.yaml
       - name: the AI says so
-        needs_human: true              # a structured answer's `needs_human`: handed over after the answer
+        needs_human: true              # a structured answer's `needs_human` (decide(needs_human=...))
       - name: very upset customer
         sentiment_below: -0.6          # VADER compound score, between -1 and 1
         tiers: [gold, platinum]        # optional on any rule: only customers of these tiers
@@ -20,6 +20,9 @@ one of its tiers, if it names them): "asks for a person" by a phrase or by the i
 rule that applies, in file order, decides. No file means no rules: nothing is handed off. Like
 intents.yaml the file is read node by node (`yaml.compose`), since loading forgets the lines a
 checker must report, and a key given twice.
+
+`needs_human` holds only when the caller says the AI's structured answer had it: the worker does
+not ask yet (its pipeline decides before the answer only), so the support team's guide leaves it out.
 """
 
 from __future__ import annotations
