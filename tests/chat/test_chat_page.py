@@ -167,3 +167,16 @@ async def test_fallback_handoff_and_coalesced_replies_are_marked(
     await produce(kafka, reply_topic, conversation_id, _reply_record(conversation_id, [third], "fallback"))
     await _final_replies(page, 2)
     assert await page.locator(".agent .badge").all_text_contents() == ["Handed to a human", "Fallback reply"]
+
+
+async def test_a_reply_from_the_help_center_shows_its_sources(stack: Gateway, browser: Browser) -> None:
+    page = await _open(browser, stack, "cust-1")
+    composer = page.get_by_role("textbox", name="Message")
+    await composer.fill("Can I return an item after 30 days?")
+    await composer.press("Enter")
+
+    [final] = await _final_replies(page, 1)
+    assert 'From our help-center ("Our returns policy"): After the 30-day window' in final, final
+    sources = await page.locator(".agent[data-state='final'] .sources .source").all_inner_texts()
+    assert sources[0] == "Our returns policy", sources
+    assert await page.locator(".agent[data-state='final'] .sources-title").inner_text() == "Sources"

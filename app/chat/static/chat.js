@@ -135,6 +135,16 @@ function detailLine(doc) {
   return parts.join(" · ");
 }
 
+// The help-center articles the reply's prompt carried, best first (the reply's `sources`).
+function sourceList(sources) {
+  const box = element("div", "sources");
+  box.append(element("p", "sources-title", "Sources"));
+  const list = element("ol");
+  for (const source of sources) list.append(element("li", "source", source.title || source.id));
+  box.append(list);
+  return box;
+}
+
 function onReply(doc) {
   const reply = replyFor(doc.message_id);
   if (reply.final) return;
@@ -160,6 +170,7 @@ function onReply(doc) {
       }
     });
   }
+  if (doc.sources?.length) node.append(sourceList(doc.sources));
   node.append(element("p", "detail", detailLine(doc)));
   log.scrollTop = log.scrollHeight;
 }
