@@ -18,7 +18,7 @@ from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import GuardWindow
 from app.llm.client import DeltaSink
 from app.tokens import encoding_for
-from tests.helpers.guard_answers import natural_answers
+from bench.guard_answers import natural_answers
 
 ANSWERS = 1_000
 ROUNDS = 5

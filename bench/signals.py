@@ -1,5 +1,5 @@
 """The embedded models measured: load time, memory, latency per message, accuracy on the labelled set;
-the personal-data rules' precision and recall per kind (tests/signals/personal_data.yaml too).
+the personal-data rules' precision and recall per kind (bench/data/personal_data.yaml too).
 
 `python -m bench.signals` writes bench/results/signals.md and signals.json. lingua-language-detector,
 the language detector not chosen, is measured too when it is installed (it is no dependency:
@@ -29,8 +29,8 @@ from app.signals.masking import mask
 from app.signals.models import SignalModels
 from app.signals.pii import find, national_phone_valid
 from app.signals.sentiment import SentimentScorer
+from bench.labelled_signals import KindScore, personal_data_texts, pii_by_kind, read_cases, score
 from bench.report import machine, save
-from tests.helpers.labelled_signals import KindScore, personal_data_texts, pii_by_kind, read_cases, score
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 ROUNDS = 20
@@ -236,7 +236,7 @@ def markdown(
 ) -> str:
     """Two tables: each model's load, memory, latency and accuracy; personal data per kind."""
     lines = [
-        f"# Embedded models, on the {messages} labelled messages (tests/signals/labelled.yaml)",
+        f"# Embedded models, on the {messages} labelled messages (bench/data/labelled.yaml)",
         "",
         "| model | load s | RSS added MB | p50 ms | p99 ms | accuracy |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -262,7 +262,7 @@ def markdown(
         "a pass over 32 MB and a 1 ms sleep, as between two messages in the worker.",
         "",
         f"## Personal data per kind, on {pii_texts} texts (the labelled messages and "
-        "tests/signals/personal_data.yaml)",
+        "bench/data/personal_data.yaml)",
         "",
         "| kind | labelled | found | precision | recall |",
         "| --- | --- | --- | --- | --- |",

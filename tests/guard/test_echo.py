@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.guard.echo import RUN_WORDS, longest_echo, words
+from bench.guard_answers import conversations, natural_answers
 from devstack.mock_llm.chat import CLOSING_SENTENCE
-from tests.helpers.guard_answers import conversations, natural_answers
 
 SYSTEM = conversations()[0].context.system_text
 

@@ -8,7 +8,7 @@ import pytest
 
 from app.guard.output import PASSED, GuardContext, OutputGuard
 from app.schemas import CustomerMessage, ErrorInfo, HistoryTurn
-from tests.helpers.guard_answers import LIBRARY, NOW, conversations, natural_answers
+from bench.guard_answers import LIBRARY, NOW, conversations, natural_answers
 
 GUARD = OutputGuard(["help@shop.example", "@staff.shop.example"])
 ADA = next(

@@ -10,7 +10,7 @@ from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import PIECE_CHARS, GuardWindow
 from app.restoring_sink import RestoringSink
 from app.signals.masking import mask
-from tests.helpers.guard_answers import conversations, natural_answers
+from bench.guard_answers import conversations, natural_answers
 from tests.helpers.sinks import Collected
 
 GUARD = OutputGuard()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from app.prompts.intents_file import UNKNOWN, load_intents
 from app.signals.models import SignalModels
-from tests.helpers.labelled_signals import personal_data_texts, pii_by_kind, read_cases, score
+from bench.labelled_signals import personal_data_texts, pii_by_kind, read_cases, score
 from tests.helpers.workers import PROMPTS
 
 

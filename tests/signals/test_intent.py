@@ -11,7 +11,7 @@ from app.prompts.intents_file import FILE_NAME, UNKNOWN, load_intents
 from app.signals.embedding import TOKENIZER, WEIGHTS, Embedder, package_dir
 from app.signals.intent import check_intents
 from app.signals.models import SignalModels
-from tests.helpers.labelled_signals import read_cases
+from bench.labelled_signals import read_cases
 from tests.helpers.workers import PROMPTS
 
 

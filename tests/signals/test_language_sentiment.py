@@ -8,7 +8,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from app.signals.language import LITE_MODEL, MAX_CHARS, LanguageDetector
 from app.signals.models import SignalModels
 from app.signals.sentiment import SentimentScorer
-from tests.helpers.labelled_signals import read_cases
+from bench.labelled_signals import read_cases
 
 
 @pytest.fixture(scope="module")

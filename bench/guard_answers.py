@@ -13,7 +13,7 @@ from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.schemas import CustomerMessage, HistoryTurn
 from devstack.mock_llm.chat import compose_reply
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 LIBRARY = PromptLibrary.load(PROMPTS)
 

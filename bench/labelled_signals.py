@@ -1,5 +1,5 @@
-"""The labelled messages (tests/signals/labelled.yaml) and how well the models do on them, for the
-tests and the bench."""
+"""The labelled messages (bench/data/labelled.yaml) and how well the models do on them, for the
+bench and the tests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from app.signals import pii
 from app.signals.models import SignalModels, Signals
 
-SIGNALS_DATA = Path(__file__).resolve().parents[1] / "signals"
+SIGNALS_DATA = Path(__file__).resolve().parent / "data"
 LABELLED = SIGNALS_DATA / "labelled.yaml"
 # Personal data in every format, and near misses: scored per kind with the messages above.
 PERSONAL_DATA = SIGNALS_DATA / "personal_data.yaml"
