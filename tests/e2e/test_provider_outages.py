@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -16,6 +14,9 @@ from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
+
+PROBE_LOGGED = "letting one call through as a probe"
+"""What the worker logs each time its open breaker lets a call through (app/llm/breaker.py)."""
 
 
 async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(
@@ -34,9 +35,14 @@ async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t}") for t in range(6) for c in range(10)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
 
-    # The outage lasts three deadlines (the scenario, not a wait for something): without the
-    # breaker, three waves of fallbacks.
-    await asyncio.sleep(6)
+    # The outage lasts until the breaker has let two probes through: the first a second after it
+    # opened, the next two seconds after the first one's last failure, about three deadlines in
+    # all. Without the breaker, every deadline would send another wave of fallbacks.
+    async def two_probes_let_through() -> bool:
+        assert worker.process.log_path is not None
+        return worker.process.log_path.read_text().count(PROBE_LOGGED) >= 2
+
+    await until(two_probes_let_through, "the breaker letting a second probe through", timeout_s=20)
     async with httpx.AsyncClient(timeout=5) as client:
         readiness = await client.get(f"{worker.web_url}/readyz")
     assert readiness.status_code == 503
