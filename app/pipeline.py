@@ -32,6 +32,7 @@ from app.knowledge.index import Hit
 from app.llm.client import CallOptions, Completion, DeltaSink
 from app.llm.tool_calls import ToolRunner, ToolUse
 from app.llm.tool_loop import complete_with_tools
+from app.observability import metrics
 from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.prompts.response_schema import ResponseSchema, map_strings, strings
@@ -63,12 +64,6 @@ log = logging.getLogger(__name__)
 # "Hello? Is someone there?" came out as `wants_human` at 0.40.
 HANDOFF_INTENT_CONFIDENCE = 0.5
 
-# The help-center passages a prompt carries at most (app/knowledge): three short passages hold the
-# answer to a support question on the labelled set (bench/results/knowledge.md).
-PASSAGES = 3
-# A message of fewer words is searched for together with the customer's previous turn.
-SHORT_QUERY_WORDS = 4
-
 SinkFor = Callable[[CustomerMessage], DeltaSink]
 """Where the reply to a message streams while the LLM writes it."""
 
@@ -95,6 +90,8 @@ class Prompt:
     """The template's response schema: the answer is a JSON object of it (a structured reply)."""
     tools: tuple[ToolSpec, ...] = ()
     """The tools the template lets the LLM call."""
+    knowledge_tokens: int = 0
+    """The tokens of the help-center passages it carries (the reply's `usage.knowledge_tokens`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +325,7 @@ def _prompt(
     masked_message, history, profile = read.masked.prompt_parts(message, known.history, known.profile)
     asked = _as_asked(masked_message, read.signals.language if read.signals is not None else None)
     template = prompts.select(asked, known.profile, read.found)
-    passages = resources.knowledge.current.search(knowledge_query(asked, history), asked.locale, PASSAGES)
+    passages = resources.knowledge.passages_for(asked, history)
     rendered, carried = fit_prompt(
         lambda turns, hits: prompts.render(
             template,
@@ -349,16 +346,16 @@ def _prompt(
         max_tokens=template.max_tokens,
         response_format=template.response_format,
     )
-    return Prompt(rendered, options, sources(carried), template.response, prompts.tools_for(template))
-
-
-def knowledge_query(message: CustomerMessage, history: Sequence[HistoryTurn]) -> str:
-    """What the help-center is searched for: the customer's text, after the customer's previous turn
-    when the text alone is too short to say what it is about ("and to Austria?")."""
-    earlier = [turn.text for turn in history if turn.role == "customer"]
-    if len(message.text.split()) >= SHORT_QUERY_WORDS or not earlier:
-        return message.text
-    return f"{earlier[-1]}\n{message.text}"
+    knowledge_tokens = sum(hit.tokens(resources.llm.model) for hit in carried)
+    metrics.KNOWLEDGE_TOKENS.observe(knowledge_tokens)
+    return Prompt(
+        rendered,
+        options,
+        sources(carried),
+        template.response,
+        prompts.tools_for(template),
+        knowledge_tokens,
+    )
 
 
 def sources(hits: Sequence[Hit]) -> list[Source]:
@@ -443,9 +440,10 @@ async def _ask_structured(
 
 
 def _priced(resources: Resources, prompt: Prompt, model: str, usage: Usage) -> Usage:
-    """`usage` priced, and counted by model and template."""
+    """`usage` priced, and counted by model and template, with the tokens of the prompt's passages."""
     configured = (resources.settings.model, *resources.settings.fallback_models)
-    return priced(resources.prices, configured, model, prompt.rendered.ref.name, usage)
+    counted = priced(resources.prices, configured, model, prompt.rendered.ref.name, usage)
+    return counted.model_copy(update={"knowledge_tokens": prompt.knowledge_tokens})
 
 
 def _check(guard: OutputGuard, answered: Answer | Failure, guarded: GuardContext) -> Answer | Failure:

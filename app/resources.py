@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from app.context import ContextStore
 from app.guard.output import OutputGuard
 from app.handoff import HeldConversations
-from app.knowledge.source import KnowledgeSource
+from app.knowledge.source import BackgroundKnowledge
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
 from app.redis_client import connect
 from app.settings import Settings
-from app.signals.background import BackgroundModels
+from app.signals.background import BackgroundModels, in_background
+from app.signals.embedding import Embedder
 from app.tools.toolbox import Toolbox
 
 
@@ -30,8 +31,9 @@ class Resources:
     """The conversations a human holds by the handoff topics (fed by the worker's HandoffFollower)."""
     llm: LLMClient
     prompts: PromptSource
-    knowledge: KnowledgeSource
-    """The help-center's articles, indexed; reloaded like the templates."""
+    knowledge: BackgroundKnowledge
+    """The help-center's articles, indexed in the background while the worker starts; reloaded like
+    the templates."""
     prices: PriceTable
     signals: BackgroundModels | None
     """None with ENRICHER_SIGNALS=off."""
@@ -44,7 +46,9 @@ class Resources:
         """Create every client (connections open lazily); TemplateError for bad templates, intents or
         articles."""
         prompts = PromptSource.load(settings.prompts_dir)
-        knowledge = KnowledgeSource.load(settings.knowledge_dir)
+        # WordLlama, loaded once in the background for the signal models and the help-center's index.
+        embedder = in_background(Embedder, "embedder")
+        knowledge = BackgroundKnowledge(settings.knowledge_dir, embedder)  # a broken article: TemplateError
         redis = connect(
             settings.redis_url.get_secret_value(),
             max_connections=settings.max_in_flight + 16,
@@ -60,7 +64,7 @@ class Resources:
         )
         llm, prices = LLMClient(settings, openai_client(settings)), PriceTable.load(settings.prices_file)
         # A broken intents.yaml: TemplateError.
-        signals = BackgroundModels(settings.prompts_dir) if settings.signals == "on" else None
+        signals = BackgroundModels(settings.prompts_dir, embedder) if settings.signals == "on" else None
         if signals is not None:
             prompts.follow(signals.reread)  # the intents file, edited with the templates
         return cls(

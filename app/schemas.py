@@ -171,6 +171,9 @@ class Usage(BaseModel):
     """Prompt tokens the provider served from its prompt cache (its `prompt_tokens_details`)."""
     cost_usd: float | None = None
     """From the price table; None for a model it does not know."""
+    knowledge_tokens: int = 0
+    """The prompt tokens the help-center's passages took (counted here, offline: part of
+    `prompt_tokens`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +189,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
+            knowledge_tokens=self.knowledge_tokens + other.knowledge_tokens,
         )
 
 

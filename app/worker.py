@@ -140,6 +140,7 @@ def run_worker(settings: Settings) -> None:
         resources.llm,
         resources.context.ping,
         signals_problem,
+        resources.knowledge.problem,
         assigned_input_partitions,
         unreadable_partitions,
     )

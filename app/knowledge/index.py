@@ -22,6 +22,7 @@ from bm25s import stopwords
 from app.knowledge.articles import Article, Passage
 from app.prompts.file_format import locale_chain
 from app.signals.embedding import Embedder, Vectors
+from app.tokens import count_text
 
 Scores = npt.NDArray[np.float32]
 
@@ -50,12 +51,21 @@ class Hit:
     passage: Passage
     score: float
 
+    @property
+    def text(self) -> str:
+        """What a prompt carries of the passage: its heading path, then its text."""
+        return f"{self.passage.heading}\n{self.passage.text}"
+
+    def tokens(self, model: str) -> int:
+        """The tokens `text` takes in a prompt to `model`."""
+        return count_text(self.text, model)
+
     def as_record(self) -> dict[str, str | float]:
         """The template variable `knowledge`'s item: `{id, title, text, score}` (text with its headings)."""
         return {
             "id": self.passage.article_id,
             "title": self.passage.title,
-            "text": f"{self.passage.heading}\n{self.passage.text}",
+            "text": self.text,
             "score": round(self.score, 3),
         }
 

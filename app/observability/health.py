@@ -16,20 +16,23 @@ LLM_PROBE_TTL_S = 10.0
 
 class Health:
     """Decides readiness: partitions assigned, broker, Redis and the LLM reachable, the embedded
-    models loaded."""
+    models loaded, the help-center indexed."""
 
     def __init__(
         self,
         llm: LLMHealth,
         redis_answers: Callable[[], Awaitable[bool]],
         signals_problem: Callable[[], str | None] | None,
+        knowledge_problem: Callable[[], str | None],
         assigned_partitions: Callable[[], int],
         unreadable_partitions: Callable[[], dict[str, str]],
     ) -> None:
-        """`signals_problem`: None when no models are embedded (ENRICHER_SIGNALS=off)."""
+        """`signals_problem`: None when no models are embedded (ENRICHER_SIGNALS=off);
+        `knowledge_problem`: why the help-center's index cannot answer yet."""
         self._llm = llm
         self._redis_answers = redis_answers
         self._signals_problem = signals_problem
+        self._knowledge_problem = knowledge_problem
         self._assigned_partitions = assigned_partitions
         self._unreadable_partitions = unreadable_partitions
         self._llm_reason: str | None = "not probed yet"
@@ -56,6 +59,8 @@ class Health:
             found["llm"] = llm
         if self._signals_problem is not None and (problem := self._signals_problem()) is not None:
             found["signals"] = problem
+        if (problem := self._knowledge_problem()) is not None:
+            found["knowledge"] = problem
         return found
 
 

@@ -30,6 +30,11 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter(
     "enricher_llm_cost_usd_total", "What the answers cost, by model and template.", ["model", "template"]
 )
+KNOWLEDGE_TOKENS = Histogram(
+    "enricher_knowledge_tokens",
+    "Tokens of the help-center passages each prompt carries (0 for a prompt with none).",
+    buckets=(0, 50, 100, 200, 300, 400, 600, 800, 1200, 2000),
+)
 TOOL_CALL_LATENCY = Histogram(
     "enricher_tool_call_seconds",
     "Duration of the tool calls the LLM asked for, by tool (`undeclared` for a name it made up)"

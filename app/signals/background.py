@@ -1,36 +1,49 @@
 """The embedded models, loading in a thread while the worker starts, so that a restart does not wait
 for them (about 0.7 s here, next to a join that takes seconds); and the intents file read again
-when the support team edits it."""
+when the support team edits it. WordLlama is loaded once per process (`in_background(Embedder)`)
+and shared by the signal models and the help-center's index (app/knowledge/source.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from app.errors import TemplateError
 from app.observability import metrics
 from app.prompts.intents_file import FILE_NAME, load_intents
+from app.signals.embedding import Embedder
 from app.signals.models import SignalModels
 
 log = logging.getLogger(__name__)
+Loaded = TypeVar("Loaded")
+
+
+def in_background(load: Callable[[], Loaded], name: str) -> Future[Loaded]:
+    """`load()` running in a thread of its own (named `name`) from now on; its result, or what it
+    raised, in the future."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    loading = executor.submit(load)
+    executor.shutdown(wait=False)
+    return loading
 
 
 class BackgroundModels:
     """`SignalModels` for `prompts_dir`, loading from the moment this is made.
 
     The intents file is read and checked at once, so a broken one stops the worker at start
-    with its `file:line` (TemplateError); the models themselves load in the background.
+    with its `file:line` (TemplateError); the models themselves load in the background, on
+    `embedder` once it has loaded.
     """
 
-    def __init__(self, prompts_dir: Path) -> None:
+    def __init__(self, prompts_dir: Path, embedder: Future[Embedder]) -> None:
         self._path = prompts_dir / FILE_NAME
         self._seen = _state(self._path)
         intents = load_intents(self._path)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-models")
-        self._loading: Future[SignalModels] = executor.submit(SignalModels.of, intents)
-        executor.shutdown(wait=False)
+        self._loading = in_background(lambda: SignalModels.of(intents, embedder.result()), "signal-models")
 
     def problem(self) -> str | None:
         """Why the models cannot answer yet (loading, or failed to load), for readiness; None once

@@ -58,8 +58,13 @@ class SignalModels:
     """The language detector, the sentiment scorer and the intent matcher, loaded together."""
 
     def __init__(
-        self, language: LanguageDetector, sentiment: SentimentScorer, intents: IntentMatcher
+        self,
+        language: LanguageDetector,
+        sentiment: SentimentScorer,
+        intents: IntentMatcher,
+        embedder: Embedder,
     ) -> None:
+        self._embedder = embedder  # kept for the intents file's next edit (`follow`)
         self._language = language
         self._sentiment = sentiment
         self._intents = intents
@@ -74,9 +79,11 @@ class SignalModels:
         return cls.of(load_intents(prompts_dir / FILE_NAME))
 
     @classmethod
-    def of(cls, intents: IntentSet) -> SignalModels:
-        """Load every model, matching `intents` (read and checked already)."""
-        return cls(LanguageDetector(), SentimentScorer(), IntentMatcher(intents, Embedder()))
+    def of(cls, intents: IntentSet, embedder: Embedder | None = None) -> SignalModels:
+        """Load every model, matching `intents` (read and checked already); with `embedder`, WordLlama
+        loaded already (the worker shares one with the help-center's index), else loaded here."""
+        embedder = embedder or Embedder()
+        return cls(LanguageDetector(), SentimentScorer(), IntentMatcher(intents, embedder), embedder)
 
     @property
     def intent_labels(self) -> tuple[str, ...]:
@@ -110,7 +117,7 @@ class SignalModels:
     def follow(self, intents: IntentSet) -> None:
         """Match against `intents` from now on, forgetting what was read per wording (about 0.5 s:
         the examples are embedded anew; a message read meanwhile gets the intents before)."""
-        matcher = IntentMatcher(intents, Embedder())
+        matcher = IntentMatcher(intents, self._embedder)
         self._by_wording = self._remembering(matcher)
         self._intents = matcher
 

@@ -70,6 +70,10 @@ async def test_the_right_article_is_cited_and_reloaded_while_the_worker_runs(
     prompt = await prompt_of(mock_admin, QUESTIONS[0])
     assert "After the 30-day window we can no longer accept a return" in prompt
     assert 'id="returns-policy"' in prompt
+    assert 'From our help-center ("Our returns policy")' in first["text"]  # the mock answers from it
+    # The passages' cost: their tokens in the reply's usage and in the histogram.
+    assert 0 < first["usage"]["knowledge_tokens"] < first["usage"]["prompt_tokens"]
+    assert await metric(worker, "enricher_knowledge_tokens_sum") == first["usage"]["knowledge_tokens"]
 
     # An edit while the worker runs: the passage the next prompt carries is the new text.
     original = article.read_text(encoding="utf-8")
@@ -91,7 +95,9 @@ async def test_the_right_article_is_cited_and_reloaded_while_the_worker_runs(
 async def test_a_message_the_help_center_does_not_cover_has_no_sources(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
-    await worker_factory()
+    worker = await worker_factory()
     reply = await reply_to(kafka, enricher_env, "m-1", "hello")
     assert reply["sources"] == []
+    assert reply["usage"]["knowledge_tokens"] == 0
+    assert await metric(worker, "enricher_knowledge_tokens_count") == 1
     assert "help-center" not in json.dumps(await mock_admin.requests())
