@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from app.tokens import ChatMessage, ToolCallEntry, count_chat, encoding_for
 from devstack.mock_llm.cache import PromptCache
 from devstack.mock_llm.knowledge import help_center_answer
+from devstack.mock_llm.orders import order_answer
 from devstack.mock_llm.state import Json
 from devstack.mock_llm.structured import json_answer
 from devstack.mock_llm.tools import answer_from_results, calls_for
@@ -50,7 +51,8 @@ def compose_reply(messages: Sequence[ChatMessage]) -> str:
 
     Greets by the first `name:` line of a system message, quotes (whitespace collapsed, at most
     60 characters) the last user message or its `<customer_message>` part, answers from the first
-    help-center passage that message carries, and counts the user and assistant messages before it;
+    help-center passage that message carries, with the newest order it lists when asked about an
+    order without naming one, and counts the user and assistant messages before it;
     when tool results end the chat, quotes them too.
     """
     users = [i for i, message in enumerate(messages) if message["role"] == "user"]
@@ -62,9 +64,11 @@ def compose_reply(messages: Sequence[ChatMessage]) -> str:
     looked_up = f"{answer_from_results(messages)} " if messages and messages[-1]["role"] == "tool" else ""
     known = help_center_answer(messages[last]["content"]) if users else None
     from_articles = f"{known} " if known else ""
+    order = order_answer(messages[last]["content"], customer_text(messages)) if users else None
+    from_orders = f"{order} " if order and not looked_up else ""
     return (
         f'{f"Hi {name}," if name else "Hi there,"} thanks for your message "{quote}". '
-        f"{from_articles}{looked_up}I can see {history} in this conversation. {CLOSING_SENTENCE}"
+        f"{from_orders}{from_articles}{looked_up}I can see {history} in this conversation. {CLOSING_SENTENCE}"
     )
 
 
