@@ -39,21 +39,25 @@ def test_the_child_cannot_take_more_memory_than_its_limit() -> None:
     assert result.stdout.strip() == "refused", result.stderr
 
 
-async def test_a_draft_renders_in_the_child_masked() -> None:
-    render = await render_draft(PROMPTS, drafts.FILE, drafts.DRAFT, [MESSAGE], [{"name": "Ada"}])
+async def test_a_draft_renders_in_the_child_masked_with_the_messages_passages() -> None:
+    passage = {"id": "returns-policy", "title": "Our returns policy", "text": "Within 30 days.", "score": 0.7}
+    render = await render_draft(PROMPTS, drafts.FILE, drafts.DRAFT, [MESSAGE], [{"name": "Ada"}], [[passage]])
 
     [prompt] = render.prompts
     assert not isinstance(prompt, str), prompt
     assert f"name: {drafts.PERSONA}" in prompt[0]["content"]
     assert "[EMAIL_1]" in prompt[-1]["content"]
     assert "ada@example.org" not in prompt[-1]["content"]
+    assert (
+        '<article id="returns-policy" title="Our returns policy">\nWithin 30 days.' in prompt[-1]["content"]
+    )
 
 
 async def test_a_draft_past_the_wall_clock_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(studio_sandbox, "WALL_LIMIT_S", 0.0)
 
     with pytest.raises(DraftRefused) as refused:
-        await render_draft(PROMPTS, drafts.FILE, drafts.DRAFT, [MESSAGE], [{}])
+        await render_draft(PROMPTS, drafts.FILE, drafts.DRAFT, [MESSAGE], [{}], [[]])
 
     [problem] = refused.value.problems
     assert (problem.file, problem.line) == (drafts.FILE, None)

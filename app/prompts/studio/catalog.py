@@ -19,6 +19,9 @@ from app.schemas import CustomerMessage, HistoryTurn, utc_now
 from app.signals.masking import mask, prompt_texts
 from app.tokens import ChatMessage, count_chat, count_text
 
+Passages = Sequence[Mapping[str, str | float]]
+"""A message's help-center passages as the template variable `knowledge` holds them, best first."""
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -95,13 +98,16 @@ def render_for(
     message: CustomerMessage,
     customer: Mapping[str, str],
     history: Sequence[HistoryTurn],
+    knowledge: Passages = (),
 ) -> RenderedPrompt:
     """`template` rendered for the message as the worker renders it, personal data in the message,
-    its metadata, the history and the profile as placeholders; TemplateError with file:line when
-    it fails."""
+    its metadata, the history and the profile as placeholders, with the help-center's passages for
+    it; TemplateError with file:line when it fails."""
     texts = prompt_texts(message, history, customer)
     asked, turns, profile = mask(texts, message.locale).prompt_parts(message, history, customer)
-    return library.render(template, message=asked, customer=profile, history=turns, now=utc_now())
+    return library.render(
+        template, message=asked, customer=profile, history=turns, now=utc_now(), knowledge=knowledge
+    )
 
 
 def prompts_for(
@@ -109,14 +115,16 @@ def prompts_for(
     template: PromptTemplate,
     messages: Sequence[CustomerMessage],
     customers: Sequence[Mapping[str, str]],
+    knowledge: Sequence[Passages],
     word: Callable[[TemplateError], TemplateError] = lambda error: error,
 ) -> list[list[ChatMessage] | str]:
     """Each message's prompt as `customers[i]` writes `messages[i]` (no history: a try shows the
-    same to both sides), or the error, as `word` puts it, that stopped it rendering."""
+    same to both sides), with `knowledge[i]`'s passages, or the error, as `word` puts it, that
+    stopped it rendering."""
     prompts: list[list[ChatMessage] | str] = []
-    for message, customer in zip(messages, customers, strict=True):
+    for message, customer, passages in zip(messages, customers, knowledge, strict=True):
         try:
-            prompts.append(render_for(library, template, message, customer, ()).messages)
+            prompts.append(render_for(library, template, message, customer, (), passages).messages)
         except TemplateError as error:
             prompts.append(str(word(error)))
     return prompts

@@ -1,5 +1,6 @@
 """The template studio's page and endpoints: the templates and their problems, a template rendered
-for a message, and a draft tried on recent traffic next to the current template.
+for a message, and a draft tried on recent traffic next to the current template; each with the
+help-center passages the worker would give the message.
 
 Nothing here writes a template: editing stays in `prompts/` and its review. Templates are loaded
 from disk on every request (in a thread), so the studio shows the files as they are now.
@@ -29,6 +30,7 @@ from app.llm.provider import openai_client
 from app.prices import PriceTable
 from app.prompts.studio.catalog import Catalog, message_for, render_for, rendered_json, worker_choice
 from app.prompts.studio.draft import DraftRefused
+from app.prompts.studio.passages import StudioKnowledge, passages_json
 from app.prompts.studio.recent import recent_messages
 from app.prompts.studio.sandbox import render_draft
 from app.prompts.studio.trial import CallBudget, Side, compare
@@ -72,13 +74,17 @@ class StudioApi:
         self._prices = PriceTable.load(settings.prices_file)
         self._llm: LLMClient | None = None
         self._budget = CallBudget(settings.studio_max_calls_per_hour)
+        self._knowledge = StudioKnowledge(settings.knowledge_dir)
 
     async def start(self) -> None:
-        """Open the LLM client (its HTTP pool belongs to the running event loop)."""
+        """Open the LLM client (its HTTP pool belongs to the running event loop), and start indexing
+        the help-center."""
         self._llm = LLMClient(self._settings, openai_client(self._settings))
+        self._knowledge.start()
 
     async def stop(self) -> None:
-        """Close the LLM client."""
+        """Close the LLM client; stop following the help-center."""
+        await self._knowledge.stop()
         if self._llm is not None:
             await self._llm.aclose()
 
@@ -142,14 +148,17 @@ class StudioApi:
             message = message_for(sample, template, body.text, body.customer_id)
         except ValidationError as error:
             return error_response(422, "invalid_message", one_line(error, first_only=True))
+        passages = self._knowledge.passages_for(message, customer, sample.history)
+        records = [hit.as_record() for hit in passages]
         try:
-            rendered = render_for(catalog.library, template, message, customer, sample.history)
+            rendered = render_for(catalog.library, template, message, customer, sample.history, records)
         except TemplateError as error:
             return error_response(422, "render_failed", str(error))
         shown = rendered_json(rendered, self._settings.model)
         chosen = None if template.sent_as_is else worker_choice(catalog.library, message, customer)
+        found = {"passages": passages_json(passages), "knowledge_problem": self._knowledge.problem()}
         return JSONResponse(
-            shown | {"file": template.path.name, "worker_choice": chosen, "customer": customer}
+            shown | {"file": template.path.name, "worker_choice": chosen, "customer": customer} | found
         )
 
     async def try_draft(self, request: Request, staff: Staff) -> Response:
@@ -181,8 +190,12 @@ class StudioApi:
         except StoreUnavailable:
             return REDIS_DOWN.response()
         customers = [profiles.get(message.customer_id or "", {}) for message in messages]
+        passages = [self._knowledge.passages_for(m, c, ()) for m, c in zip(messages, customers, strict=True)]
+        knowledge = [[hit.as_record() for hit in hits] for hits in passages]
         try:  # the draft is anyone's code: compiled and rendered apart, within limits
-            draft = await render_draft(settings.prompts_dir, body.template, body.draft, messages, customers)
+            draft = await render_draft(
+                settings.prompts_dir, body.template, body.draft, messages, customers, knowledge
+            )
         except DraftRefused as refused:
             problems = [vars(problem) for problem in refused.problems]
             return JSONResponse(
@@ -192,10 +205,21 @@ class StudioApi:
         calls = 2 * len(messages)
         if not await self._budget.take(calls):
             return error_response(429, "studio_budget_spent", self._budget.refusal(calls))
-        current_side = await asyncio.to_thread(Side.current, catalog.library, current, messages, customers)
+        current_side = await asyncio.to_thread(
+            Side.current, catalog.library, current, messages, customers, knowledge
+        )
         sides = (current_side, Side.draft(draft, current))
         results = await compare(self._llm, self._prices, sides, messages)
-        return JSONResponse({"file": body.template, "results": results, "llm_calls": calls})
+        for result, hits in zip(results, passages, strict=True):
+            result["passages"] = passages_json(hits)
+        return JSONResponse(
+            {
+                "file": body.template,
+                "results": results,
+                "llm_calls": calls,
+                "knowledge_problem": self._knowledge.problem(),
+            }
+        )
 
 
 async def _body(request: Request, model: type[Body]) -> Body | Response:

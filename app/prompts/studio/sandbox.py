@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.prompts.studio.catalog import prompts_for
+from app.prompts.studio.catalog import Passages, prompts_for
 from app.prompts.studio.draft import DraftRefused, Problem, load_draft
 from app.schemas import CustomerMessage
 from app.tokens import ChatMessage
@@ -48,16 +48,18 @@ async def render_draft(
     text: str,
     messages: Sequence[CustomerMessage],
     customers: Sequence[Mapping[str, str]],
+    knowledge: Sequence[Passages],
 ) -> DraftRender:
     """The draft of `directory/file_name` with `text`, loaded and rendered for each message (as
-    `customers[i]` writes `messages[i]`) in a child process; DraftRefused when it does not load,
-    or when the child goes over its limits (`LIMITS`) or fails."""
+    `customers[i]` writes `messages[i]`, with `knowledge[i]`'s passages) in a child process;
+    DraftRefused when it does not load, or when the child goes over its limits (`LIMITS`) or fails."""
     job = {
         "directory": str(directory),
         "file": file_name,
         "text": text,
         "messages": [message.model_dump(mode="json") for message in messages],
         "customers": [dict(customer) for customer in customers],
+        "knowledge": [[dict(passage) for passage in passages] for passages in knowledge],
     }
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -103,7 +105,9 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
     except DraftRefused as refused:
         return {"problems": [asdict(problem) for problem in refused.problems]}
     messages = [CustomerMessage.model_validate(document) for document in job["messages"]]
-    prompts = prompts_for(draft.library, draft.template, messages, job["customers"], draft.relocated)
+    prompts = prompts_for(
+        draft.library, draft.template, messages, job["customers"], job["knowledge"], draft.relocated
+    )
     template = draft.template
     return asdict(DraftRender(template.version, template.temperature, template.max_tokens, prompts))
 

@@ -16,7 +16,7 @@ from app.errors import LLMError
 from app.llm.client import CallOptions, LLMClient
 from app.prices import PriceTable
 from app.prompts.library import PromptLibrary, PromptTemplate
-from app.prompts.studio.catalog import prompts_for
+from app.prompts.studio.catalog import Passages, prompts_for
 from app.prompts.studio.sandbox import DraftRender
 from app.schemas import CustomerMessage, rfc3339
 from app.signals.masking import mask
@@ -42,9 +42,11 @@ class Side:
         template: PromptTemplate,
         messages: Sequence[CustomerMessage],
         customers: Sequence[Mapping[str, str]],
+        knowledge: Sequence[Passages],
     ) -> Side:
-        """The current file, rendered here for each message (no history: the same for both sides)."""
-        prompts = prompts_for(library, template, messages, customers)
+        """The current file, rendered here for each message with its passages (no history: the same
+        for both sides)."""
+        prompts = prompts_for(library, template, messages, customers, knowledge)
         options = CallOptions(
             temperature=template.temperature,
             max_tokens=template.max_tokens,

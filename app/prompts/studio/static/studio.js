@@ -106,6 +106,24 @@ async function loadCustomers() {
   if (customers.length) select.value = customers[0].customer_id;
 }
 
+// The help-center passages the worker would give the message, best first, or why none can be found.
+function passageList(passages, problem) {
+  const box = element("div", "passages");
+  if (!passages.length) {
+    box.append(element("p", "hint", problem ? `No help-center passages: ${problem}.` : "No help-center passage matches this message."));
+    return box;
+  }
+  box.append(element("h4", "", "Help-center passages"));
+  const list = element("ol");
+  for (const p of passages) {
+    const item = element("li", "passage");
+    item.append(element("span", "", p.heading || p.title), element("code", "", ` ${p.id} · ${p.score.toFixed(3)}`));
+    list.append(item);
+  }
+  box.append(list);
+  return box;
+}
+
 function showRendered(shown) {
   const out = [];
   if (shown.worker_choice && shown.worker_choice !== shown.file) {
@@ -116,6 +134,7 @@ function showRendered(shown) {
     item.append(element("h3", "", `${m.role} · ${m.tokens} tokens`), element("pre", "", m.content));
     out.push(item);
   }
+  if (shown.to_llm) out.push(passageList(shown.passages, shown.knowledge_problem));
   const total = shown.to_llm ? `${shown.prompt_tokens} prompt tokens in all` : "This text goes to the customer as it is, without the LLM.";
   out.push(element("p", "total", total));
   $("rendered").replaceChildren(...out);
@@ -144,14 +163,14 @@ function sum(results, which, key) {
   return results.reduce((total, r) => total + (r[which][key] ?? 0), 0);
 }
 
-function showTried({ results }) {
+function showTried({ results, knowledge_problem: problem }) {
   if (!results.length) {
     $("tried").replaceChildren(element("p", "note", "No messages on the input topic yet."));
     return;
   }
   const out = results.map((r) => {
     const item = element("article", "trial");
-    item.append(element("h3", "", `“${r.text}” – ${r.customer_id ?? "no customer"}`));
+    item.append(element("h3", "", `“${r.text}” – ${r.customer_id ?? "no customer"}`), passageList(r.passages, problem));
     const pair = element("div", "pair");
     pair.append(side("Current", r.current), side("Draft", r.draft));
     item.append(pair);
