@@ -231,21 +231,14 @@ async def _reply_to(
     fresh: Sequence[CustomerMessage], known: Context, resources: Resources, sink_for: SinkFor | None
 ) -> dict[str, Fate]:
     """One reply to the messages not answered before, as if they were one message; the fate of
-    each, by message id. Its steps: read → decide → prompt → ask → check → record."""
+    each, by message id. Its steps: read → decide → prompt → ask → check → decide on the answer →
+    record; a handoff (by the rules, before the answer or on it) is the handoff reply instead."""
     started, now = time.monotonic(), utc_now()
     message, prompts = together(fresh), resources.prompts.current
     read = await _read(resources, message, known)
     reason = _decide(prompts, message.text, read.signals, known)
     if reason is not None:
-        handoff = prompts.render_handoff(
-            message=message, customer=known.profile, now=now, reason=reason, signals=read.found
-        )
-        reply = reply_record(
-            fresh, handoff, handoff.text, "handoff", resources.llm.model, Usage(), started, read.found
-        )
-        fates = await _record(resources, fresh, reply.model_copy(update={"handoff": reason.as_record()}))
-        await resources.context.hand_to_human(message.conversation_id)
-        return fates
+        return await _hand_over(resources, prompts, fresh, known, read, reason, started=started, now=now)
     prompt = _prompt(resources, prompts, message, known, read, now)
     guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history)
     # The stream goes through the guard's window: a chunk holds only text the guard has passed.
@@ -259,11 +252,14 @@ async def _reply_to(
             fresh, fallback, fallback.text, "fallback", resources.llm.model, Usage(), started, read.found
         )
         return await _record(resources, fresh, reply, known.fallbacks, checked)
+    reason = _decide_on_answer(prompts, message.text, read.signals, known, checked)
+    if reason is not None:  # nothing of it streamed: a structured answer streams only below
+        return await _hand_over(
+            resources, prompts, fresh, known, read, reason, started=started, now=now, answered=checked
+        )
     reply = reply_record(
         fresh, prompt.rendered, checked.text, "ok", checked.model, checked.usage, started, read.found
     ).model_copy(update={"tools": [ToolCalled(name=t.name, ok=t.ok, ms=t.ms) for t in checked.tools]})
-    # Here, after the guard, `checked.structured` is the structured reply (`needs_human` ...) for
-    # a decision on the answer itself, such as a handoff rule's.
     reply = reply.model_copy(update={"sources": prompt.sources, "structured": checked.structured})
     if checked.structured is not None and stream is not None:
         await stream.send(checked.text)  # nothing of its JSON streamed: its text goes out whole, now
@@ -296,7 +292,12 @@ async def _read(resources: Resources, message: CustomerMessage, known: Context) 
 
 
 def _decide(
-    prompts: PromptLibrary, text: str, signals: Signals | None, known: Context
+    prompts: PromptLibrary,
+    text: str,
+    signals: Signals | None,
+    known: Context,
+    *,
+    needs_human: bool = False,
 ) -> HandoffReason | None:
     """Why the conversation goes to a human now, by the support team's handoff rules (on the
     customer's `text` as written: the phrases leave its noise out themselves), or None."""
@@ -308,7 +309,46 @@ def _decide(
         sentiment=signals.sentiment if signals is not None else None,
         tier=known.profile.get("tier", ""),
         fallbacks_in_a_row=known.fallbacks,
+        needs_human=needs_human,
     )
+
+
+def _decide_on_answer(
+    prompts: PromptLibrary, text: str, signals: Signals | None, known: Context, answered: Answer
+) -> HandoffReason | None:
+    """Why the conversation goes to a human after all, now that the AI's structured answer says
+    `needs_human: true`, by the same rules (the first that applies, tiers heeded); None when the
+    answer does not say so, or no rule on `needs_human` applies. The other conditions held no
+    rule before the answer, so only a rule's `needs_human` can make one apply now."""
+    if answered.structured is None or answered.structured.get("needs_human") is not True:
+        return None
+    return _decide(prompts, text, signals, known, needs_human=True)
+
+
+async def _hand_over(
+    resources: Resources,
+    prompts: PromptLibrary,
+    fresh: Sequence[CustomerMessage],
+    known: Context,
+    read: Reading,
+    reason: HandoffReason,
+    *,
+    started: float,
+    now: datetime,
+    answered: Answer | None = None,
+) -> dict[str, Fate]:
+    """The handoff reply to `fresh` (the handoff template's text, nothing of the LLM's) recorded
+    with its `reason`, and the conversation given to a human. Decided on the LLM's answer
+    (`answered`), the reply keeps that answer's model and usage: its tokens were spent."""
+    message = together(fresh)
+    handoff = prompts.render_handoff(
+        message=message, customer=known.profile, now=now, reason=reason, signals=read.found
+    )
+    model, usage = (answered.model, answered.usage) if answered else (resources.llm.model, Usage())
+    reply = reply_record(fresh, handoff, handoff.text, "handoff", model, usage, started, read.found)
+    fates = await _record(resources, fresh, reply.model_copy(update={"handoff": reason.as_record()}))
+    await resources.context.hand_to_human(message.conversation_id)
+    return fates
 
 
 def _prompt(
@@ -334,6 +374,7 @@ def _prompt(
             history=turns,
             now=now,
             signals=read.found,
+            orders=known.orders,
             knowledge=[hit.as_record() for hit in hits],
         ),
         history,

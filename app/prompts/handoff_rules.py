@@ -21,8 +21,8 @@ rule that applies, in file order, decides. No file means no rules: nothing is ha
 intents.yaml the file is read node by node (`yaml.compose`), since loading forgets the lines a
 checker must report, and a key given twice.
 
-`needs_human` holds only when the caller says the AI's structured answer had it: the worker does
-not ask yet (its pipeline decides before the answer only), so the support team's guide leaves it out.
+`needs_human` holds only when the caller says the AI's structured answer had it: the pipeline
+decides before the answer without it, and again on a structured answer that says `needs_human: true`.
 """
 
 from __future__ import annotations

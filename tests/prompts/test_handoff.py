@@ -40,6 +40,7 @@ def test_the_library_carries_the_shipped_rules() -> None:
         "asks for a person",
         "very upset customer",
         "the AI keeps failing",
+        "the AI says so",
     ]
     asked = rules.decide(intent=None, sentiment=None, tier="", fallbacks_in_a_row=0, text="HUMAN PLEASE")
     assert asked is not None

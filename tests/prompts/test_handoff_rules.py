@@ -45,6 +45,7 @@ def test_the_shipped_rules_are_clean_and_name_shipped_intents() -> None:
         "rule 'asks for a person': 32 phrases (de, en, es, fr)",
         "rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
         "rule 'the AI keeps failing': 3 fallback replies in a row",
+        "rule 'the AI says so': the AI's answer says needs_human",
     ]
 
 

@@ -24,11 +24,12 @@ def test_the_shipped_rules_are_listed_at_their_lines() -> None:
 
     assert code == 0, lines
     rules = PROMPTS / "handoff.yaml"
-    assert re.fullmatch(rf"{rules}: handoff rules version [0-9a-f]{{12}}; 3 rules", lines[-5])
-    assert lines[-4:] == [
+    assert re.fullmatch(rf"{rules}: handoff rules version [0-9a-f]{{12}}; 4 rules", lines[-6])
+    assert lines[-5:] == [
         f"{rules}:40: rule 'asks for a person': 32 phrases (de, en, es, fr)",
         f"{rules}:78: rule 'very upset customer': sentiment below -0.6, only tiers gold, platinum",
         f"{rules}:81: rule 'the AI keeps failing': 3 fallback replies in a row",
+        f"{rules}:87: rule 'the AI says so': the AI's answer says needs_human",
         "5 templates, no problems",
     ]
     assert any(re.match(rf"{PROMPTS}/handoff.j2: handoff \(handoff\) version ", line) for line in lines)
