@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.handoff
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.knowledge
+	$(BIN)/python -m bench.features
 	$(BIN)/python -m bench.coalesce
 	$(BIN)/python -m bench.profile
 

@@ -79,6 +79,10 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("app/llm/model_health.py", ""),
     ),
     "prompt templates (select, render)": (("app/prompts/", ""),),
+    "help-center passages (search, fitted to the budget)": (("app/knowledge/", ""),),
+    # Off in the standard load (ENRICHER_TOOL_MAX_STEPS=0, one LLM call per message as the
+    # reference makes); bench.features measures the load with tools on.
+    "tools (the loop, lookups)": (("app/llm/tool_loop.py", ""), ("app/tools/", "")),
     "metrics": (("prometheus_client/", ""),),
 }
 # The job itself, which the reference worker does too: shown for scale.

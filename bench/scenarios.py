@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.checker import Latency, Verdict, check, latency
 from bench.stack import Stack, Worker, cpu_snapshot
-from bench.traffic import Outgoing, Sender, TopicReader, bursts, workload
+from bench.traffic import Outgoing, Received, Sender, TextOf, TopicReader, bursts, standard_text, workload
 
 WorkerKind = Literal["enricher", "reference"]
 """Which worker a scenario runs: `enricher worker`, or the reference (bench/reference.py)."""
@@ -75,11 +77,11 @@ class Load:
         """The same load, run by `worker`."""
         return dataclasses.replace(self, worker=worker)
 
-    def plan(self) -> list[Outgoing]:
-        """What this load sends, in order."""
+    def plan(self, text_of: TextOf = standard_text) -> list[Outgoing]:
+        """What this load sends, in order; the customers' texts by `text_of` (`traffic.workload`)."""
         if self.burst:
             return bursts(self.name, self.messages, self.conversations, self.burst)
-        return workload(self.name, self.messages, self.conversations, self.new_wordings)
+        return workload(self.name, self.messages, self.conversations, self.new_wordings, text_of)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,34 @@ class LoadResult:
     """Of those, answered 429 by a quota."""
     replies: int = 0
     """Records on the reply topic (fewer than messages when replies answer several)."""
+    extras: ReplyExtras = field(default_factory=lambda: ReplyExtras())
+    """What the replies say of the help-center and the tools."""
+
+
+@dataclass(frozen=True)
+class ReplyExtras:
+    """The optional reply fields that show what knowledge and tools cost, summed over the replies."""
+
+    with_sources: int = 0
+    """Replies whose prompt carried help-center passages."""
+    with_tools: int = 0
+    """Replies for which the LLM called a tool."""
+    tool_calls: int = 0
+    tool_ms: int = 0
+    """The tool calls' time, summed (each call's `ms`)."""
+
+    @classmethod
+    def of(cls, records: Iterable[Received]) -> ReplyExtras:
+        """Summed over the reply topic's records."""
+        with_sources = with_tools = calls = ms = 0
+        for record in records:
+            reply = json.loads(record.value)
+            with_sources += bool(reply.get("sources"))
+            tools = reply.get("tools") or []
+            with_tools += bool(tools)
+            calls += len(tools)
+            ms += sum(int(call.get("ms", 0)) for call in tools)
+        return cls(with_sources, with_tools, calls, ms)
 
 
 @dataclass(frozen=True)
@@ -129,8 +159,20 @@ class StallResult:
     worker: WorkerKind = "enricher"
 
 
-async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
-    """Start a worker, send the load, wait for every reply, then check the topics."""
+Seed = Callable[[dict[str, str]], Awaitable[None]]
+"""Run with a worker's environment once it is ready, before the load is sent and its CPU counted
+(e.g. orders put on the orders topic and waited for in Redis)."""
+
+
+async def run_load(
+    stack: Stack,
+    load: Load,
+    partitions: int,
+    text_of: TextOf = standard_text,
+    seed: Seed | None = None,
+) -> LoadResult:
+    """Start a worker, send the load (`text_of` the customers' texts; `seed` the enricher's state
+    first), wait for every reply, then check the topics."""
     env = await stack.scenario_settings(
         load.name, partitions, ENRICHER_MAX_IN_FLIGHT=load.max_in_flight, **load.env
     )
@@ -140,6 +182,8 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
     timeout_s = 60 + load.messages / (0.5 * min(physical_per_s, load.rate_per_s or physical_per_s))
     baseline_config = await stack.mock.config()
     try:
+        if seed is not None and load.worker == "enricher":
+            await seed(env)
         await stack.mock.reset()
         await stack.mock.config(**load.mock)
         async with (
@@ -147,7 +191,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
             Sender(stack.bootstrap, settings.input_topic) as sender,
         ):
             before = cpu_snapshot(stack.processes(worker))
-            await sender.send(load.plan(), load.rate_per_s)
+            await sender.send(load.plan(text_of), load.rate_per_s)
             complete = await replies.wait_for(load.messages, timeout_s)
             after = cpu_snapshot(stack.processes(worker))
             await asyncio.sleep(SETTLE_S)
@@ -155,6 +199,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
             mock_stats = await stack.mock.stats()
             reply_records = replies.decoded()
             reply_count = len(replies.records)
+            extras = ReplyExtras.of(replies.records)
     finally:
         await worker.stop()
         await stack.mock.config(**baseline_config)
@@ -180,6 +225,7 @@ async def run_load(stack: Stack, load: Load, partitions: int) -> LoadResult:
         mock_calls=mock_stats["requests"] + mock_stats["refused"],
         mock_refused=mock_stats["refused"],
         replies=reply_count,
+        extras=extras,
     )
 
 

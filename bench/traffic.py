@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -29,19 +29,35 @@ class Outgoing:
     value: bytes
 
 
-def workload(prefix: str, messages: int, conversations: int, new_wordings: bool = False) -> list[Outgoing]:
+TextOf = Callable[[int, int], str]
+"""The customer's text for (conversation, turn)."""
+
+
+def standard_text(conversation: int, turn: int) -> str:
+    """The standard load's message: an order that has not arrived."""
+    return f"Turn {turn}: my order #{10_000 + conversation} has not arrived yet, where is it?"
+
+
+def workload(
+    prefix: str,
+    messages: int,
+    conversations: int,
+    new_wordings: bool = False,
+    text_of: TextOf = standard_text,
+) -> list[Outgoing]:
     """`messages` messages over `conversations` conversations, interleaved turn by turn.
 
     Message i is turn i // conversations of conversation i % conversations, like a live stream where
     every conversation is active at once; the turn number is in the text and in `metadata.seq`.
-    The texts differ only in their numbers, unless `new_wordings`: then each also ends with a
-    made-up word of its own, so that no two read alike to the embedded models.
+    The texts are `text_of(conversation, turn)`: the standard ones differ only in their numbers,
+    unless `new_wordings`: then each also ends with a made-up word of its own, so that no two read
+    alike to the embedded models.
     """
     plan = []
     for index in range(messages):
         conversation, turn = index % conversations, index // conversations
         conversation_id = f"{prefix}-c{conversation}"
-        text = f"Turn {turn}: my order #{10_000 + conversation} has not arrived yet, where is it?"
+        text = text_of(conversation, turn)
         document = {
             "message_id": f"{prefix}-c{conversation}-t{turn}",
             "conversation_id": conversation_id,
