@@ -240,11 +240,12 @@ async def _reply_to(
     if reason is not None:
         return await _hand_over(resources, prompts, fresh, known, read, reason, started=started, now=now)
     prompt = _prompt(resources, prompts, message, known, read, now)
-    guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history)
+    told: list[str] = []  # what the tools return for this reply: the answer may repeat it
+    guarded = GuardContext.for_message(prompt.rendered.messages, message, known.profile, known.history, told)
     # The stream goes through the guard's window: a chunk holds only text the guard has passed.
     stream = sink_for(message) if sink_for is not None else None
     window = GuardWindow(stream, resources.guard, guarded) if stream is not None else None
-    tools = _tools_for(resources, message, prompt, read.masked)
+    tools = _tools_for(resources, message, prompt, read.masked, told)
     checked = _check(resources.guard, await _ask(resources, prompt, read.masked, window, tools), guarded)
     if isinstance(checked, Failure):
         fallback = prompts.render_fallback(message=message, customer=known.profile, now=now)
@@ -410,13 +411,14 @@ def sources(hits: Sequence[Hit]) -> list[Source]:
 
 
 def _tools_for(
-    resources: Resources, message: CustomerMessage, prompt: Prompt, masked: Masked
+    resources: Resources, message: CustomerMessage, prompt: Prompt, masked: Masked, told: list[str]
 ) -> ToolRunner | None:
-    """The tools the LLM may call for this reply, answering for its customer only; their results
-    masked like the customer's text (promise 7), unless the masking is off."""
+    """The tools the LLM may call for this reply, answering for its customer only, each result added
+    to `told` as returned; their results masked like the customer's text (promise 7) for the LLM,
+    unless the masking is off."""
     if not prompt.tools:
         return None
-    tools = resources.tools.for_customer(message.customer_id, prompt.tools)
+    tools = resources.tools.for_customer(message.customer_id, prompt.tools, told)
     return MaskedTools(tools, masked, message.locale) if resources.settings.pii_masking == "on" else tools
 
 

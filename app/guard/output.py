@@ -6,10 +6,15 @@ Checks, in this order; the first that fires decides, and its name is the verdict
 - `system_prompt`: the answer repeats `RUN_WORDS` (12) or more consecutive words of the system
   part of the prompt (`echo.py`);
 - `foreign_id`: the answer names an id shaped like this conversation's id or customer id but
-  neither of them (`identifiers.py`);
+  neither of them, nor one the customer wrote or this reply's tools returned (`identifiers.py`);
 - `foreign_email`: the answer holds an e-mail address that is not the customer's own, not in the
-  system part (the company's addresses that a template gives the model) and not allowed by the
-  guard's allow-list. Placeholders such as `[EMAIL_1]` are no addresses.
+  system part (the company's addresses that a template gives the model), not returned by this
+  reply's tools and not allowed by the guard's allow-list. Placeholders such as `[EMAIL_1]` are
+  no addresses.
+
+What this reply's tools returned may be repeated: the tools answer for the asking customer only
+(the order lookup reads their orders alone; an `http` tool's service must check the same), so
+the data they give is the customer's, even an id or an address they never wrote.
 
 The check runs on the answer as the LLM gave it, before key-shaped text is redacted, or the secret
 check would see only `[redacted]`.
@@ -48,6 +53,9 @@ class GuardContext:
     customer_id: str | None
     customer_texts: tuple[str, ...] = ()
     """What the customer gave or was told: the message, its metadata, the profile, the history."""
+    tool_results: Sequence[str] = ()
+    """What this reply's tools returned, unmasked. The pipeline passes the list the tools add to
+    while the answer is made, so it is read anew at each check, never cached."""
 
     # Read only when an answer holds an address or an id shaped like the conversation's own:
     # most answers hold neither, and their conversations' histories need not be searched.
@@ -61,6 +69,11 @@ class GuardContext:
         """The ids the customer wrote (or was told), case-folded."""
         return shaped_ids(self.customer_texts, (self.conversation_id, self.customer_id))
 
+    def known_ids(self) -> frozenset[str]:
+        """The ids the customer wrote or was told, and those this reply's tools returned, case-folded."""
+        returned = shaped_ids(self.tool_results, (self.conversation_id, self.customer_id))
+        return self.mentioned_ids | returned
+
     @classmethod
     def for_message(
         cls,
@@ -68,8 +81,10 @@ class GuardContext:
         message: CustomerMessage,
         customer: Mapping[str, str],
         history: Sequence[HistoryTurn],
+        tool_results: Sequence[str] = (),
     ) -> GuardContext:
-        """The context of `message`, answered with the chat `prompt`.
+        """The context of `message`, answered with the chat `prompt` and the tools whose results
+        `tool_results` holds (as they come).
 
         The customer's own addresses and the ids they wrote are those in the message, its metadata,
         the profile and the history (their turns, and our answers: what they were told already).
@@ -85,6 +100,7 @@ class GuardContext:
             conversation_id=message.conversation_id,
             customer_id=message.customer_id,
             customer_texts=texts,
+            tool_results=tool_results,
         )
 
 
@@ -140,9 +156,9 @@ class OutputGuard:
                 f"(limit {RUN_WORDS - 1})",
             )
         own_ids = {"conversation id": context.conversation_id, "customer id": context.customer_id}
-        # The ids the customer wrote are searched for only when the answer names an id not its own.
+        # The ids the customer knows are searched for only when the answer names an id not its own.
         foreign = foreign_id(answer, own_ids, frozenset())
-        if foreign and (foreign := foreign_id(answer, own_ids, context.mentioned_ids)):
+        if foreign and (foreign := foreign_id(answer, own_ids, context.known_ids())):
             return GuardVerdict("foreign_id", f"foreign_id: the answer names another {foreign[0]}")
         if self._names_foreign_email(answer, context):
             return GuardVerdict(
@@ -153,7 +169,7 @@ class OutputGuard:
 
     def _names_foreign_email(self, answer: str, context: GuardContext) -> bool:
         """Whether `answer` holds an address nobody allowed (the address is someone's data)."""
-        system_emails: frozenset[str] | None = None  # read only when an unknown address turns up
+        given: frozenset[str] | None = None  # read only when an unknown address turns up
         for match in EMAIL.finditer(answer):
             address = match.group().lower()
             domain = address.rpartition("@")[2]
@@ -163,8 +179,8 @@ class OutputGuard:
                 or domain in self._allowed_domains
             ):
                 continue
-            if system_emails is None:
-                system_emails = emails_in([context.system_text])
-            if address not in system_emails:
+            if given is None:  # by the template, or by this reply's tools
+                given = emails_in([context.system_text, *context.tool_results])
+            if address not in given:
                 return True
         return False

@@ -47,10 +47,13 @@ class Toolbox:
             timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False
         )
 
-    def for_customer(self, customer_id: str | None, tools: Sequence[ToolSpec]) -> CustomerTools:
+    def for_customer(
+        self, customer_id: str | None, tools: Sequence[ToolSpec], told: list[str] | None = None
+    ) -> CustomerTools:
         """The tools of one reply, `tools` (`PromptLibrary.tools_for(template)`), answering for the
-        customer `customer_id` (a message without one finds no orders)."""
-        return CustomerTools(self, customer_id, tools)
+        customer `customer_id` (a message without one finds no orders); what each call that succeeds
+        returns is added to `told`, unmasked (the output guard lets the reply repeat it)."""
+        return CustomerTools(self, customer_id, tools, told)
 
     async def run(self, tool: ToolSpec, arguments: Mapping[str, Any], customer_id: str | None) -> str:
         """What `tool` answers to checked `arguments`; ToolFailed when it cannot."""
@@ -68,10 +71,17 @@ class Toolbox:
 class CustomerTools:
     """The `ToolRunner` of one reply: its template's tools, for its customer."""
 
-    def __init__(self, toolbox: Toolbox, customer_id: str | None, tools: Sequence[ToolSpec]) -> None:
+    def __init__(
+        self,
+        toolbox: Toolbox,
+        customer_id: str | None,
+        tools: Sequence[ToolSpec],
+        told: list[str] | None = None,
+    ) -> None:
         self._toolbox = toolbox
         self._customer_id = customer_id
         self._tools = {tool.name: tool for tool in tools}
+        self._told = told if told is not None else []
 
     def declarations(self) -> list[dict[str, Any]]:
         """The tools as the OpenAI `tools` request parameter declares them; [] when there are none."""
@@ -85,7 +95,9 @@ class CustomerTools:
                 raise ToolFailed(f"there is no tool {call.name!r}: the tools are {', '.join(self._tools)}")
             arguments = _arguments(tool, call.arguments)
             async with asyncio.timeout(tool.timeout_s):
-                return ToolResult(await self._toolbox.run(tool, arguments, self._customer_id), ok=True)
+                answered = await self._toolbox.run(tool, arguments, self._customer_id)
+            self._told.append(answered)
+            return ToolResult(answered, ok=True)
         except TimeoutError:
             return _failed(call, f"no answer within {tool.timeout_s:g} s" if tool else "timed out")
         except ToolFailed as error:

@@ -88,6 +88,19 @@ def test_addresses_that_are_no_one_elses_pass(answer: str) -> None:
     assert GUARD.check(answer, replace(BASE, system_text=system)) is PASSED
 
 
+def test_what_this_reply_s_tools_returned_passes_and_nothing_else_does() -> None:
+    told: list[str] = []
+    context = replace(BASE, tool_results=told)
+    answer = "Your parcel conv-900 is with FastParcel: write to dispatch@fastparcel.example."
+    assert GUARD.check(answer, context).check == "foreign_id"  # checked before the tools answered
+
+    # Read anew at each check: the tools answer while the answer is made.
+    told.append('{"shipment": "CONV-900", "courier": {"email": "Dispatch@FastParcel.example"}}')
+    assert GUARD.check(answer, context) is PASSED
+    assert GUARD.check("Ask for conv-901.", context).check == "foreign_id"
+    assert GUARD.check("Or write to eve@fastparcel.example.", context).check == "foreign_email"
+
+
 def test_a_guard_without_an_allow_list_blocks_the_company_address_the_prompt_does_not_give() -> None:
     assert OutputGuard().check("Write to help@shop.example.", BASE).check == "foreign_email"
 
@@ -112,7 +125,10 @@ def test_the_context_of_a_message_holds_what_the_customer_gave_and_the_system_pa
     history = [HistoryTurn(role="customer", text="old: ada@old.example, cust-7", message_id="m-1", at="t")]
     template = LIBRARY.select(message, customer)
     prompt = LIBRARY.render(template, message=message, customer=customer, history=history, now=NOW)
-    built = GuardContext.for_message(prompt.messages, message, customer, history)
+    told = ['{"tracking": "conv-500"}']
+    built = GuardContext.for_message(prompt.messages, message, customer, history, told)
+    assert built.tool_results is told
+    assert built.known_ids() == {"conv-99", "cust-7", "conv-500"}
     assert built.system_text == prompt.messages[0]["content"]
     assert "Send it to" not in built.system_text
     assert (built.conversation_id, built.customer_id) == ("conv-123", "cust-7")

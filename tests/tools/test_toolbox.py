@@ -150,6 +150,20 @@ async def test_another_customer_s_order_is_not_found_and_nothing_of_it_is_told(
         assert result.content == "not found: the customer has no order 'B-7'"
 
 
+async def test_what_each_call_returns_is_told_unless_the_call_fails(
+    store: ContextStore, toolbox: Toolbox
+) -> None:
+    await store.put_order(order("A-1042", "cust-1", "shipped"))
+    told: list[str] = []
+    tools = toolbox.for_customer("cust-1", shipped_tools(), told)
+
+    found = await tools.run(ToolCall("call-1", "order_status", '{"order_id": "A-1042"}'))
+    failed = await tools.run(ToolCall("call-2", "order_status", "{}"))
+
+    assert (found.ok, failed.ok) == (True, False)
+    assert told == [found.content]
+
+
 def test_the_runner_declares_its_tools_in_the_openai_format(toolbox: Toolbox) -> None:
     [declaration] = toolbox.for_customer("cust-1", shipped_tools()).declarations()
     assert declaration["type"] == "function"
