@@ -375,6 +375,7 @@ def _prompt(
             history=turns,
             now=now,
             signals=read.found,
+            orders=known.orders,
             knowledge=[hit.as_record() for hit in hits],
         ),
         history,
