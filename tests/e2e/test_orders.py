@@ -1,4 +1,5 @@
-"""The orders topic into Redis through a real worker: kept, replaced, forgotten; bad records dead-lettered."""
+"""The orders topic into Redis through a real worker: kept, replaced, forgotten; bad records
+dead-lettered; and the customer's orders in the prompt of their next message."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import redis.asyncio as aioredis
 from app.context import ContextStore
 from app.redis_client import connect
 from app.redis_keys import orders_key
+from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
+from tests.helpers.messages import request, requests_for
 from tests.helpers.orders import order, order_value
 from tests.helpers.polling import until
 from tests.helpers.workers import WorkerFactory
@@ -19,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_the_worker_keeps_each_customer_s_orders_and_dead_letters_bad_records(
-    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory
+    kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
     env = enricher_env
     topic = env["ENRICHER_ORDERS_TOPIC"]
@@ -66,3 +69,14 @@ async def test_the_worker_keeps_each_customer_s_orders_and_dead_letters_bad_reco
         "status",
         "the record's key is not its customer_id 'cust-1'",
     ]
+
+    # The customer's next message is answered with their orders in the prompt, newest first.
+    question = "Where is my order, please?"
+    await produce_many(
+        kafka, env["ENRICHER_INPUT_TOPIC"], [request("m-ask", "c-ask", question, customer_id="cust-1")]
+    )
+    [reply] = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(1)))
+    assert "Your latest order A-2 is shipped" in reply["text"]  # the mock read it off the prompt
+    [asked] = requests_for(await mock_admin.requests(), question)
+    prompt = asked["messages"][-1]["content"]
+    assert prompt.index("- A-2: shipped") < prompt.index("- A-1: shipped")
