@@ -24,7 +24,7 @@ CONSUMED = "enricher_records_consumed_total"
 BUFFERED = "enricher_buffered_events"
 BURST = [
     request("m-1", "c-burst", "first line: my order is late"),
-    request("m-2", "c-burst", "second line: it is order 1234"),
+    request("m-2", "c-burst", "second line: it was sent last week"),
     request("m-3", "c-burst", "third line: please hurry"),
 ]
 
