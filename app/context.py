@@ -222,7 +222,8 @@ class ContextStore:
             return False
         if not self.held.caught_up.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.held.caught_up.wait(), CATCH_UP_WAIT_S)
+                async with asyncio.timeout(CATCH_UP_WAIT_S):
+                    await self.held.caught_up.wait()
         return self.held.holds(conversation_id, time.time())
 
     async def _failures(self, message_ids: Sequence[str]) -> dict[str, ErrorInfo]:

@@ -75,17 +75,20 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when a Kafka admin client can bootstrap (fetch metadata) from `bootstrap`."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:  # a plain connect first: aiokafka logs every refused connection as an error
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, int(port))
     except OSError:
         return False
     writer.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
     except Exception:  # connection refused, timeouts: not up yet
         return False
     finally:
-        await asyncio.wait_for(admin.close(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await admin.close()
     return True
 
 
@@ -100,11 +103,14 @@ async def create_topics(
         bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_options()
     )
     try:
-        await asyncio.wait_for(admin.start(), 15.0)
+        async with asyncio.timeout(15.0):
+            await admin.start()
         new = [NewTopic(name, count, 1) for name, count in topics.items()]
-        response = await asyncio.wait_for(admin.create_topics(new), 15.0)
+        async with asyncio.timeout(15.0):
+            response = await admin.create_topics(new)
     finally:
-        await asyncio.wait_for(admin.close(), 5.0)
+        async with asyncio.timeout(5.0):
+            await admin.close()
     for name, code, message in (error[:3] for error in response.topic_errors):
         if code not in (0, TOPIC_EXISTS):
             raise RuntimeError(f"cannot create topic {name}: error {code} {message}")

@@ -92,16 +92,16 @@ async def send_and_wait(
         deadline = time.monotonic() + timeout_s
         # Reads every record until the deadline, not a retry of one attempt: no tenacity here.
         while (left := deadline - time.monotonic()) > 0:
-            batches = await asyncio.wait_for(
-                consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000)), KAFKA_TIMEOUT_S
-            )
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                batches = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
             for partition, records in batches.items():
                 for record in records:
                     reply = _match(endpoints, partition.topic, record.value, message.message_id, on_chunk)
                     if reply is not None:
                         return reply
     finally:
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await consumer.stop()
     raise SendError(f"no reply to message {message.message_id} within {timeout_s:.0f} s")
 
 
@@ -116,10 +116,13 @@ async def produce_record(endpoints: Endpoints, topic: str, key: str, value: byte
         bootstrap_servers=endpoints.bootstrap_servers, acks="all", **endpoints.security.client_options()
     )
     try:
-        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
-        await asyncio.wait_for(producer.send_and_wait(topic, value, key=key.encode()), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.start()
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.send_and_wait(topic, value, key=key.encode())
     finally:
-        await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.stop()
 
 
 def order_now(

@@ -222,17 +222,21 @@ async def _load_demo_customers(settings: Settings, security: KafkaSecurity) -> N
     options = security.client_options()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", **options)
     try:
-        await asyncio.wait_for(producer.start(), 15.0)
+        async with asyncio.timeout(15.0):
+            await producer.start()
         for customer_id, profile in DEMO_PROFILES.items():
             value = json.dumps(profile).encode()
             send = producer.send_and_wait(settings.profile_topic, value, key=customer_id.encode())
-            await asyncio.wait_for(send, 15.0)
+            async with asyncio.timeout(15.0):
+                await send
         for order in orders:
             value = json.dumps(order.as_record()).encode()
             send = producer.send_and_wait(settings.orders_topic, value, key=order.customer_id.encode())
-            await asyncio.wait_for(send, 15.0)
+            async with asyncio.timeout(15.0):
+                await send
     finally:
-        await asyncio.wait_for(producer.stop(), 15.0)
+        async with asyncio.timeout(15.0):
+            await producer.stop()
 
 
 async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:

@@ -83,7 +83,8 @@ class ReplyFeed:
         )
         self._consumer = consumer
         try:
-            await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await consumer.start()
             consumer.subscribe(pattern="^(" + "|".join(map(re.escape, self._kinds)) + ")$")
             await poll(self._at_end, KAFKA_TIMEOUT_S, 0.1)
         except BaseException:
@@ -100,7 +101,8 @@ class ReplyFeed:
         if missing:
             raise NotYet(f"topic {missing[0]} does not exist")
         for partition in assigned:
-            await asyncio.wait_for(self._consumer.position(partition), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await self._consumer.position(partition)
 
     async def stop(self) -> None:
         """Stop reading and close the consumer."""
@@ -109,13 +111,15 @@ class ReplyFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._consumer is not None:
-            await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await self._consumer.stop()
 
     async def _read(self) -> None:
         assert self._consumer is not None
         while True:
             try:
-                batches = await asyncio.wait_for(self._consumer.getmany(timeout_ms=1000), KAFKA_TIMEOUT_S)
+                async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                    batches = await self._consumer.getmany(timeout_ms=1000)
             except (KafkaError, TimeoutError) as error:  # aiokafka reconnects; go on asking
                 log.warning("reading the reply topics failed: %r", error)
                 await asyncio.sleep(1.0)
@@ -139,7 +143,8 @@ class ReplyFeed:
         assert self._consumer is not None
         while True:
             try:
-                topics = await asyncio.wait_for(self._consumer.topics(), KAFKA_TIMEOUT_S)
+                async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                    topics = await self._consumer.topics()
             except (KafkaError, TimeoutError) as error:
                 self.broker.change(False, f"unreachable: {type(error).__name__}")
             else:

@@ -60,7 +60,8 @@ class Subscription:
         """Events as they come; None after `wait_s` without one (time for a keep-alive)."""
         while True:
             try:
-                event = await asyncio.wait_for(self._queue.get(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    event = await self._queue.get()
             except TimeoutError:
                 yield None
                 continue

@@ -65,7 +65,8 @@ class Intake:
             bootstrap_servers=self._bootstrap, acks="all", **self._security.client_options()
         )
         try:
-            await asyncio.wait_for(self._producer.start(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await self._producer.start()
         except BaseException:
             await self.stop()
             raise
@@ -75,9 +76,11 @@ class Intake:
         assert self._producer is not None, "Intake.start() first"
         key = record.message.conversation_id.encode()
         send = self._producer.send_and_wait(self._topic, record.value, key=key, headers=record.headers)
-        await asyncio.wait_for(send, KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await send
 
     async def stop(self) -> None:
         """Flush and close the producer."""
         if self._producer is not None:
-            await asyncio.wait_for(self._producer.stop(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await self._producer.stop()

@@ -56,11 +56,13 @@ class HandoffFollower:
             self._apply(await read_to_end(consumer))
             self._held.caught_up.set()
             while True:
-                batches = await asyncio.wait_for(consumer.getmany(timeout_ms=POLL_MS), KAFKA_TIMEOUT_S)
+                async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                    batches = await consumer.getmany(timeout_ms=POLL_MS)
                 for records in batches.values():
                     self._apply(records)
         finally:
-            await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await consumer.stop()
 
     def _apply(self, records: list[ConsumerRecord]) -> None:
         for record in records:

@@ -55,7 +55,8 @@ async def consumer_from_beginning(
             **security.client_options(),
         )
         try:
-            await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await consumer.start()
             partitions: list[TopicPartition] = []
             for topic in topics:
                 numbers = consumer.partitions_for_topic(topic)
@@ -63,9 +64,11 @@ async def consumer_from_beginning(
                     raise TopicMissing(topic)
                 partitions += [TopicPartition(topic, number) for number in sorted(numbers)]
             consumer.assign(partitions)
-            await asyncio.wait_for(consumer.seek_to_beginning(*partitions), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await consumer.seek_to_beginning(*partitions)
         except BaseException:
-            await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await consumer.stop()
             raise
         return consumer
 
@@ -85,9 +88,8 @@ async def read_to_end(consumer: AIOKafkaConsumer, idle_s: float = IDLE_S) -> lis
     every end is reached (a broker that reports an end it does not serve), what was read is returned.
     """
     partitions = sorted(consumer.assignment())
-    ends: dict[TopicPartition, int] = await asyncio.wait_for(
-        consumer.end_offsets(partitions), KAFKA_TIMEOUT_S
-    )
+    async with asyncio.timeout(KAFKA_TIMEOUT_S):
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
     unknown = set(partitions)  # no fetch response yet, so no high-water mark
     pending = set(partitions)
     records: list[ConsumerRecord] = []
@@ -102,7 +104,8 @@ async def read_to_end(consumer: AIOKafkaConsumer, idle_s: float = IDLE_S) -> lis
                 pending.discard(partition)
         if not pending:
             break
-        batches = await asyncio.wait_for(consumer.getmany(*pending, timeout_ms=POLL_MS), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            batches = await consumer.getmany(*pending, timeout_ms=POLL_MS)
         for batch in batches.values():
             records += batch
             quiet_since = time.monotonic()

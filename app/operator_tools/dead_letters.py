@@ -123,7 +123,8 @@ async def read_dead_letters(settings: Settings) -> DeadLetterLog:
     try:
         records = await read_to_end(consumer)
     finally:
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await consumer.stop()
     letters: list[StoredLetter] = []
     unreadable: list[str] = []
     for record in records:

@@ -63,13 +63,16 @@ async def send_command(settings: Settings, command: ControlCommand) -> str:
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", **security.client_options()
     )
     try:
-        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.start()
         # Starting learnt every topic; sending to one that is missing would make a broker that
         # creates topics on first use create it, with its own partition count, unread by workers.
         if not producer.client.cluster.partitions_for_topic(settings.control_topic):
             raise TopicMissing(settings.control_topic)
         sent = producer.send_and_wait(settings.control_topic, command.value(), key=command.key())
-        metadata = await asyncio.wait_for(sent, KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            metadata = await sent
     finally:
-        await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.stop()
     return f"{metadata.topic}[{metadata.partition}]@{metadata.offset}"

@@ -100,7 +100,8 @@ class Replayer:
             partition=source.partition if source.partition in self._partitions else None,
             headers=_headers(stored),
         )
-        metadata = await asyncio.wait_for(sent, KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            metadata = await sent
         to = f"{metadata.topic}[{metadata.partition}]@{metadata.offset}"
         mark = ReplayMark(failed_at=stored.letter.failed_at, replayed_at=rfc3339(utc_now()), to=to)
         key = replayed_key(self._settings.dlq_topic, stored.id)
@@ -172,13 +173,14 @@ async def replayer(settings: Settings, *, dry_run: bool) -> AsyncIterator[Replay
         options = KafkaSecurity.from_settings(settings).client_options()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", **options)
         try:
-            await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
-            partitions = await asyncio.wait_for(
-                producer.partitions_for(settings.input_topic), KAFKA_TIMEOUT_S
-            )
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await producer.start()
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                partitions = await producer.partitions_for(settings.input_topic)
             yield Replayer(settings, redis, producer, frozenset(partitions))
         finally:
-            await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await producer.stop()
     finally:
         await redis.aclose()
 

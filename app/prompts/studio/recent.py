@@ -30,7 +30,8 @@ async def recent_messages(settings: Settings, count: int) -> list[CustomerMessag
         await _seek_back(consumer, count)
         records = await read_to_end(consumer)
     finally:
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await consumer.stop()
     newest = sorted(records, key=lambda record: (record.timestamp, record.partition, record.offset))
     messages = []
     for record in newest:
@@ -43,7 +44,9 @@ async def recent_messages(settings: Settings, count: int) -> list[CustomerMessag
 
 async def _seek_back(consumer: AIOKafkaConsumer, count: int) -> None:
     partitions = sorted(consumer.assignment())
-    starts = await asyncio.wait_for(consumer.beginning_offsets(partitions), KAFKA_TIMEOUT_S)
-    ends = await asyncio.wait_for(consumer.end_offsets(partitions), KAFKA_TIMEOUT_S)
+    async with asyncio.timeout(KAFKA_TIMEOUT_S):
+        starts = await consumer.beginning_offsets(partitions)
+    async with asyncio.timeout(KAFKA_TIMEOUT_S):
+        ends = await consumer.end_offsets(partitions)
     for partition in partitions:
         consumer.seek(partition, max(starts[partition], ends[partition] - count))

@@ -70,7 +70,8 @@ async def render_draft(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(child.communicate(json.dumps(job).encode()), WALL_LIMIT_S)
+        async with asyncio.timeout(WALL_LIMIT_S):
+            out, err = await child.communicate(json.dumps(job).encode())
     except TimeoutError:
         _refuse(file_name, f"loading and rendering the draft takes over {WALL_LIMIT_S:g} s")
     finally:
