@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.kafka.security import PLAINTEXT, KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning, stop_consumer
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Order, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
@@ -100,8 +100,7 @@ async def send_and_wait(
                     if reply is not None:
                         return reply
     finally:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await consumer.stop()
+        await stop_consumer(consumer)
     raise SendError(f"no reply to message {message.message_id} within {timeout_s:.0f} s")
 
 

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from app.chat.hub import ConversationHub, EventKind
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, stop_consumer
 from app.polling import NotYet, poll
 from app.settings import Settings
 
@@ -111,8 +111,7 @@ class ReplyFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._consumer is not None:
-            async with asyncio.timeout(KAFKA_TIMEOUT_S):
-                await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def _read(self) -> None:
         assert self._consumer is not None

@@ -16,7 +16,13 @@ from pydantic import ValidationError
 from app.errors import BadInput
 from app.handoff import HeldConversations, parse_command
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, POLL_MS, consumer_from_beginning, read_to_end
+from app.kafka.topic_reader import (
+    KAFKA_TIMEOUT_S,
+    POLL_MS,
+    consumer_from_beginning,
+    read_to_end,
+    stop_consumer,
+)
 from app.schemas import ForHuman, Handoff
 from app.settings import Settings
 
@@ -61,8 +67,7 @@ class HandoffFollower:
                 for records in batches.values():
                     self._apply(records)
         finally:
-            async with asyncio.timeout(KAFKA_TIMEOUT_S):
-                await consumer.stop()
+            await stop_consumer(consumer)
 
     def _apply(self, records: list[ConsumerRecord]) -> None:
         for record in records:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from app.errors import ErrorKind
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, read_to_end
+from app.kafka.topic_reader import consumer_from_beginning, read_to_end, stop_consumer
 from app.schemas import DeadLetter
 from app.settings import Settings
 
@@ -123,8 +122,7 @@ async def read_dead_letters(settings: Settings) -> DeadLetterLog:
     try:
         records = await read_to_end(consumer)
     finally:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await consumer.stop()
+        await stop_consumer(consumer)
     letters: list[StoredLetter] = []
     unreadable: list[str] = []
     for record in records:
