@@ -73,8 +73,8 @@ class LastGood(Generic[Loaded]):
         try:
             loaded = self._load(self.directory)
         except TemplateError as error:
-            metrics.TEMPLATE_ERRORS.inc()
             log.error(f"{self._what} rejected; the last good set keeps serving", extra={"error": str(error)})
+            metrics.TEMPLATE_ERRORS.inc()  # after the line: whoever sees the count can read why
             return False
         self.current = loaded
         log.info(f"{self._what} reloaded", extra=self.summary())

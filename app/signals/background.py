@@ -75,8 +75,8 @@ class BackgroundModels:
         try:
             intents = load_intents(self._path)
         except TemplateError as error:
-            metrics.TEMPLATE_ERRORS.inc()
             log.error("intents rejected; the last good ones keep serving", extra={"error": str(error)})
+            metrics.TEMPLATE_ERRORS.inc()  # after the line: whoever sees the count can read why
             return
         self._loading.result().follow(intents)
         log.info("intents reloaded", extra={"intents": list(intents.names)})
