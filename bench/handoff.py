@@ -18,8 +18,8 @@ from app.prompts.handoff_rules import FILE_NAME, HandoffRules, read_rules
 from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
 from app.prompts.intents_file import load_intents
 from app.signals.models import SignalModels
+from bench.handoff_messages import Labelled, Score, Split, labelled, score
 from bench.report import machine
-from tests.helpers.handoff_messages import Labelled, Score, Split, labelled, score
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 RESULTS = Path(__file__).parent / "results" / "handoff.md"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from app.prompts.handoff_rules import read_rules
+from bench.handoff_messages import labelled, score
 from devstack.mock_llm.admin import MockAdmin
-from tests.helpers.handoff_messages import labelled, score
 from tests.helpers.kafka import at_least, json_values, produce_many, read_topic
 from tests.helpers.messages import request, requests_for
 from tests.helpers.workers import PROMPTS, WorkerFactory

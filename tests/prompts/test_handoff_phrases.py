@@ -8,7 +8,7 @@ import pytest
 
 from app.prompts.handoff_phrases import Phrase, PhraseMatcher
 from app.prompts.handoff_rules import read_rules
-from tests.helpers.handoff_messages import labelled, score
+from bench.handoff_messages import labelled, score
 from tests.helpers.workers import PROMPTS
 
 PHRASES = {

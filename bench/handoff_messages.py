@@ -10,7 +10,7 @@ from typing import Literal
 
 import yaml
 
-HANDOFF_MESSAGES = Path(__file__).resolve().parents[2] / "bench" / "data" / "handoff_messages.yaml"
+HANDOFF_MESSAGES = Path(__file__).resolve().parent / "data" / "handoff_messages.yaml"
 Split = Literal["dev", "test"]
 
 
