@@ -26,8 +26,8 @@ from app.prompts.preview import (
     note_other_choice,
     preview_message,
     print_prompt,
+    read_customer,
     read_history,
-    read_profile,
     send_to_llm,
     template_in_file,
     template_named,
@@ -95,7 +95,7 @@ def render(
     ],
     message: Annotated[str, typer.Option("--message", "-m", help="What the customer writes.")],
     customer: Annotated[
-        str | None, typer.Option(help="Customer id: profile from Redis (else the sample's customer).")
+        str | None, typer.Option(help="Customer id: profile and orders from Redis (else the sample's).")
     ] = None,
     history: Annotated[
         Path | None, typer.Option(help="JSON or YAML list of {role, text} (else the sample's history).")
@@ -138,7 +138,8 @@ def render(
     chat_message = preview_message(
         sample.message, {key: value for key, value in updates.items() if value is not None}
     )
-    profile = {**read_profile(customer, redis_url, sample), **({"tier": tier} if tier else {})}
+    stored, orders = read_customer(customer, redis_url, sample)
+    profile = stored | ({"tier": tier} if tier else {})
     turns = read_history(history) if history else sample.history
     if file is None:
         template = template_named(library, name, variant, chat_message, profile)
@@ -152,7 +153,7 @@ def render(
             customer=profile,
             history=turns,
             now=utc_now(),
-            orders=sample.orders if customer is None else (),  # the sample's orders are its customer's
+            orders=orders,
         )
     except TemplateError as error:
         fail(str(error))

@@ -19,7 +19,7 @@ from app.errors import LLMError, TemplateError
 from app.exits import fail
 from app.prompts.file_format import Sample, read_text
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
-from app.schemas import CustomerMessage, HistoryTurn
+from app.schemas import CustomerMessage, HistoryTurn, Order
 from app.settings import Settings
 from app.tokens import count_chat, count_text
 from app.validation import one_line
@@ -42,30 +42,36 @@ def preview_message(sample: CustomerMessage, updates: Mapping[str, str]) -> Cust
         fail(f"invalid message: {one_line(error, first_only=True)}")
 
 
-def read_profile(customer_id: str | None, redis_url: str, sample: Sample) -> dict[str, str]:
-    """The customer's profile from Redis; the sample's without an id or when Redis does not answer."""
+def read_customer(
+    customer_id: str | None, redis_url: str, sample: Sample
+) -> tuple[dict[str, str], list[Order]]:
+    """The customer's profile and recent orders (newest first) from Redis, as the worker reads them;
+    the sample's customer and orders without an id or when Redis does not answer."""
     # Imported when used, so a preview without --customer (and every other command) starts without redis.
     from app.context import ContextStore
     from app.redis_client import connect
 
-    async def read(customer_id: str) -> dict[str, str] | None:
+    async def read(customer_id: str) -> tuple[dict[str, str], list[Order]] | None:
         # Like --redis-url, the cluster switch comes from the worker's environment.
         cluster = os.environ.get("ENRICHER_REDIS_CLUSTER") == "on"
         store = ContextStore(connect(redis_url, 2, cluster=cluster), history_turns=0, ttl_s=1)
         try:
-            return await store.profile(customer_id) if await store.ping() else None
+            if not await store.ping():
+                return None
+            return await store.profile(customer_id), await store.orders(customer_id)
         finally:
             await store.aclose()
 
     if customer_id is None:
-        return sample.customer
-    profile = asyncio.run(read(customer_id))
-    if profile is None:
-        print("note: Redis does not answer; using the sample's customer", file=sys.stderr)
-        return sample.customer
+        return sample.customer, sample.orders
+    found = asyncio.run(read(customer_id))
+    if found is None:
+        print("note: Redis does not answer; using the sample's customer and orders", file=sys.stderr)
+        return sample.customer, sample.orders
+    profile, orders = found
     if not profile:
         print(f"note: no profile `customer:{customer_id}` in Redis; using an empty one", file=sys.stderr)
-    return profile
+    return profile, orders
 
 
 def read_history(path: Path) -> list[HistoryTurn]:

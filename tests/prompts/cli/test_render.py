@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ import pytest
 import redis
 
 from app.prompts.library import PromptLibrary
+from app.redis_keys import orders_key, profile_key
+from tests.helpers.orders import order
 from tests.helpers.prompt_commands import HEADER, USER, run
 from tests.helpers.workers import PROMPTS
 
@@ -183,21 +186,27 @@ def test_render_says_when_the_message_gets_another_template(prompts: Path) -> No
 
 @pytest.fixture
 def customer_in_redis(redis_url: str) -> Iterator[tuple[str, str]]:
-    """A profile in the session's Redis; yields (Redis URL, customer id)."""
+    """A profile and an order in the session's Redis, as the worker keeps them; yields (Redis URL,
+    customer id)."""
     customer_id = f"cli-{uuid.uuid4().hex[:8]}"
+    placed = order("G-7", customer_id, "packed", carrier="UPS")
     with redis.Redis.from_url(redis_url) as client:
-        client.hset(f"customer:{customer_id}", mapping={"name": "Grace", "tier": "bronze"})
+        client.hset(profile_key(customer_id), mapping={"name": "Grace", "tier": "bronze"})
+        client.hset(orders_key(customer_id), placed.order_id, json.dumps(placed.as_record()))
         yield redis_url, customer_id
-        client.delete(f"customer:{customer_id}")
+        client.delete(profile_key(customer_id), orders_key(customer_id))
 
 
-def test_render_reads_the_customer_from_redis(customer_in_redis: tuple[str, str]) -> None:
+def test_render_reads_the_customer_and_their_orders_from_redis(customer_in_redis: tuple[str, str]) -> None:
     url, customer_id = customer_in_redis
 
     result = run(*RENDER_REPLY, "-m", "Hi", "--customer", customer_id, env={"REDIS_URL": url})
 
     assert result.exit_code == 0, result.output
-    assert "- name: Grace\n- tier: bronze" in sections(result.stdout)["system"]
+    parts = sections(result.stdout)
+    assert "- name: Grace\n- tier: bronze" in parts["system"]
+    assert "- G-7: packed, placed 2026-11-20, sent with UPS" in parts["user"]
+    assert "A-1042" not in result.stdout  # none of the sample's orders
 
 
 def test_render_without_redis_uses_the_sample_customer() -> None:
