@@ -12,7 +12,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_consumer
 from bench.checker import Keyed
 
 LINGER_MS = 5  # batches a flat-out burst, adds at most 5 ms to a paced message
@@ -117,16 +117,19 @@ class Sender:
             futures.append(
                 await self._producer.send(self._topic, message.value, key=message.conversation_id.encode())
             )
-        await asyncio.wait_for(asyncio.gather(*futures), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await asyncio.gather(*futures)
 
     async def __aenter__(self) -> Self:
-        await asyncio.wait_for(self._producer.start(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await self._producer.start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await asyncio.wait_for(self._producer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await self._producer.stop()
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class TopicReader:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
-            await asyncio.wait_for(self._consumer.stop(), KAFKA_TIMEOUT_S)
+            await stop_consumer(self._consumer)
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> None:
         while True:

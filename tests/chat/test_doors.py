@@ -245,17 +245,23 @@ async def test_a_body_over_256_kib_is_refused_before_it_is_read(shared_gateway: 
         f"Authorization: Bearer {customer_token(_new_id('cust'))}\r\n"
     )
     # The length says 5 MB and not a byte of it is sent: the answer can only come before reading it.
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5.0)
+    async with asyncio.timeout(5.0):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"{head}Content-Length: {5 * 1024 * 1024}\r\n\r\n".encode())
     await writer.drain()
-    assert (await asyncio.wait_for(reader.readline(), 10.0)).startswith(b"HTTP/1.1 413")
+    async with asyncio.timeout(10.0):
+        status_line = await reader.readline()
+    assert status_line.startswith(b"HTTP/1.1 413")
     writer.close()
     # Without a length, the read stops once past the limit.
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5.0)
+    async with asyncio.timeout(5.0):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
     chunk = b"x" * (300 * 1024)
     writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
     await writer.drain()
-    assert (await asyncio.wait_for(reader.readline(), 10.0)).startswith(b"HTTP/1.1 413")
+    async with asyncio.timeout(10.0):
+        status_line = await reader.readline()
+    assert status_line.startswith(b"HTTP/1.1 413")
     writer.close()
 
 
@@ -302,7 +308,8 @@ async def test_posts_tries_and_streams_are_limited_per_identity(limited: Gateway
     # Streams that end give their slots back, also one cut before its first event was sent.
     for _ in range(STREAMS_PER_IDENTITY + 1):
         port = int(limited.env["ENRICHER_CHAT_PORT"])
-        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5.0)
+        async with asyncio.timeout(5.0):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
         token = as_customer(alice)["Authorization"]
         path = f"/api/conversations/{_new_id('c')}/events"
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}\r\n\r\n".encode())

@@ -71,5 +71,6 @@ async def test_a_stream_cut_before_its_first_event_unsubscribes_and_gives_its_sl
     async def send(message: Message) -> None:
         await asyncio.Event().wait()  # and never takes the response's start
 
-    await asyncio.wait_for(stream({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send), 5.0)
+    async with asyncio.timeout(5.0):
+        await stream({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send)
     assert (hub.subscribers, released) == (0, [True])

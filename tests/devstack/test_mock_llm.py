@@ -160,7 +160,8 @@ async def test_match_hold_and_release(llm: AsyncOpenAI, admin: httpx.AsyncClient
     assert not slow.done()
 
     (await admin.post("/_mock/release")).raise_for_status()
-    reply = await asyncio.wait_for(slow, 5)
+    async with asyncio.timeout(5):
+        reply = await slow
     assert "the slow one" in (reply.choices[0].message.content or "")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import confluent_kafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_consumer
 
 Key = str | bytes | None
 Predicate = Callable[[Sequence[ConsumerRecord]], bool]
@@ -34,11 +34,14 @@ async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[Key, 
     """Produce records in the given order (per key, order is kept) and wait for all of them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        await asyncio.wait_for(producer.start(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.start()
         futures = [await producer.send(topic, value, key=_bytes(key)) for key, value in records]
-        await asyncio.wait_for(asyncio.gather(*futures), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await asyncio.gather(*futures)
     finally:
-        await asyncio.wait_for(producer.stop(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await producer.stop()
 
 
 async def read_topic(
@@ -72,22 +75,24 @@ async def read_topic(
                     return records
             elif now > deadline:
                 raise TimeoutError(f"{topic}: condition not met by {len(records)} records in {timeout_s} s")
-            batches = await asyncio.wait_for(consumer.getmany(timeout_ms=200), KAFKA_TIMEOUT_S)
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                batches = await consumer.getmany(timeout_ms=200)
             for batch in batches.values():
                 records.extend(batch)
                 quiet_since = time.monotonic()
     finally:
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        await stop_consumer(consumer)
 
 
 async def partitions_of(bootstrap: str, topic: str) -> set[int]:
     """The partition numbers of an existing `topic` (empty if it does not exist)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        await asyncio.wait_for(consumer.start(), KAFKA_TIMEOUT_S)
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            await consumer.start()
         return set(consumer.partitions_for_topic(topic) or ())
     finally:
-        await asyncio.wait_for(consumer.stop(), KAFKA_TIMEOUT_S)
+        await stop_consumer(consumer)
 
 
 def at_least(count: int) -> Predicate:

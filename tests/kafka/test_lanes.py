@@ -62,7 +62,8 @@ async def test_submit_waits_when_buffer_is_full() -> None:
     assert not fourth.done()
     assert lanes.buffered == 3
     release.set()
-    await asyncio.wait_for(fourth, 1)
+    async with asyncio.timeout(1):
+        await fourth
     assert await lanes.wait_idle(1)
     await lanes.close()
 
@@ -137,7 +138,8 @@ async def test_drop_queued_keeps_running_jobs_and_frees_room() -> None:
     await asyncio.sleep(0)
     assert lanes.drop_queued() == 2
     assert lanes.buffered == 2
-    await asyncio.wait_for(lanes.submit("c", job("c1")), 1)  # type: ignore[arg-type]
+    async with asyncio.timeout(1):
+        await lanes.submit("c", job("c1"))  # type: ignore[arg-type]
     release.set()
     assert await lanes.wait_idle(1)
     assert sorted(finished) == ["a1", "b1", "c1"]

@@ -29,7 +29,8 @@ async def test_waits_for_the_topic_and_reads_every_partition_from_the_start(
     monkeypatch.setattr(topic_reader, "TopicMissing", Missing)
     topic = f"reader-{uuid.uuid4().hex[:8]}"
     reading = asyncio.create_task(consumer_from_beginning(kafka, [topic], wait_s=20))
-    await asyncio.wait_for(looked.wait(), 20)  # it found no such topic
+    async with asyncio.timeout(20):
+        await looked.wait()  # it found no such topic
     assert not reading.done()  # and keeps looking
     await create_topics(kafka, {topic: 3})
     await produce(kafka, topic, "k", b"first")
@@ -63,7 +64,8 @@ async def test_reads_to_the_end_of_every_partition_and_stops_there(kafka: str) -
         consumer = await consumer_from_beginning(kafka, [topic])
         try:
             # An idle time no test waits out: whatever returns stopped at the end.
-            records = await asyncio.wait_for(read_to_end(consumer, idle_s=3600), 20)
+            async with asyncio.timeout(20):
+                records = await read_to_end(consumer, idle_s=3600)
         finally:
             await consumer.stop()
         assert sorted(record.value for record in records) == sorted(expected)

@@ -53,7 +53,8 @@ async def test_an_embedder_that_fails_to_load_is_the_problem_and_the_watch_ends(
     knowledge = BackgroundKnowledge(REPO / "knowledge", embedder)
     embedder.set_exception(OSError("no weights"))
 
-    await asyncio.wait_for(knowledge.watch(), 10)
+    async with asyncio.timeout(10):
+        await knowledge.watch()
     assert knowledge.problem() == "the help-center failed to load: OSError: no weights"
     assert knowledge.passages_for(message(QUESTION), []) == []
 

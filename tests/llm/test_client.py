@@ -211,7 +211,8 @@ async def test_new_calls_wait_at_admit_while_the_llm_fails_and_go_once_a_call_su
     held = not waiting.done()
     provider.otherwise = Turn()
     await client.complete(chat("answered again"), CallOptions())  # a call running while it opened
-    await asyncio.wait_for(waiting, 5)
+    async with asyncio.timeout(5):
+        await waiting
     await client.aclose()
 
     assert held

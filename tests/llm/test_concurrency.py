@@ -116,7 +116,8 @@ async def test_waiters_get_freed_slots_in_order_and_a_cut_holds_new_calls() -> N
     assert order == []
     limit.release()
     limit.release()
-    await asyncio.wait_for(asyncio.wait(waiting[:2]), 5)
+    async with asyncio.timeout(5):
+        await asyncio.wait(waiting[:2])
     assert order == [0, 1]
     assert not waiting[2].done()  # no slot for it: still waiting
     limit.release()
@@ -132,7 +133,8 @@ async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
     await asyncio.sleep(0)  # both wait for the slot now
     first.cancel()
     limit.release()
-    await asyncio.wait_for(second, 1.0)
+    async with asyncio.timeout(1.0):
+        await second
     with pytest.raises(asyncio.CancelledError):
         await first
 

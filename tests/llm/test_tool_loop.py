@@ -136,7 +136,8 @@ async def test_calls_of_one_round_run_together_and_are_listed_in_order(
 
     answering = asyncio.create_task(complete_with_tools(llm, CHAT, CallOptions(), tools, 3))
     for _ in range(2):  # both wait at once: neither waited for the other to finish
-        await asyncio.wait_for(tools.entered.acquire(), 5)
+        async with asyncio.timeout(5):
+            await tools.entered.acquire()
     tools.pause.set()
     completion = await answering
 
