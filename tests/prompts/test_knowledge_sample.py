@@ -44,3 +44,29 @@ def test_the_mock_answers_from_the_passage_the_shipped_template_carries() -> Non
     assert "no longer accept a return for a change of mind." in answer
     without = library.render(template, message=sample.message, customer=sample.customer, history=[], now=NOW)
     assert "help-center" not in compose_reply(without.messages)
+
+
+def test_every_shipped_reply_template_gives_the_llm_the_orders_and_the_passages() -> None:
+    library = PromptLibrary.load(PROMPTS)
+    samples = read_samples(PROMPTS)
+    sample, orders = (
+        samples[PROMPTS / "samples" / SAMPLE],
+        samples[PROMPTS / "samples" / "returning_customer.yaml"].orders,
+    )
+    listed = orders[0]
+    replies = [template for template in library.templates if template.kind == "reply"]
+
+    assert len(replies) >= 3
+    for template in replies:
+        rendered = library.render(
+            template,
+            message=sample.message,
+            customer=sample.customer,
+            history=[],
+            now=NOW,
+            orders=orders,
+            knowledge=sample.passages(),
+        )
+        user = rendered.messages[-1]["content"]
+        assert f"- {listed.order_id}: {listed.status}" in user, template.path.name
+        assert '<article id="' in user, template.path.name
