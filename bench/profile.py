@@ -81,8 +81,16 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
     "prompt templates (select, render)": (("app/prompts/", ""),),
     "help-center passages (search, fitted to the budget)": (("app/knowledge/", ""),),
     # Off in the standard load (ENRICHER_TOOL_MAX_STEPS=0, one LLM call per message as the
-    # reference makes); bench.features measures the load with tools on.
-    "tools (the loop, lookups)": (("app/llm/tool_loop.py", ""), ("app/tools/", "")),
+    # reference makes); bench.features measures the load with tools on. The loop's entry
+    # (complete_with_tools) and its delta relay (_Round) wrap every call and its stream, so they
+    # would count the LLM call and the chunks as the tools': only what runs for a tool counts.
+    "tools (calls run, results told, lookups)": (
+        ("app/llm/tool_loop.py", "_run"),
+        ("app/llm/tool_loop.py", "_asking"),
+        ("app/llm/tool_loop.py", "_sum"),
+        ("app/llm/tool_calls.py", ""),
+        ("app/tools/", ""),
+    ),
     "metrics": (("prometheus_client/", ""),),
 }
 # The job itself, which the reference worker does too: shown for scale.
