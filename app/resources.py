@@ -17,7 +17,7 @@ from app.redis_client import connect
 from app.settings import Settings
 from app.signals.background import BackgroundModels, in_background
 from app.signals.embedding import Embedder
-from app.tools.toolbox import Toolbox
+from app.tools import Toolbox
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("app/llm/tool_loop.py", "_asking"),
         ("app/llm/tool_loop.py", "_sum"),
         ("app/llm/tool_calls.py", ""),
-        ("app/tools/", ""),
+        ("app/tools.py", ""),
     ),
     "metrics": (("prometheus_client/", ""),),
 }

@@ -16,8 +16,7 @@ from app.llm.tool_calls import ToolCall, ToolResult
 from app.prompts.tools_file import ToolSpec, read_tools
 from app.redis_client import connect
 from app.settings import Settings
-from app.tools.http import MAX_ANSWER_BYTES
-from app.tools.toolbox import Toolbox
+from app.tools import MAX_ANSWER_BYTES, Toolbox
 from devstack.processes import free_port
 from tests.helpers.orders import order
 from tests.helpers.workers import PROMPTS

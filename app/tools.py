@@ -2,9 +2,11 @@
 asking customer, each call checked against the tool's schema and bounded by its timeout.
 
 `Toolbox` is opened once per worker (it holds the HTTP client); `Toolbox.for_customer` gives the
-`ToolRunner` (app/llm/tool_calls.py) of one reply. A call never raises: whatever goes wrong (an
-unknown tool, bad arguments, a timeout, an HTTP error) is the call's result, `error: ...`, which
-the LLM reads and answers around.
+`ToolRunner` (app/llm/tool_calls.py) of one reply. A tool is served by a `lookup` (a table the
+worker keeps, the asking customer's rows only) or an `http` request (its URL filled from the
+arguments, its headers from the worker's environment, its answer bounded and cut down to the fields
+it keeps). A call never raises: whatever goes wrong (an unknown tool, bad arguments, a timeout, an
+HTTP error) is the call's result, `error: ...`, which the LLM reads and answers around.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import jsonschema
@@ -21,11 +24,9 @@ import jsonschema.exceptions
 import jsonschema.validators
 
 from app.context import ContextStore
-from app.errors import ToolFailed
+from app.errors import ContextUnavailable, ToolFailed
 from app.llm.tool_calls import ToolCall, ToolResult
-from app.prompts.tools_file import MAX_TIMEOUT_S, ToolSpec
-from app.tools.http import request
-from app.tools.lookup import look_up
+from app.prompts.tools_file import ENV_REFERENCE, MAX_TIMEOUT_S, Http, Lookup, ToolSpec, placeholders
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +127,83 @@ def _arguments(tool: ToolSpec, text: str) -> dict[str, Any]:
 def _failed(call: ToolCall, reason: str) -> ToolResult:
     log.warning("tool call failed", extra={"tool": call.name, "reason": reason})
     return ToolResult(f"error: {reason}", ok=False)
+
+
+# The lookup tools.
+
+
+async def look_up(lookup: Lookup, key: str, customer_id: str | None, context: ContextStore) -> str:
+    """The row `key` of the customer's table as JSON, or a "not found" line: another customer's row is
+    never read, as only the asking customer's orders are. Raises ToolFailed while Redis is down."""
+    try:
+        orders = await context.orders(customer_id) if customer_id else []
+    except ContextUnavailable:
+        raise ToolFailed("the orders cannot be read just now") from None
+    wanted = key.strip().casefold()  # customers write `a-1042` for `A-1042`
+    found = next((order for order in orders if order.order_id.casefold() == wanted), None)
+    if found is None:
+        return f"not found: the customer has no order {key!r}"
+    record = found.as_record()
+    del record["customer_id"]  # the LLM needs the order, not our id for the customer
+    return json.dumps(record, ensure_ascii=False)
+
+
+# The http tools.
+
+MAX_ANSWER_BYTES = 64 * 1024  # an answer the LLM reads: more would crowd out the conversation
+
+
+async def request(
+    http: Http, arguments: Mapping[str, Any], client: httpx2.AsyncClient, environ: Mapping[str, str]
+) -> str:
+    """The service's answer to the call (its `keep` fields as JSON, or its whole body); ToolFailed
+    when it cannot be had. The caller bounds the time."""
+    in_url = set(placeholders(http.url))
+    url = http.url.format_map({name: quote(_text(arguments[name]), safe="") for name in in_url})
+    rest = {name: value for name, value in arguments.items() if name not in in_url}
+    headers = {name: _filled(value, environ) for name, value in http.headers.items()}
+    body = bytearray()
+    try:
+        async with client.stream(
+            http.method,
+            url,
+            headers=headers,
+            params={name: _text(value) for name, value in rest.items()} if http.method == "GET" else None,
+            json=rest if http.method == "POST" else None,
+        ) as response:
+            if not response.is_success:
+                raise ToolFailed(f"the service answered HTTP {response.status_code}")
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise ToolFailed(f"the service's answer is over {MAX_ANSWER_BYTES // 1024} KiB")
+    except httpx2.TimeoutException:
+        raise ToolFailed("the service did not answer in time") from None
+    except httpx2.HTTPError as error:  # its kind only: the LLM needs no more, nor the log
+        raise ToolFailed(f"the service cannot be reached ({type(error).__name__})") from None
+    text = body.decode("utf-8", "replace")
+    return _kept(text, http.keep) if http.keep else text
+
+
+def _text(value: object) -> str:
+    """An argument as it goes into a URL: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _filled(value: str, environ: Mapping[str, str]) -> str:
+    """A header value with its `${VARIABLE}`s from the environment; ToolFailed naming a missing one."""
+    missing = [name for name in ENV_REFERENCE.findall(value) if name not in environ]
+    if missing:
+        raise ToolFailed(f"the tool is not set up: the worker has no {missing[0]} in its environment")
+    return ENV_REFERENCE.sub(lambda match: environ[match.group(1)], value)
+
+
+def _kept(text: str, keep: tuple[str, ...]) -> str:
+    """Only the `keep` fields of a JSON object answer, as JSON."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise ToolFailed("the service's answer is not JSON") from None
+    if not isinstance(document, dict):
+        raise ToolFailed("the service's answer is not a JSON object")
+    return json.dumps({name: document[name] for name in keep if name in document}, ensure_ascii=False)
