@@ -19,9 +19,10 @@ run: $(STAMP)
 
 # The suite in TEST_PROCESSES parallel processes (pytest-xdist), each with its own broker, Redis
 # and mock LLM; idle ones take tests from busy ones (worksteal), so no long module ends the run alone.
-# Four on two cores: an end-to-end test mostly waits (a group join, the mock's latency, a settle),
-# so the suite took 5:32 in four processes against 7:14 in two on the same machine.
-TEST_PROCESSES ?= 4
+# Two: in four the suite took about 5 minutes against 7 in two on this 2-core machine (its tests
+# mostly wait), but in two of eight runs a process's event loop then did not close at the end
+# within the last test's timeout, a cause not yet found.
+TEST_PROCESSES ?= 2
 
 test: $(STAMP)
 	$(BIN)/enricher prompts check prompts
