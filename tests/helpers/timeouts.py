@@ -1,8 +1,8 @@
 """Timeouts for the few tests that start, kill and restart several workers.
 
-Every test has 30 s (pyproject.toml). These take 15 to 29 s on a 2-core machine running the suite
-in four processes (`make test`): each worker spends a few seconds starting and joining its group,
-and they start two or three.
+Every test has 30 s (pyproject.toml). These take 15 to 25 s on a 2-core machine running the suite
+in two processes (`make test`), up to 29 s in four: each worker spends a few seconds starting and
+joining its group, and they start two or three.
 Machines here differ 2x from day to day, so they get twice the room rather than failing on a
 slow one; what they check does not depend on how long they take.
 """
