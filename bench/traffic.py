@@ -12,7 +12,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_consumer
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_client
 from bench.checker import Keyed
 
 LINGER_MS = 5  # batches a flat-out burst, adds at most 5 ms to a paced message
@@ -128,8 +128,7 @@ class Sender:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await self._producer.stop()
+        await stop_client(self._producer)
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,7 @@ class TopicReader:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
-            await stop_consumer(self._consumer)
+            await stop_client(self._consumer)
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> None:
         while True:

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.kafka.security import PLAINTEXT, KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning, stop_consumer
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning, stop_client
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Order, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
@@ -100,7 +100,7 @@ async def send_and_wait(
                     if reply is not None:
                         return reply
     finally:
-        await stop_consumer(consumer)
+        await stop_client(consumer)
     raise SendError(f"no reply to message {message.message_id} within {timeout_s:.0f} s")
 
 
@@ -120,8 +120,7 @@ async def produce_record(endpoints: Endpoints, topic: str, key: str, value: byte
         async with asyncio.timeout(KAFKA_TIMEOUT_S):
             await producer.send_and_wait(topic, value, key=key.encode())
     finally:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await producer.stop()
+        await stop_client(producer)
 
 
 def order_now(

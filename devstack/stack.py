@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from app.context import ContextStore, encode_profile
 from app.exits import fail
 from app.kafka.security import KafkaSecurity
+from app.kafka.topic_reader import stop_client
 from app.kafka.topics import TopicNames
 from app.redis_client import connect
 from app.schemas import Order, OrderItem, OrderStatus, rfc3339, utc_now
@@ -235,8 +236,7 @@ async def _load_demo_customers(settings: Settings, security: KafkaSecurity) -> N
             async with asyncio.timeout(15.0):
                 await send
     finally:
-        async with asyncio.timeout(15.0):
-            await producer.stop()
+        await stop_client(producer)
 
 
 async def _wait_ready(worker: ManagedProcess, web_port: int) -> None:

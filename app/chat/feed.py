@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from app.chat.hub import ConversationHub, EventKind
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, stop_consumer
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, stop_client
 from app.polling import NotYet, poll
 from app.settings import Settings
 
@@ -111,7 +111,7 @@ class ReplyFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._consumer is not None:
-            await stop_consumer(self._consumer)
+            await stop_client(self._consumer)
 
     async def _read(self) -> None:
         assert self._consumer is not None

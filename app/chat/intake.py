@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from app.errors import InvalidMessage
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, stop_client
 from app.observability.tracing import TraceContext
 from app.schemas import CustomerMessage, parse_message, rfc3339, utc_now
 from app.settings import Settings
@@ -82,5 +82,4 @@ class Intake:
     async def stop(self) -> None:
         """Flush and close the producer."""
         if self._producer is not None:
-            async with asyncio.timeout(KAFKA_TIMEOUT_S):
-                await self._producer.stop()
+            await stop_client(self._producer)

@@ -21,7 +21,7 @@ from app.kafka.topic_reader import (
     POLL_MS,
     consumer_from_beginning,
     read_to_end,
-    stop_consumer,
+    stop_client,
 )
 from app.schemas import ForHuman, Handoff
 from app.settings import Settings
@@ -67,7 +67,7 @@ class HandoffFollower:
                 for records in batches.values():
                     self._apply(records)
         finally:
-            await stop_consumer(consumer)
+            await stop_client(consumer)
 
     def _apply(self, records: list[ConsumerRecord]) -> None:
         for record in records:

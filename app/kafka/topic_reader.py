@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.polling import NotYet, poll
@@ -67,22 +67,22 @@ async def consumer_from_beginning(
             async with asyncio.timeout(KAFKA_TIMEOUT_S):
                 await consumer.seek_to_beginning(*partitions)
         except BaseException:
-            await stop_consumer(consumer)
+            await stop_client(consumer)
             raise
         return consumer
 
     return await poll(started, wait_s, TOPIC_POLL_S)
 
 
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """Stop `consumer` within KAFKA_TIMEOUT_S.
+async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop an aiokafka consumer or producer within KAFKA_TIMEOUT_S.
 
     The stop runs as a task of its own: a consumer without a group cancels a background task of
     its own on stop and awaits it, which raises CancelledError when that task has not run yet (a
     consumer stopped right after it started); a task created after it runs after it.
     """
     async with asyncio.timeout(KAFKA_TIMEOUT_S):
-        await asyncio.create_task(consumer.stop())
+        await asyncio.create_task(client.stop())
 
 
 async def read_to_end(consumer: AIOKafkaConsumer, idle_s: float = IDLE_S) -> list[ConsumerRecord]:

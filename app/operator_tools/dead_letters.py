@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from app.errors import ErrorKind
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import consumer_from_beginning, read_to_end, stop_consumer
+from app.kafka.topic_reader import consumer_from_beginning, read_to_end, stop_client
 from app.schemas import DeadLetter
 from app.settings import Settings
 
@@ -122,7 +122,7 @@ async def read_dead_letters(settings: Settings) -> DeadLetterLog:
     try:
         records = await read_to_end(consumer)
     finally:
-        await stop_consumer(consumer)
+        await stop_client(consumer)
     letters: list[StoredLetter] = []
     unreadable: list[str] = []
     for record in records:

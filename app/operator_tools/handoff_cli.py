@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from app.exits import EXIT_CONFIG, fail, settings_or_exit
 from app.handoff import ControlCommand
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, stop_client
 from app.settings import Settings
 from app.validation import one_line
 
@@ -73,6 +73,5 @@ async def send_command(settings: Settings, command: ControlCommand) -> str:
         async with asyncio.timeout(KAFKA_TIMEOUT_S):
             metadata = await sent
     finally:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await producer.stop()
+        await stop_client(producer)
     return f"{metadata.topic}[{metadata.partition}]@{metadata.offset}"

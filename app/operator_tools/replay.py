@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.errors import BadInput
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, stop_client
 from app.observability.tracing import TraceContext
 from app.operator_tools.dead_letters import StoredLetter
 from app.redis_client import OPERATION_TIMEOUT_S, RedisClient, connect
@@ -179,8 +179,7 @@ async def replayer(settings: Settings, *, dry_run: bool) -> AsyncIterator[Replay
                 partitions = await producer.partitions_for(settings.input_topic)
             yield Replayer(settings, redis, producer, frozenset(partitions))
         finally:
-            async with asyncio.timeout(KAFKA_TIMEOUT_S):
-                await producer.stop()
+            await stop_client(producer)
     finally:
         await redis.aclose()
 

@@ -15,7 +15,7 @@ from typing import Any
 import confluent_kafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_consumer
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_client
 
 Key = str | bytes | None
 Predicate = Callable[[Sequence[ConsumerRecord]], bool]
@@ -40,8 +40,7 @@ async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[Key, 
         async with asyncio.timeout(KAFKA_TIMEOUT_S):
             await asyncio.gather(*futures)
     finally:
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await producer.stop()
+        await stop_client(producer)
 
 
 async def read_topic(
@@ -81,7 +80,7 @@ async def read_topic(
                 records.extend(batch)
                 quiet_since = time.monotonic()
     finally:
-        await stop_consumer(consumer)
+        await stop_client(consumer)
 
 
 async def partitions_of(bootstrap: str, topic: str) -> set[int]:
@@ -92,7 +91,7 @@ async def partitions_of(bootstrap: str, topic: str) -> set[int]:
             await consumer.start()
         return set(consumer.partitions_for_topic(topic) or ())
     finally:
-        await stop_consumer(consumer)
+        await stop_client(consumer)
 
 
 def at_least(count: int) -> Predicate:

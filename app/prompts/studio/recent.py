@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer
 
 from app.errors import BadInput
 from app.kafka.security import KafkaSecurity
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, read_to_end, stop_consumer
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, read_to_end, stop_client
 from app.schemas import CustomerMessage, parse_message
 from app.settings import Settings
 
@@ -30,7 +30,7 @@ async def recent_messages(settings: Settings, count: int) -> list[CustomerMessag
         await _seek_back(consumer, count)
         records = await read_to_end(consumer)
     finally:
-        await stop_consumer(consumer)
+        await stop_client(consumer)
     newest = sorted(records, key=lambda record: (record.timestamp, record.partition, record.offset))
     messages = []
     for record in newest:
