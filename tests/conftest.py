@@ -8,6 +8,7 @@ on free ports, so processes share nothing. Helpers for topics and worker process
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -35,6 +36,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and call.when != "teardown" and isinstance(factory, WorkerFactory):
         report.sections.append(("worker logs", factory.log_tails()))
     return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _tasks_left_at_the_end() -> AsyncIterator[None]:
+    """Print the tasks still pending when the session's services have stopped, with their stacks:
+    the session's event loop cancels them as it closes, and one that outlives its cancellation has
+    held that close past the last test's timeout."""
+    yield
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            print(f"task left at the session's end: {task!r}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
