@@ -16,12 +16,15 @@ from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.browser import keep_screenshot, put_profiles
 from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import produce
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 # The mock streams a reply in 6 pieces over half its latency: 2.4 s makes chunks 200 ms apart,
 # more than the worker's 50 ms batching, so the page gets several.
 STREAMING_LATENCY_MS = 2400
-REPLY_TIMEOUT_MS = 30_000
+# Below the test's timeout, so a wait that fails says which one it was.
+PAGE_TIMEOUT_MS = 15_000
+REPLY_TIMEOUT_MS = 20_000
 # Every state the reply bubbles go through, as the page shows them.
 RECORD_STATES = """() => {
   window.seen = [];
@@ -45,6 +48,7 @@ async def stack(
 
 async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
     page = await browser.new_page(viewport={"width": 1000, "height": 720})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     await page.goto(gateway.url)
     await page.wait_for_selector(f"#customer option[value='{customer_id}']", state="attached")
     await page.select_option("#customer", customer_id)  # a new conversation for this customer
@@ -91,6 +95,7 @@ async def test_a_reply_streams_in_and_settles_with_its_details(
     assert await page.evaluate("document.documentElement.scrollWidth") <= 320  # nothing cut off at the side
 
 
+@SEVERAL_PROCESSES  # a worker, and the gateway started twice
 async def test_the_page_reconnects_after_the_gateway_restarts(
     stack: Gateway, browser: Browser, tmp_path: Path
 ) -> None:
@@ -104,7 +109,7 @@ async def test_the_page_reconnects_after_the_gateway_restarts(
     await page.wait_for_selector("#status[data-state='offline']")
     await page.screenshot(path=tmp_path / "offline.png")
     await stack.start()
-    await page.wait_for_selector("#status[data-state='online']", timeout=15_000)
+    await page.wait_for_selector("#status[data-state='online']")
 
     # The reply made while the page was offline shows, and the new stream carries the next one.
     [first] = await _final_replies(page, 1)

@@ -15,7 +15,7 @@ from tests.helpers.delivery import metric
 from tests.helpers.kafka import answered, answering_at_least, at_least, json_values, produce_many, read_topic
 from tests.helpers.messages import request, user_texts
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,7 @@ async def test_lines_sent_while_the_first_is_answered_get_one_reply_together(
     assert "first line" in str(calls[1]["messages"])  # the first line and its answer are history now
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_sigkill_while_the_two_are_answered_leaves_each_line_answered_once_in_order(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -106,7 +106,7 @@ async def test_a_sigkill_while_the_two_are_answered_leaves_each_line_answered_on
     assert not any("first line" in user_texts(call)[-1] for call in (await mock_admin.requests())[2:])
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_after_a_sigkill_a_redelivery_of_any_of_them_gets_the_same_reply(
     kafka: str,
     enricher_env: dict[str, str],

@@ -28,7 +28,7 @@ from tests.helpers.delivery import (
 from tests.helpers.kafka import answered, at_least, json_values, produce_many, rd_produce, read_topic
 from tests.helpers.messages import request
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
     assert (await mock_admin.stats())["max_in_flight"] >= 32
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_and_calls_once(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -97,7 +97,7 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_a
     assert await committed_offset(kafka, group, topic, 0) == len(inputs)
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_sigterm_drains_and_the_restart_repeats_nothing(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -121,7 +121,7 @@ async def test_sigterm_drains_and_the_restart_repeats_nothing(
     assert_in_input_order(replies)
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_two_workers_share_the_load_and_survive_a_crash(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -165,7 +165,7 @@ async def test_a_stalled_llm_holds_the_buffer_at_its_bound(
     worker.kill()  # its calls hang until their timeout: a drain would wait out the whole grace
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:

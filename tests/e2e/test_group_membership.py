@@ -15,7 +15,7 @@ from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric, replies_to_all, wait_for_exit
 from tests.helpers.kafka import answered, produce_many
 from tests.helpers.messages import request
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,7 @@ SESSION_TIMEOUT_S = 20.0
 ANSWERED = 'enricher_messages_total{outcome="ok"}'
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_sigterm_moves_the_partitions_to_the_other_worker_before_the_session_timeout(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -65,7 +65,7 @@ def test_the_instance_id_and_session_timeout_reach_the_consumer() -> None:
     assert dynamic.consumer_group_instance_id is None
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_crashed_static_member_restarted_as_itself_answers_what_it_left(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:

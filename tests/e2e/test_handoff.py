@@ -17,7 +17,7 @@ from tests.helpers.cli import invoke
 from tests.helpers.kafka import at_least, json_values, produce, read_topic
 from tests.helpers.messages import request, user_texts
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ async def records(kafka: str, topic: str, count: int) -> list[dict[str, Any]]:
     return json_values(await read_topic(kafka, topic, until=at_least(count), settle_s=1))
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_asking_for_a_human_hands_over_until_the_conversation_is_released(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
@@ -111,7 +111,7 @@ async def test_the_fallback_answering_three_times_in_a_row_hands_over(
         assert await redis.get(fallback_streak_key("c-f")) == "3"
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_while_redis_is_down_a_conversation_a_human_holds_stays_theirs(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:

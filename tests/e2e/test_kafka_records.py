@@ -16,7 +16,7 @@ import pytest
 from aiokafka.errors import UnsupportedCodecError
 
 from tests.helpers.kafka import RdRecord, at_least, json_values, rd_produce, rd_read, read_topic
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -96,7 +96,7 @@ async def codecs_needed(kafka: str, topic: str, monkeypatch: pytest.MonkeyPatch)
     return set(needed)
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_partition_that_cannot_be_decoded_is_paused_and_reported_while_the_rest_goes_on(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:

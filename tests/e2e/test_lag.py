@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.kafka import answering_at_least, produce_many, read_topic
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ async def lag_becomes(worker: Worker, topic: str, wanted: str, timeout_s: float)
     return total
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_lag_grows_while_the_llm_stalls_and_returns_to_zero(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:

@@ -22,7 +22,7 @@ from tests.helpers.kafka import json_values, produce, read_topic
 from tests.helpers.messages import request
 from tests.helpers.orders import order, order_value
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import PROMPTS, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -160,7 +160,7 @@ async def test_an_order_s_status_reaches_its_customer_through_a_tool_and_nobody_
     assert sum("shipped" in text for text in told) == 1
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_redelivery_after_sigkill_calls_no_tool_again(
     kafka: str,
     enricher_env: dict[str, str],

@@ -17,7 +17,7 @@ from devstack.redis_server import EmbeddedRedis
 from tests.helpers.delivery import assert_consistent_duplicates, calls_per_text, replies_to_all
 from tests.helpers.kafka import answered, json_values, produce, produce_many, read_topic
 from tests.helpers.messages import request, requests_for
-from tests.helpers.timeouts import SEVERAL_WORKERS
+from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +83,7 @@ async def test_context_history_and_reply_store_on_a_cluster(
     assert calls_per_text(await mock_admin.requests()) == {"Question 1": 1, "Question 2": 1}
 
 
-@SEVERAL_WORKERS
+@SEVERAL_PROCESSES
 async def test_a_primary_killed_mid_run_loses_no_reply_and_context_comes_back(
     kafka: str,
     enricher_env: dict[str, str],
