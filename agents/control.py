@@ -14,8 +14,8 @@ from agents.redis_retry import until_redis_takes
 from app.context import ContextStore
 from app.errors import BadInput
 from app.handoff import parse_command
-from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
+from app.kafka.outbox import DeadLetters
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import faust
 from agents.redis_retry import until_redis_takes
 from app.context import ContextStore
 from app.errors import BadInput
-from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
+from app.kafka.outbox import DeadLetters
 from app.observability import metrics
 from app.schemas import parse_order
 

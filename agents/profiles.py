@@ -9,8 +9,8 @@ import faust
 
 from agents.redis_retry import until_redis_takes
 from app.context import ContextStore, encode_profile
-from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
+from app.kafka.outbox import DeadLetters
 from app.observability import metrics
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,9 @@ from app.fate import (
     Replayed,
     ToHuman,
 )
-from app.kafka.inflight import InFlight, Taken
+from app.kafka.inflight import Gate, InFlight, Lanes, Taken
 from app.kafka.internals import on_partitions_revoked
-from app.kafka.lanes import Gate, Lanes
-from app.kafka.outbox import Outbox
-from app.kafka.publisher import ChunkPublisher
+from app.kafka.outbox import ChunkPublisher, Outbox
 from app.llm.client import DeltaSink
 from app.observability import metrics
 from app.observability.logs import bind
@@ -56,7 +54,7 @@ class Queued:
 
 @dataclass(frozen=True)
 class LaneLimits:
-    """How much work the agent holds (see `app.kafka.lanes.Lanes`)."""
+    """How much work the agent holds (see `app.kafka.inflight.Lanes`)."""
 
     max_buffered: int
     max_running: int

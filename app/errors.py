@@ -1,4 +1,6 @@
-"""The project's error tree; third-party exceptions are translated into it where they occur.
+"""The project's errors: the error tree, a pydantic ValidationError as one line, and how an
+`enricher` command ends on a problem (one line on stderr and an exit code). Third-party
+exceptions are translated into the tree where they occur.
 
 EnricherError
  ├── BadInput                 the message itself is wrong: DLQ, never retried
@@ -20,7 +22,13 @@ EnricherError
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Literal, NoReturn, TypeVar
+
+from pydantic import ValidationError
+
+from app.settings import SettingsError, load_settings
 
 ErrorKind = Literal[
     "invalid_json",
@@ -32,6 +40,11 @@ ErrorKind = Literal[
     "invalid_structured",
     "internal",
 ]
+
+Loaded = TypeVar("Loaded")
+
+EXIT_FAILURE = 1  # the command could not do its job
+EXIT_CONFIG = 2  # a setting, an argument or a template is wrong: nothing was tried
 
 
 class EnricherError(Exception):
@@ -147,3 +160,32 @@ class TemplateError(EnricherError):
         super().__init__(f"{location}: {message}" if location else message)
         self.location = location
         self.reason = message
+
+
+def where(location: Sequence[str | int]) -> str:
+    """`('usage', 'prompt_tokens')` as `usage.prompt_tokens`."""
+    return ".".join(str(part) for part in location)
+
+
+def one_line(error: ValidationError, *, prefix: Sequence[str | int] = (), first_only: bool = False) -> str:
+    """`field: problem; other.field: problem` (just the first with `first_only`), under `prefix`."""
+    problems = error.errors()[:1] if first_only else error.errors()
+    return "; ".join(
+        f"{where((*prefix, *item['loc'])) or 'value'}: {str(item['msg']).removeprefix('Value error, ')}"
+        for item in problems
+    )
+
+
+def fail(line: str, code: int = EXIT_FAILURE, *, command: str = "enricher") -> NoReturn:
+    """Print `command: line` to stderr and exit with `code`."""
+    print(f"{command}: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def settings_or_exit(load: Callable[[], Loaded] = load_settings) -> Loaded:  # type: ignore[assignment]
+    """What `load` reads from the environment (the settings), or exit 2 with the one line
+    naming the bad variable that its SettingsError gives."""
+    try:
+        return load()
+    except SettingsError as error:
+        fail(f"configuration error: {error}", EXIT_CONFIG)

@@ -33,11 +33,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.errors import ContextUnavailable, InvalidMessage
+from app.errors import ContextUnavailable, InvalidMessage, one_line
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, AnyPipeline, RedisClient
 from app.redis_keys import fallback_streak_key, state_key
 from app.schemas import Identifier, json_object
-from app.validation import one_line
 
 HUMAN = "human"
 """What `state_key` holds while a human has the conversation."""

@@ -9,12 +9,11 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from app.exits import EXIT_CONFIG, fail, settings_or_exit
+from app.errors import EXIT_CONFIG, fail, one_line, settings_or_exit
 from app.knowledge.cli import knowledge_cli
-from app.operator_tools.dlq_cli import dlq_cli
+from app.operator_tools.dead_letters import dlq_cli
 from app.operator_tools.handoff_cli import handoff_cli
 from app.prompts.cli import prompts_cli
-from app.validation import one_line
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(prompts_cli, name="prompts")

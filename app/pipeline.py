@@ -1,13 +1,15 @@
 """One message's fate (`app.fate`), made in named steps: read (signals, personal data masked) →
 decide (the handoff rules) → prompt (template, history within the token budget) → ask (the LLM,
-its answer restored and priced) → check (the output guard) → record (reply and turns). No faust
+its answer restored and priced) → check (the output guard) → record (reply and turns). Here too
+what a reply is made of (the reply itself, priced and counted, and its history turns) and the
+streamed answer with the customer's personal data put back, chunk by chunk (promise 7). No faust
 here."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
@@ -33,13 +35,13 @@ from app.llm.client import CallOptions, Completion, DeltaSink
 from app.llm.tool_calls import ToolRunner, ToolUse
 from app.llm.tool_loop import complete_with_tools
 from app.observability import metrics
+from app.observability.logs import Redactor
+from app.prices import PriceTable, base_model
 from app.prompts.handoff_rules import HandoffReason
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.prompts.response_schema import ResponseSchema, map_strings, strings
 from app.prompts.tools_file import ToolSpec
-from app.reply_records import KEY_SHAPED, customer_turns, priced, reply_record, turns_of
 from app.resources import Resources
-from app.restoring_sink import RestoringSink
 from app.schemas import (
     CustomerMessage,
     ErrorInfo,
@@ -49,6 +51,7 @@ from app.schemas import (
     Source,
     ToolCalled,
     Usage,
+    reply_id_for,
     rfc3339,
     utc_now,
 )
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 # messages asking for a person scored 0.55-0.83, while "Question 3 from conversation 4" and
 # "Hello? Is someone there?" came out as `wants_human` at 0.40.
 HANDOFF_INTENT_CONFIDENCE = 0.5
+# An LLM can be talked into repeating key-shaped text; it never leaves in a reply.
+KEY_SHAPED = Redactor(())
 
 SinkFor = Callable[[CustomerMessage], DeltaSink]
 """Where the reply to a message streams while the LLM writes it."""
@@ -535,3 +540,107 @@ def _as_asked(message: CustomerMessage, language: str | None) -> CustomerMessage
     if "locale" in message.model_fields_set or language is None:
         return message
     return message.model_copy(update={"locale": language})
+
+
+def priced(prices: PriceTable, configured: Collection[str], model: str, template: str, usage: Usage) -> Usage:
+    """`usage` with its cost, counted in the token and cost metrics by model and template.
+
+    Labels stay bounded: a model not in `configured` (the worker's model and its fallbacks) counts
+    as `other`, and templates are the prompt set's own names.
+    """
+    cost = prices.cost_usd(model, usage)
+    base = base_model(model)
+    label = base if base in configured else "other"
+    for kind, tokens in (
+        ("prompt", usage.prompt_tokens),
+        ("cached", usage.cached_tokens),
+        ("completion", usage.completion_tokens),
+    ):
+        metrics.LLM_TOKENS.labels(label, template, kind).inc(tokens)
+    if cost is not None:
+        metrics.LLM_COST.labels(label, template).inc(cost)
+    return usage.model_copy(update={"cost_usd": cost})
+
+
+def customer_turns(messages: Sequence[CustomerMessage]) -> list[HistoryTurn]:
+    """The history entries of what the customer wrote."""
+    now = rfc3339(utc_now())
+    return [
+        HistoryTurn(
+            role="customer",
+            text=message.text,
+            message_id=message.message_id,
+            at=rfc3339(message.sent_at) if message.sent_at else now,
+            conversation_id=message.conversation_id,
+        )
+        for message in messages
+    ]
+
+
+def turns_of(messages: Sequence[CustomerMessage], reply: Reply) -> list[HistoryTurn]:
+    """The history entries a reply adds: each message it answers, the customer's, and ours."""
+    ours = HistoryTurn(
+        role="agent",
+        text=reply.text,
+        message_id=reply.message_id,
+        at=reply.created_at,
+        conversation_id=reply.conversation_id,
+    )
+    return [*customer_turns(messages), ours]
+
+
+def reply_record(
+    messages: Sequence[CustomerMessage],
+    prompt: RenderedPrompt,
+    text: str,
+    status: str,
+    model: str,
+    usage: Usage,
+    started: float,
+    signals: dict[str, Any] | None,
+) -> Reply:
+    """The reply to `messages`, answered together: it is named after the last of them, and
+    `started` is when its making began."""
+    message = messages[-1]
+    return Reply.model_validate(
+        {
+            "reply_id": reply_id_for(message.message_id),
+            "message_id": message.message_id,
+            "conversation_id": message.conversation_id,
+            "customer_id": message.customer_id,
+            "text": KEY_SHAPED(text),
+            "status": status,
+            "model": model,
+            "prompt": prompt.ref,
+            "usage": usage,
+            "latency_ms": round((time.monotonic() - started) * 1000),
+            "created_at": rfc3339(utc_now()),
+            "signals": signals,
+            "answers": [m.message_id for m in messages],
+        }
+    )
+
+
+class RestoringSink:
+    """A DeltaSink that puts the personal data back into the streamed answer before it is sent."""
+
+    def __init__(self, sink: DeltaSink, masked: Masked) -> None:
+        self._sink, self._masked = sink, masked
+        self._restorer = masked.restorer()
+
+    async def send(self, delta: str) -> None:
+        """Send what can be restored now; a placeholder cut between two deltas waits for the next."""
+        restored = self._restorer.feed(delta)
+        if restored:
+            await self._sink.send(restored)
+
+    def restart(self) -> None:
+        """The attempt failed: start over, forgetting what was held back."""
+        self._restorer = self._masked.restorer()
+        self._sink.restart()
+
+    async def flush(self) -> None:
+        """Send what is still held back, once the answer is complete."""
+        rest = self._restorer.flush()
+        if rest:
+            await self._sink.send(rest)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.context import ContextStore
 from app.guard.output import OutputGuard
 from app.handoff import HeldConversations
-from app.knowledge.source import BackgroundKnowledge
+from app.knowledge.index import BackgroundKnowledge
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
 from app.prices import PriceTable

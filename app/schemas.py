@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge
-from app.validation import one_line
+from app.errors import ErrorKind, InvalidJson, InvalidMessage, TooLarge, one_line
 
 REPLY_NAMESPACE = uuid.UUID("5b4c0a52-3f0e-4f7e-9a55-2f4f3b1d6c11")
 

@@ -17,20 +17,16 @@ from agents.orders import OrderAgent
 from agents.profiles import ProfileAgent
 from agents.support_reply import LaneLimits, SupportAgent
 from app import pipeline
-from app.errors import TemplateError
-from app.exits import EXIT_CONFIG, fail
-from app.kafka.dlq import DeadLetters
+from app.errors import EXIT_CONFIG, TemplateError, fail
 from app.kafka.faust_app import build_app, declare_topics
 from app.kafka.handoff_follower import HandoffFollower
 from app.kafka.inflight import InFlight
 from app.kafka.internals import Consumer, DrainingWorker
-from app.kafka.lag import LAG_INTERVAL_S, LagReport
-from app.kafka.outbox import Outbox
-from app.kafka.publisher import Publisher
+from app.kafka.outbox import DeadLetters, Outbox, Publisher
+from app.kafka.partition_health import LAG_INTERVAL_S, LagReport
 from app.llm.health import LLMHealth
 from app.observability.health import Health, attach_pages
-from app.observability.logs import logging_config, secrets_of
-from app.observability.redaction import Redactor
+from app.observability.logs import Redactor, logging_config, secrets_of
 from app.resources import Resources
 from app.settings import Settings
 
@@ -145,7 +141,7 @@ def run_worker(settings: Settings) -> None:
         unreadable_partitions,
     )
     attach_pages(app, health)
-    lag = LagReport(cast(Consumer, app.consumer))
+    lag = LagReport(cast(Consumer, app.consumer).lag)
 
     async def report_lag() -> None:
         lag.update()

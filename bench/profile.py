@@ -61,16 +61,19 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("app/signals/intent.py", ""),
         ("app/signals/pii.py", ""),
     ),
-    "personal data masked and restored": (("app/signals/masking.py", ""), ("app/restoring_sink.py", "")),
+    "personal data masked and restored": (
+        ("app/signals/masking.py", ""),
+        ("app/pipeline.py", "RestoringSink"),
+    ),
     "output guard": (("app/guard/", ""),),
     "trace context": (("app/observability/tracing.py", ""),),
     "history (turns read, trimmed, written)": (
         ("app/context.py", "_turns_of"),
         ("app/context.py", "ContextStore._queue_turns"),
-        ("app/reply_records.py", "turns_of"),
+        ("app/pipeline.py", "turns_of"),
         ("app/pipeline.py", "fit_history"),
     ),
-    "streamed chunks": (("app/kafka/publisher.py", "ChunkPublisher"),),
+    "streamed chunks": (("app/kafka/outbox.py", "ChunkPublisher"),),
     "published marks": (("app/context.py", "ContextStore.mark_published"),),
     "adaptive limits and deadlines": (
         ("app/llm/concurrency.py", ""),

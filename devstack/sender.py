@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from app.errors import one_line
 from app.kafka.security import PLAINTEXT, KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, consumer_from_beginning, stop_client
 from app.kafka.topics import TopicNames
 from app.schemas import CustomerMessage, DeadLetter, Order, Reply, ReplyChunk, rfc3339, utc_now
 from app.settings import Settings
-from app.validation import one_line
 from devstack.dev_config import DevState, load_dev_settings
 
 

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
 from app.context import ContextStore, encode_profile
-from app.exits import fail
+from app.errors import fail
 from app.kafka.security import KafkaSecurity
 from app.kafka.topic_reader import stop_client
 from app.kafka.topics import TopicNames

@@ -23,14 +23,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "app.settings",
         "app.errors",
-        "app.validation",
         "app.schemas",
         "app.fate",
         "app.redis_keys",
         "app.tokens",
         "app.polling",
         "app.last_good",
-        "app.exits",
         "app.prices",
         "app.observability",
     ),
@@ -46,8 +44,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "app.handoff",
         "app.kafka.handoff_follower",  # the handoff topics read into the held set
         "app.context",
-        "app.restoring_sink",
-        "app.reply_records",
         "app.observability.health",  # readiness, asked of the clients
     ),
     # 3. The message path.

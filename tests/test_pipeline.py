@@ -17,11 +17,10 @@ from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
 from app.context import ContextStore
 from app.fate import AlreadyPublished, Answered, Covered, DeadLettered, Failure, Fallback, Fate, Replayed
-from app.pipeline import answer, fit_history
+from app.pipeline import RestoringSink, answer, fit_history
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.redis_keys import published_key
 from app.resources import Resources
-from app.restoring_sink import RestoringSink
 from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
 from app.signals.masking import mask

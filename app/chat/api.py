@@ -14,9 +14,8 @@ from starlette.routing import BaseRoute, Route
 
 from app.chat.doors import Customer, Doors, Refused, error_response
 from app.chat.feed import ReplyFeed
-from app.chat.hub import ConversationHub
+from app.chat.hub import ConversationHub, EventStream
 from app.chat.intake import Intake, outgoing
-from app.chat.sse import EventStream
 from app.chat.store import ChatStore, StoreUnavailable
 from app.errors import BadInput
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 from app.guard.echo import RUN_WORDS, longest_echo
 from app.guard.identifiers import foreign_id, shaped_ids
-from app.observability.redaction import SECRET_SHAPES
+from app.observability.logs import SECRET_SHAPES
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals.pii import EMAIL
 from app.tokens import ChatMessage

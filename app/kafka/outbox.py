@@ -1,13 +1,19 @@
-"""What a fate puts on the topics: the closing chunk, the handoff records, the reply, the dead
-letter, and the reply's published mark (the table in `app.fate`)."""
+"""A fate's records produced in order: the closing chunk, the handoff records, the reply, the dead
+letter, and the reply's published mark (the table in `app.fate`); and the producing under them,
+through faust: durable sends for replies and dead letters, fast ones for the chunks a reply
+streams in. A dead letter is an input that could not be answered, with the reason and the raw
+bytes."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import assert_never
 
 import faust
 
+from app.errors import ErrorKind
 from app.fate import (
     AlreadyPublished,
     Answered,
@@ -20,11 +26,24 @@ from app.fate import (
     Replayed,
     ToHuman,
 )
-from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
-from app.kafka.publisher import ChunkPublisher, Publisher
+from app.observability import metrics
 from app.observability.tracing import TraceContext
-from app.schemas import CustomerMessage, ForHuman, Handoff, Reply, SourcePosition
+from app.schemas import (
+    CustomerMessage,
+    DeadLetter,
+    ForHuman,
+    Handoff,
+    Reply,
+    ReplyChunk,
+    SourcePosition,
+    reply_id_for,
+)
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+Produce = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
 
 
 class Outbox:
@@ -117,3 +136,121 @@ async def _close(chunks: Mapping[str, ChunkPublisher], reply: Reply, text: str |
     stream = chunks.get(reply.message_id)
     if stream is not None:
         await stream.finish(text)
+
+
+class Publisher:
+    """Sends raw bytes, with headers, to faust topics."""
+
+    async def deliver(self, topic: faust.TopicT, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Send and wait until the broker has acknowledged the record."""
+        pending = await topic.send(key=key, value=value, headers=headers)
+        await pending
+
+    async def send(self, topic: faust.TopicT, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Hand the record to the producer without waiting for the broker."""
+        await topic.send(key=key, value=value, headers=headers)
+
+
+class ChunkPublisher:
+    """Streams one reply's deltas to the chunk topic, numbered from 0; `finish` sends `done`.
+
+    Deltas arriving within `FLUSH_INTERVAL_S` of the last chunk are merged into the next one:
+    a reader still sees the text grow smoothly, at a fraction of the records. After a failed
+    attempt the next chunk carries `reset`, so a reader drops the text streamed before it.
+    """
+
+    FLUSH_INTERVAL_S = 0.05
+
+    def __init__(
+        self, publisher: Publisher, topic: faust.TopicT, request: CustomerMessage, trace: TraceContext
+    ) -> None:
+        self._publisher = publisher
+        self._topic = topic
+        self._trace = trace
+        self._key = request.conversation_id.encode()
+        self._request = request
+        self._reply_id = reply_id_for(request.message_id)
+        self._seq = 0
+        self._pending: list[str] = []
+        self._last_sent = float("-inf")
+        self._void = False
+
+    async def send(self, delta: str) -> None:
+        """Publish a partial piece of the reply, merged with others that came close behind."""
+        self._pending.append(delta)
+        if time.monotonic() - self._last_sent >= self.FLUSH_INTERVAL_S:
+            await self._emit(done=False)
+
+    def restart(self) -> None:
+        """The LLM attempt failed: what was streamed of it is void, and the next chunk says so."""
+        self._pending.clear()
+        self._void = self._void or self._seq > 0
+
+    async def finish(self, replacement: str | None = None) -> None:
+        """Publish the closing chunk with what is pending, or with `replacement` instead of all
+        that was streamed before."""
+        if replacement is not None:
+            self.restart()
+            self._pending = [replacement]
+        await self._emit(done=True)
+
+    async def _emit(self, *, done: bool) -> None:
+        chunk = ReplyChunk(
+            reply_id=self._reply_id,
+            message_id=self._request.message_id,
+            conversation_id=self._request.conversation_id,
+            seq=self._seq,
+            delta="".join(self._pending),
+            done=done,
+            reset=self._void,
+        )
+        self._seq += 1
+        self._void = False
+        self._pending.clear()
+        self._last_sent = time.monotonic()
+        await self._publisher.send(
+            self._topic, self._key, chunk.model_dump_json().encode(), self._trace.headers()
+        )
+
+
+class DeadLetters:
+    """Writes DLQ records through `produce(key, value, headers)`, which must wait for the broker's ack.
+
+    Details come from exceptions, which may quote a credential (a provider's 401 body does):
+    `redact` cleans them before they are written or logged.
+    """
+
+    def __init__(self, produce: Produce, redact: Callable[[str], str]) -> None:
+        self._produce = produce
+        self._redact = redact
+
+    async def send(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        source: SourcePosition,
+        key: bytes | None,
+        raw: bytes | None,
+        trace: TraceContext,
+    ) -> None:
+        """Record one failed input durably, in the input's trace."""
+        detail = self._redact(detail)
+        letter = DeadLetter.build(kind, detail, source, raw)
+        await self._produce(key, letter.model_dump_json().encode(), trace.headers())
+        metrics.DEAD_LETTERS.labels(kind).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={
+                "kind": kind,
+                "detail": detail,
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+            },
+        )
+
+    async def reject(self, kind: ErrorKind, detail: str, message: faust.types.Message) -> None:
+        """Record one record of a side topic (profiles, control) that cannot be applied, in its trace."""
+        source = SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
+        trace = TraceContext.of(message.headers)
+        await self.send(kind, detail, source, message.key, message.value, trace)

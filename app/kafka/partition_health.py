@@ -1,9 +1,11 @@
-"""Partitions the worker cannot read: left out of fetching, logged, counted and shown in /readyz."""
+"""The health of the worker's partitions: the ones it cannot read (left out of fetching, logged,
+counted and shown in /readyz), and the consumer lag as a metric (how far the worker's committed
+offsets are behind each partition)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 
 from faust.types import TP
@@ -11,6 +13,8 @@ from faust.types import TP
 from app.observability import metrics
 
 log = logging.getLogger(__name__)
+
+LAG_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,27 @@ class UnreadablePartitions:
             f"{tp.topic}[{tp.partition}]": f"paused at offset {stopped.offset}: {stopped.reason}"
             for tp, stopped in sorted(self._stopped.items())
         }
+
+
+class LagReport:
+    """Sets `enricher_kafka_consumer_lag` for the assigned partitions; drops the revoked ones.
+
+    `lags` is the worker's `Consumer.lag` (app.kafka.internals), passed in as a function because
+    that module imports this one.
+    """
+
+    def __init__(self, lags: Callable[[], dict[TP, int]]) -> None:
+        self._lags = lags
+        self._reported: set[TP] = set()
+
+    def update(self) -> None:
+        """Report the lag of every assigned partition now."""
+        lags = self._lags()
+        for tp, lag in lags.items():
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        for gone in self._reported - lags.keys():
+            metrics.CONSUMER_LAG.remove(gone.topic, str(gone.partition))
+        self._reported = set(lags)
 
 
 def _describe(cause: BaseException | None) -> str:

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from app.errors import TemplateError
-from app.exits import fail
+from app.errors import TemplateError, fail
 from app.knowledge.articles import read_articles
-from app.knowledge.source import KnowledgeSource
+from app.knowledge.index import KnowledgeSource
 
 knowledge_cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Check the help-center and try its search."

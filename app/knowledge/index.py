@@ -1,26 +1,36 @@
-"""The help-center's search index: per locale, BM25 over the passages' words and their WordLlama vectors,
-fused into one score.
+"""The help-center in use now, and its search: the articles of ENRICHER_KNOWLEDGE_DIR indexed,
+rebuilt when an article changes (a broken article is rejected with its `file:line` and the last
+good index keeps serving), and the passages a message is given (`passages_for`). In the worker
+the index is built in the background while it starts (`BackgroundKnowledge`).
 
-The lexical index (bm25s) finds product names, codes and rare words a static embedding blurs; the
-vectors find a passage that says the same in other words. Each query's BM25 scores are divided by
-their maximum, so both lie in [0, 1], and summed with LEXICAL_WEIGHT, chosen on the labelled set's
-dev half (bench/knowledge.py, which also compares reciprocal rank fusion). The index is built once
-per change of the articles, never per message.
+The index holds, per locale, BM25 over the passages' words and their WordLlama vectors, fused
+into one score. The lexical index (bm25s) finds product names, codes and rare words a static
+embedding blurs; the vectors find a passage that says the same in other words. Each query's BM25
+scores are divided by their maximum, so both lie in [0, 1], and summed with LEXICAL_WEIGHT,
+chosen on the labelled set's dev half (bench/knowledge.py, which also compares reciprocal rank
+fusion). The index is built once per change of the articles, never per message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import bm25s
 import numpy as np
 import numpy.typing as npt
 from bm25s import stopwords
 
-from app.knowledge.articles import Article, Passage
+from app.errors import TemplateError
+from app.knowledge.articles import ARTICLE_GLOB, Article, Passage, read_articles
+from app.last_good import FileStates, LastGood, states_of
 from app.prompts.file_format import locale_chain
+from app.schemas import CustomerMessage, HistoryTurn
+from app.signals.background import in_background
 from app.signals.embedding import Embedder, Vectors
 from app.tokens import count_text
 
@@ -42,6 +52,11 @@ STOPWORDS: dict[str, frozenset[str]] = {
     "nl": frozenset(stopwords.STOPWORDS_DUTCH),
     "pt": frozenset(stopwords.STOPWORDS_PORTUGUESE),
 }
+# The help-center passages a prompt carries at most: three short passages hold the answer to a
+# support question on the labelled set (bench/results/knowledge.md).
+PASSAGES = 3
+# A message of fewer words is searched for together with the customer's previous turn.
+SHORT_QUERY_WORDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +166,98 @@ class KnowledgeIndex:
 def _searched_text(passage: Passage) -> str:
     """What a passage is found by: its heading path, its article's tags and its text."""
     return "\n".join((passage.heading, " ".join(passage.tags), passage.text))
+
+
+def article_states(directory: Path) -> FileStates:
+    """(name, mtime_ns, size) of every article: any edit, addition or removal changes it."""
+    return states_of(directory.glob(ARTICLE_GLOB))
+
+
+def load_index(directory: Path, embedder: Embedder) -> KnowledgeIndex:
+    """The index of every article of `directory`; the first TemplateError if any article is broken."""
+    return KnowledgeIndex(checked_articles(directory), embedder)
+
+
+def checked_articles(directory: Path) -> list[Article]:
+    """The articles of `directory`; TemplateError when it is absent or an article of it is broken
+    (the first problem)."""
+    if not directory.is_dir():
+        raise TemplateError("ENRICHER_KNOWLEDGE_DIR is not a directory", str(directory))
+    articles, problems = read_articles(directory)
+    if problems:
+        raise problems[0]
+    return articles
+
+
+def knowledge_query(message: CustomerMessage, history: Sequence[HistoryTurn]) -> str:
+    """What the help-center is searched for: the customer's text, after the customer's previous turn
+    when the text alone is too short to say what it is about ("and to Austria?")."""
+    earlier = [turn.text for turn in history if turn.role == "customer"]
+    if len(message.text.split()) >= SHORT_QUERY_WORDS or not earlier:
+        return message.text
+    return f"{earlier[-1]}\n{message.text}"
+
+
+def passages_for(
+    index: KnowledgeIndex, message: CustomerMessage, history: Sequence[HistoryTurn]
+) -> list[Hit]:
+    """The passages the worker gives `message` (as the prompt shows it: masked, with its locale),
+    best first, at most PASSAGES."""
+    return index.search(knowledge_query(message, history), message.locale, PASSAGES)
+
+
+class KnowledgeSource(LastGood[KnowledgeIndex]):
+    """Holds the last good KnowledgeIndex of a directory; its embedder is loaded once and kept."""
+
+    def __init__(self, directory: Path, embedder: Embedder) -> None:
+        # The first load raises: a broken help-center stops the worker at start, as templates do.
+        super().__init__(
+            directory,
+            load_index(directory, embedder),
+            lambda path: load_index(path, embedder),
+            article_states,
+            "knowledge",
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> KnowledgeSource:
+        """Load WordLlama and index the directory; TemplateError if it is absent or an article is
+        broken."""
+        checked_articles(directory)
+        return cls(directory, Embedder())
+
+    def summary(self) -> dict[str, object]:
+        """The articles and passages a reload brought."""
+        return {"articles": len(self.current.articles), "passages": self.current.passage_count}
+
+
+class BackgroundKnowledge:
+    """The help-center as the worker uses it: its articles checked at once (a broken one stops the
+    worker at start with its `file:line`, TemplateError), their index built in a thread on
+    `embedder` (WordLlama, shared with the signal models) while the worker starts. Until the index
+    is built a message gets no passages."""
+
+    def __init__(self, directory: Path, embedder: Future[Embedder]) -> None:
+        checked_articles(directory)
+        self._loading = in_background(lambda: KnowledgeSource(directory, embedder.result()), "knowledge")
+
+    def problem(self) -> str | None:
+        """Why the help-center cannot answer yet (indexing, or failed to), for readiness; None once
+        it can."""
+        if not self._loading.done():
+            return "the help-center is still being indexed"
+        error = self._loading.exception()
+        return None if error is None else f"the help-center failed to load: {type(error).__name__}: {error}"
+
+    def passages_for(self, message: CustomerMessage, history: Sequence[HistoryTurn]) -> list[Hit]:
+        """The passages for `message` (see `passages_for`); none while the index is being built."""
+        if self.problem() is not None:
+            return []
+        return passages_for(self._loading.result().current, message, history)
+
+    async def watch(self) -> None:
+        """Once the index is built, reload it whenever an article changes, until cancelled; nothing
+        when it failed to build (`problem` says why, and readiness with it)."""
+        await asyncio.wait([asyncio.wrap_future(self._loading)])
+        if self.problem() is None:
+            await self._loading.result().watch()

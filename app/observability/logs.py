@@ -1,8 +1,12 @@
-"""Log lines on stdout, JSON or for people, with secrets redacted wherever they would appear."""
+"""Log lines on stdout, JSON or for people, with secrets redacted wherever they would appear; and
+the redaction itself, which keeps secrets out of logs, dead letters and replies: known values
+and key-shaped text."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -10,12 +14,34 @@ from typing import Any
 import pythonjsonlogger.json
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from app.observability.redaction import Redactor
 from app.settings import Settings
 
 RECORD_ATTRIBUTES = frozenset(RESERVED_ATTRS)  # what is not an extra field, for both formats
 RENAMED = {"asctime": "ts", "levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 QUIET_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiokafka", "kafka")
+REDACTED = "[redacted]"
+# Named so that a report (the output guard's dead letter) can say what it found without the value.
+SECRET_SHAPES: Mapping[str, re.Pattern[str]] = {
+    "an API key (sk-...)": re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    "a password in a URL": re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+(?=@)"),
+    "a bearer token": re.compile(r"(?i)(?<=bearer )[A-Za-z0-9_\-.]{8,}"),
+}
+SECRET_PATTERNS = tuple(SECRET_SHAPES.values())
+
+
+class Redactor:
+    """Replaces known secret values and secret-looking patterns in text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in SECRET_PATTERNS:
+            text = pattern.sub(REDACTED, text)
+        return text
+
 
 _correlation: ContextVar[dict[str, str]] = ContextVar("correlation", default={})  # noqa: B039  # never mutated
 

@@ -12,12 +12,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from app.exits import EXIT_CONFIG, fail, settings_or_exit
+from app.errors import EXIT_CONFIG, fail, one_line, settings_or_exit
 from app.handoff import ControlCommand
 from app.kafka.security import KafkaSecurity
 from app.kafka.topic_reader import KAFKA_TIMEOUT_S, TopicMissing, stop_client
 from app.settings import Settings
-from app.validation import one_line
 
 handoff_cli = typer.Typer(
     add_completion=False,

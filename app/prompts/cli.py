@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.errors import TemplateError
-from app.exits import fail, settings_or_exit
+from app.errors import TemplateError, fail, settings_or_exit
 from app.prompts.check_report import (
     handoff_report,
     intents_report,

@@ -56,10 +56,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from app.errors import TemplateError
+from app.errors import TemplateError, one_line, where
 from app.prompts.response_schema import ResponseFormat, ResponseSchema
 from app.schemas import CustomerMessage, HistoryTurn, Order
-from app.validation import one_line, where
 
 FENCE = "---"
 VARIABLES = frozenset({"customer", "history", "knowledge", "message", "metadata", "now", "orders", "signals"})

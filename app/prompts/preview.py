@@ -15,14 +15,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from app.errors import LLMError, TemplateError
-from app.exits import fail
+from app.errors import LLMError, TemplateError, fail, one_line
 from app.prompts.file_format import Sample, read_text
 from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
 from app.schemas import CustomerMessage, HistoryTurn, Order
 from app.settings import Settings
 from app.tokens import count_chat, count_text
-from app.validation import one_line
 
 
 class HistoryEntry(BaseModel):

@@ -42,10 +42,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from app.errors import TemplateError
+from app.errors import TemplateError, where
 from app.prompts.file_format import FIELD_PROBLEMS
 from app.settings import HEADER_NAME
-from app.validation import where
 
 FILE_NAME = "tools.yaml"
 DEFAULT_TIMEOUT_S = 2.0

@@ -10,7 +10,7 @@ import dataclasses
 from aiohttp import web
 from pydantic import ValidationError
 
-from app.validation import one_line
+from app.errors import one_line
 from devstack.mock_llm.state import STATE, Json, MockConfig, Script
 
 

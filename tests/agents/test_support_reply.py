@@ -29,9 +29,8 @@ from app.fate import (
     Replayed,
     ToHuman,
 )
-from app.kafka.dlq import DeadLetters
 from app.kafka.faust_app import Topics
-from app.kafka.outbox import Outbox
+from app.kafka.outbox import DeadLetters, Outbox
 from app.pipeline import SinkFor
 from app.schemas import CustomerMessage, ForHuman, PromptRef, Reply, Usage, reply_id_for
 

@@ -6,8 +6,7 @@ import asyncio
 
 from starlette.types import Message
 
-from app.chat.hub import ConversationHub, Event, Subscription
-from app.chat.sse import EventStream
+from app.chat.hub import ConversationHub, Event, EventStream, Subscription
 
 
 async def _drain(subscription: Subscription) -> list[Event]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.operator_tools.dlq_cli import dlq_cli
+from app.operator_tools.dead_letters import dlq_cli
 from tests.helpers.deploy_files import ALERTS, DEPLOY, REPO, contract_variables, load_yaml
 from tests.helpers.envs import LoadSettings
 from tests.helpers.promql import metric_names, served_families, served_names

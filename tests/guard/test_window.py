@@ -8,7 +8,7 @@ import pytest
 from app.guard.echo import RUN_WORDS, system_words, words
 from app.guard.output import GuardContext, OutputGuard
 from app.guard.window import PIECE_CHARS, GuardWindow
-from app.restoring_sink import RestoringSink
+from app.pipeline import RestoringSink
 from app.signals.masking import mask
 from bench.guard_answers import conversations, natural_answers
 from tests.helpers.sinks import Collected

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import TemplateError
-from app.knowledge.source import BackgroundKnowledge, knowledge_query
+from app.knowledge.index import BackgroundKnowledge, knowledge_query
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals.embedding import Embedder
 from tests.helpers.polling import until

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.errors import TemplateError
-from app.knowledge.source import KnowledgeSource
+from app.knowledge.index import KnowledgeSource
 from tests.helpers.polling import until
 from tests.helpers.workers import REPO
 

@@ -8,8 +8,7 @@ import pytest
 
 from app.llm.client import CallOptions, LLMClient
 from app.llm.provider import openai_client
-from app.observability.logs import JsonFormatter, secrets_of
-from app.observability.redaction import Redactor
+from app.observability.logs import JsonFormatter, Redactor, secrets_of
 from app.settings import Settings, SettingsError, load_settings
 from app.tokens import ChatMessage
 from devstack.mock_llm.admin import MockAdmin

@@ -11,8 +11,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from app.observability.logs import ConsoleFormatter, JsonFormatter, bind, logging_config
-from app.observability.redaction import Redactor
+from app.observability.logs import ConsoleFormatter, JsonFormatter, Redactor, bind, logging_config
 from app.settings import Settings
 
 

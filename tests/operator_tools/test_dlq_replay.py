@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from app.operator_tools.replay import REPLAY_HEADER
+from app.operator_tools.dead_letters import REPLAY_HEADER
 from app.schemas import Reply, reply_id_for
 from tests.helpers.dead_letters import TRACE_ID, TRACEPARENT, dead_letter, message, run_dlq
 from tests.helpers.kafka import at_least, rd_produce, read_topic

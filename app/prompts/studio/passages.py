@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TemplateError
-from app.knowledge.index import Hit
-from app.knowledge.source import BackgroundKnowledge
+from app.knowledge.index import BackgroundKnowledge, Hit
 from app.schemas import CustomerMessage, HistoryTurn
 from app.signals.background import in_background
 from app.signals.embedding import Embedder

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from app.chat.api import REDIS_DOWN
 from app.chat.doors import Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
-from app.errors import TemplateError
+from app.errors import TemplateError, one_line
 from app.kafka.topic_reader import TopicMissing
 from app.llm.client import LLMClient
 from app.llm.provider import openai_client
@@ -35,7 +35,6 @@ from app.prompts.studio.recent import recent_messages
 from app.prompts.studio.sandbox import render_draft
 from app.prompts.studio.trial import CallBudget, Side, compare
 from app.settings import Settings
-from app.validation import one_line
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
-from app.kafka.dlq import DeadLetters
-from app.observability.redaction import Redactor
+from app.kafka.outbox import DeadLetters
+from app.observability.logs import Redactor
 from app.observability.tracing import TraceContext
 from app.schemas import SourcePosition
 
