@@ -9,8 +9,7 @@ from app.context import ContextStore
 from app.guard.output import OutputGuard
 from app.handoff import HeldConversations
 from app.knowledge.source import BackgroundKnowledge
-from app.llm.client import LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import LLMClient, openai_client
 from app.prices import PriceTable
 from app.prompts.source import PromptSource
 from app.redis_client import connect

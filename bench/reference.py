@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from app.kafka.internals import FETCH_MAX_WAIT_MS
-from app.llm.provider import openai_client
+from app.llm.client import openai_client
 from app.schemas import reply_id_for, rfc3339, utc_now
 from app.settings import Settings
 

@@ -163,8 +163,7 @@ def print_prompt(
 async def send_to_llm(settings: Settings, rendered: RenderedPrompt) -> None:
     """Ask the configured LLM for a reply to the rendered messages and print it; exit if it fails."""
     # Imported when used, so a preview without --send (and every other command) starts without openai.
-    from app.llm.client import CallOptions, LLMClient
-    from app.llm.provider import openai_client
+    from app.llm.client import CallOptions, LLMClient, openai_client
 
     llm = LLMClient(settings, openai_client(settings))
     template = rendered.template

@@ -6,8 +6,7 @@ import logging
 
 import pytest
 
-from app.llm.client import CallOptions, LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import CallOptions, LLMClient, openai_client
 from app.observability.logs import JsonFormatter, secrets_of
 from app.observability.redaction import Redactor
 from app.settings import Settings, SettingsError, load_settings

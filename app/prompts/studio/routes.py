@@ -25,8 +25,7 @@ from app.chat.doors import Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.errors import TemplateError
 from app.kafka.topic_reader import TopicMissing
-from app.llm.client import LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import LLMClient, openai_client
 from app.prices import PriceTable
 from app.prompts.studio.catalog import Catalog, message_for, render_for, rendered_json, worker_choice
 from app.prompts.studio.draft import DraftRefused
