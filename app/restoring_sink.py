@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.llm.client import DeltaSink
-from app.signals.masking import Masked
+from app.signals.pii import Masked
 
 
 class RestoringSink:

@@ -22,13 +22,8 @@ from typing import Any
 import numpy as np
 
 from app.prompts.intents_file import FILE_NAME, load_intents
-from app.signals.embedding import Embedder
-from app.signals.intent import IntentMatcher
-from app.signals.language import LanguageDetector
-from app.signals.masking import mask
-from app.signals.models import SignalModels
-from app.signals.pii import find, national_phone_valid
-from app.signals.sentiment import SentimentScorer
+from app.signals.models import Embedder, IntentMatcher, LanguageDetector, SentimentScorer, SignalModels
+from app.signals.pii import find, mask, national_phone_valid
 from bench.labelled_signals import KindScore, personal_data_texts, pii_by_kind, read_cases, score
 from bench.report import machine, save
 
@@ -172,11 +167,11 @@ def main() -> None:
     texts = [case.text for case in cases]
     language, sentiment = LanguageDetector(), SentimentScorer()
     intents = IntentMatcher(load_intents(PROMPTS / FILE_NAME), Embedder())
-    language_row = cold_load("from app.signals.language import LanguageDetector\nLanguageDetector()")
-    sentiment_row = cold_load("from app.signals.sentiment import SentimentScorer\nSentimentScorer()")
+    language_row = cold_load("from app.signals.models import LanguageDetector\nLanguageDetector()")
+    sentiment_row = cold_load("from app.signals.models import SentimentScorer\nSentimentScorer()")
     intent_row = cold_load(
-        "from app.signals.embedding import Embedder\n"
-        "from app.signals.intent import IntentMatcher\nfrom app.prompts.intents_file import load_intents\n"
+        "from app.signals.models import Embedder, IntentMatcher\n"
+        "from app.prompts.intents_file import load_intents\n"
         f"IntentMatcher(load_intents(Path({str(PROMPTS / FILE_NAME)!r})), Embedder())"
     )
     all_row = cold_load(

@@ -186,11 +186,11 @@ def _plant(root: Path, files: dict[str, str]) -> Path:
         ),
         (
             {
-                "app/guard/__init__.py": "",
-                "app/guard/a.py": "from . import b\n",
-                "app/guard/b.py": "from app.guard import a\n",
+                "app/signals/__init__.py": "",
+                "app/signals/a.py": "from . import b\n",
+                "app/signals/b.py": "from app.signals import a\n",
             },
-            "import circle: app.guard.",
+            "import circle: app.signals.",
         ),
         ({"app/nowhere.py": ""}, "app.nowhere has no layer"),
     ],

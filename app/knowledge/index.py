@@ -21,7 +21,7 @@ from bm25s import stopwords
 
 from app.knowledge.articles import Article, Passage
 from app.prompts.file_format import locale_chain
-from app.signals.embedding import Embedder, Vectors
+from app.signals.models import Embedder, Vectors
 from app.tokens import count_text
 
 Scores = npt.NDArray[np.float32]

@@ -15,8 +15,7 @@ from app.knowledge.articles import ARTICLE_GLOB, Article, read_articles
 from app.knowledge.index import Hit, KnowledgeIndex
 from app.last_good import FileStates, LastGood, states_of
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.background import in_background
-from app.signals.embedding import Embedder
+from app.signals.models import Embedder, in_background
 
 # The help-center passages a prompt carries at most: three short passages hold the answer to a
 # support question on the labelled set (bench/results/knowledge.md).

@@ -12,7 +12,7 @@ from app.prompts.file_format import Sample
 from app.prompts.handoff_rules import HandoffRules
 from app.prompts.library import PromptLibrary, PromptTemplate
 from app.schemas import utc_now
-from app.signals.intent import check_intents
+from app.signals.models import check_intents
 from app.tokens import count_chat
 
 

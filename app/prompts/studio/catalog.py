@@ -16,7 +16,7 @@ from app.prompts.library import PromptLibrary, PromptTemplate, RenderedPrompt
 from app.prompts.loading import load_directory
 from app.prompts.studio.draft import Problem
 from app.schemas import CustomerMessage, HistoryTurn, utc_now
-from app.signals.masking import mask, prompt_texts
+from app.signals.pii import mask, prompt_texts
 from app.tokens import ChatMessage, count_chat, count_text
 
 Passages = Sequence[Mapping[str, str | float]]

@@ -15,9 +15,8 @@ from app.errors import TemplateError
 from app.knowledge.index import Hit
 from app.knowledge.source import BackgroundKnowledge
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.background import in_background
-from app.signals.embedding import Embedder
-from app.signals.masking import mask, prompt_texts
+from app.signals.models import Embedder, in_background
+from app.signals.pii import mask, prompt_texts
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from app.prompts.library import PromptLibrary, PromptTemplate
 from app.prompts.studio.catalog import Passages, prompts_for
 from app.prompts.studio.sandbox import DraftRender
 from app.schemas import CustomerMessage, rfc3339
-from app.signals.masking import mask
+from app.signals.pii import mask
 from app.tokens import ChatMessage
 
 STUDIO_MAX_TOKENS = 1024  # a draft's answers, unless the current file allows more
