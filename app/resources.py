@@ -11,7 +11,7 @@ from app.handoff import HeldConversations
 from app.knowledge.source import BackgroundKnowledge
 from app.llm.client import LLMClient, openai_client
 from app.prices import PriceTable
-from app.prompts.source import PromptSource
+from app.prompts.library import PromptSource
 from app.redis_client import connect
 from app.settings import Settings
 from app.signals.models import BackgroundModels, Embedder, in_background

@@ -59,8 +59,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "app.chat",
         "app.prompts.cli",
         "app.knowledge.cli",
-        "app.prompts.check_report",
-        "app.prompts.preview",
         "app.prompts.studio",
         "app.operator_tools",
         "devstack",
