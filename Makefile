@@ -31,7 +31,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app agents devstack tests bench
 	$(BIN)/ruff format --check app agents devstack tests bench
-	$(BIN)/mypy app agents devstack
+	$(BIN)/mypy app agents devstack bench
 	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP)

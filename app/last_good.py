@@ -1,5 +1,5 @@
 """A directory the support team edits, as last loaded cleanly: loaded again when its files change, the
-last good load kept serving when the new one fails. The templates (app/prompts/source.py) and the
+last good load kept serving when the new one fails. The templates (app/prompts/library.py) and the
 help-center (app/knowledge/index.py) are each one."""
 
 from __future__ import annotations

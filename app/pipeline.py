@@ -28,8 +28,7 @@ from app.fate import (
     Replayed,
     ToHuman,
 )
-from app.guard.output import GuardContext, OutputGuard
-from app.guard.window import GuardWindow
+from app.guard import GuardContext, GuardWindow, OutputGuard
 from app.knowledge.index import Hit
 from app.llm.client import CallOptions, Completion, DeltaSink
 from app.llm.tool_calls import ToolRunner, ToolUse
@@ -55,9 +54,8 @@ from app.schemas import (
     rfc3339,
     utc_now,
 )
-from app.signals.labels import count
-from app.signals.masking import Masked, MaskedTools, mask, prompt_texts
-from app.signals.models import Signals
+from app.signals.models import Signals, count
+from app.signals.pii import Masked, MaskedTools, mask, prompt_texts
 from app.tokens import ChatMessage, fits_budget
 
 log = logging.getLogger(__name__)

@@ -6,17 +6,15 @@ import os
 from dataclasses import dataclass
 
 from app.context import ContextStore
-from app.guard.output import OutputGuard
+from app.guard import OutputGuard
 from app.handoff import HeldConversations
 from app.knowledge.index import BackgroundKnowledge
-from app.llm.client import LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import LLMClient, openai_client
 from app.prices import PriceTable
-from app.prompts.source import PromptSource
+from app.prompts.library import PromptSource
 from app.redis_client import connect
 from app.settings import Settings
-from app.signals.background import BackgroundModels, in_background
-from app.signals.embedding import Embedder
+from app.signals.models import BackgroundModels, Embedder, in_background
 from app.tools import Toolbox
 
 

@@ -13,9 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from app.guard import echo
-from app.guard.output import GuardContext, OutputGuard
-from app.guard.window import GuardWindow
+from app.guard import GuardContext, GuardWindow, OutputGuard, system_words
 from app.llm.client import DeltaSink
 from app.tokens import encoding_for
 from bench.guard_answers import natural_answers
@@ -32,7 +30,7 @@ def per_check_us(guard: OutputGuard, cases: list[tuple[str, GuardContext]], *, c
     timings = []
     for answer, context in cases:
         if cold:
-            echo.system_words.cache_clear()
+            system_words.cache_clear()
         started = time.perf_counter()
         guard.check(answer, context)
         timings.append((time.perf_counter() - started) * 1e6)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.guard.output import GuardContext
+from app.guard import GuardContext
 from app.prompts.library import PromptLibrary, RenderedPrompt
 from app.schemas import CustomerMessage, HistoryTurn
 from devstack.mock_llm.chat import compose_reply

@@ -21,7 +21,7 @@ import yaml
 
 from app.knowledge.articles import read_articles
 from app.knowledge.index import LEXICAL_WEIGHT, MIN_SCORE, KnowledgeIndex, Scores
-from app.signals.embedding import Embedder
+from app.signals.models import Embedder
 from bench.report import machine, save
 from bench.signals import cold_cpu, quantiles
 

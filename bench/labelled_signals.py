@@ -88,7 +88,7 @@ def pii_by_kind(texts: Sequence[LabelledText]) -> dict[str, KindScore]:
         for n, (text, _, region) in enumerate(texts)
         for span in pii.find(text, region)
     }
-    scores = {}
+    scores: dict[str, KindScore] = {}
     for kind in pii.KINDS:
         labelled = {span for span in expected if span[1] == kind}
         found = {span for span in spans if span[1] == kind}

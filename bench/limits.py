@@ -241,7 +241,8 @@ async def run_all(
                     mock=scenario.mock,
                 )
                 runs.append(await run_load(stack, load, PARTITIONS))
-            rows.append(judge(scenario, *runs, reference_per_s))
+            adaptive, fixed = runs
+            rows.append(judge(scenario, adaptive, fixed, reference_per_s))
     return rows, summary(free, reference_per_s), summary(reference, reference_per_s)
 
 

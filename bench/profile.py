@@ -52,20 +52,62 @@ class Frame:
         return cls(f"{function} ({path})" if path else function)
 
 
+# The functions of a file that holds more than one feature's, by their names' prefixes. In
+# app/signals/models.py, what reads a message and counts it (the models it calls count through
+# it; their loading and the help-center's WordLlama vectors do not); in app/signals/pii.py,
+# personal data found, and masked and restored.
+SIGNALS_READ = (
+    "Signal",
+    "IntentMatch",
+    "scored_rows",
+    "check_intents",
+    "count",
+    "_counter",
+    "signal_labels",
+    "_tone",
+)
+PII_FOUND = (
+    "Span",
+    "find",
+    "kinds",
+    "phone_region",
+    "_candidates",
+    "_span",
+    "_is_phone",
+    "national_phone_valid",
+    "nir_valid",
+    "tax_id_valid",
+    "ssn_valid",
+    "nino_valid",
+    "luhn_valid",
+    "iban_valid",
+    "_digits",
+)
+PII_MASKED = (
+    "Masked",
+    "StreamRestorer",
+    "mask",
+    "_replaced",
+    "prompt_texts",
+    "_leaves",
+    "wording",
+    "_identity",
+    "_kind_of",
+    "_next_placeholder",
+    "_with_text",
+)
 # What each feature on a message's path runs, as (file, function prefix) pairs: a sample is the
 # feature's when any frame of its stack matches one (an empty prefix takes the whole file).
 FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
     "embedded models (language, sentiment, intent, personal data found)": (
-        ("app/signals/models.py", ""),
-        ("app/signals/labels.py", ""),
-        ("app/signals/intent.py", ""),
-        ("app/signals/pii.py", ""),
+        *(("app/signals/models.py", prefix) for prefix in SIGNALS_READ),
+        *(("app/signals/pii.py", prefix) for prefix in PII_FOUND),
     ),
     "personal data masked and restored": (
-        ("app/signals/masking.py", ""),
+        *(("app/signals/pii.py", prefix) for prefix in PII_MASKED),
         ("app/pipeline.py", "RestoringSink"),
     ),
-    "output guard": (("app/guard/", ""),),
+    "output guard": (("app/guard.py", ""),),
     "trace context": (("app/observability/tracing.py", ""),),
     "history (turns read, trimmed, written)": (
         ("app/context.py", "_turns_of"),
@@ -76,10 +118,10 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
     "streamed chunks": (("app/kafka/outbox.py", "ChunkPublisher"),),
     "published marks": (("app/context.py", "ContextStore.mark_published"),),
     "adaptive limits and deadlines": (
-        ("app/llm/concurrency.py", ""),
-        ("app/llm/first_token.py", ""),
-        ("app/llm/ratelimit.py", ""),
-        ("app/llm/model_health.py", ""),
+        ("app/llm/pacing.py", ""),
+        ("app/llm/client.py", "FirstTokenDeadline"),
+        ("app/llm/client.py", "_nothing"),
+        ("app/llm/health.py", "ModelHealth"),
     ),
     "prompt templates (select, render)": (("app/prompts/", ""),),
     "help-center passages (search, fitted to the budget)": (("app/knowledge/", ""),),

@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from app.kafka.internals import FETCH_MAX_WAIT_MS
-from app.llm.provider import openai_client
+from app.llm.client import openai_client
 from app.schemas import reply_id_for, rfc3339, utc_now
 from app.settings import Settings
 
@@ -236,7 +236,8 @@ class Reference:
         pipe.lrange(history_key, -self.s.history_turns, -1)
         stored, profile, history = await pipe.execute()
         if stored is None:
-            status, text, model, usage = "ok", "", self.s.model, {}
+            usage: dict[str, int] = {}
+            status, text, model = "ok", "", self.s.model
             try:
                 text, model, usage = await self.answer(prompt(message, profile, history))
             except (TimeoutError, openai.APIError) as error:
@@ -309,7 +310,7 @@ class Reference:
             stream_cls=openai.AsyncStream[object],  # no model: the parsed JSON
         )
         parts: list[str] = []
-        model, usage = self.s.model, {}
+        model, usage = self.s.model, dict[str, int]()
         async with stream:
             async for data in stream:
                 chunk = cast(dict[str, Any], data)

@@ -205,7 +205,7 @@ class TopicReader:
         """(conversation_id, message_id) and arrival time of each message a record answers (its
         own, or each of a reply's `answers` in order), in (partition, offset) order."""
         ordered = sorted(self.records, key=lambda record: (record.partition, record.offset))
-        result = []
+        result: list[tuple[Keyed, float]] = []
         for record in ordered:
             document = json.loads(record.value)
             conversation_id = str(document["conversation_id"])

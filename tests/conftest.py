@@ -9,6 +9,7 @@ on free ports, so processes share nothing. Helpers for topics and worker process
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.tls import Pki, make_pki
 from tests.helpers.workers import REPO, WorkerFactory, running_workers
 
+LEFT_TASKS_S = 5.0
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
@@ -40,14 +43,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session", autouse=True)
 async def _tasks_left_at_the_end() -> AsyncIterator[None]:
-    """Print the tasks still pending when the session's services have stopped, with their stacks:
-    the session's event loop cancels them as it closes, and one that outlives its cancellation has
-    held that close past the last test's timeout."""
+    """Cancel the tasks still pending when the session's services have stopped, and fail with the
+    stacks of those that do not end within LEFT_TASKS_S: the session's event loop would otherwise
+    wait for them as it closes, with no bound but the last test's timeout, and say nothing of them."""
     yield
-    for task in asyncio.all_tasks():
-        if task is not asyncio.current_task():
-            print(f"task left at the session's end: {task!r}", file=sys.stderr)
-            task.print_stack(file=sys.stderr)
+    left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _, pending = await asyncio.wait(left, timeout=LEFT_TASKS_S)
+    if pending:
+        stacks = io.StringIO()
+        for task in pending:
+            print(f"{task!r}", file=stacks)
+            task.print_stack(file=stacks)
+        pytest.fail(
+            f"{len(pending)} task(s) did not end within {LEFT_TASKS_S} s of being cancelled:\n"
+            + stacks.getvalue()
+        )
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from app.redis_keys import published_key
 from app.resources import Resources
 from app.schemas import CustomerMessage, HistoryTurn, Reply
 from app.settings import Settings
-from app.signals.masking import mask
+from app.signals.pii import mask
 from app.tokens import count_chat
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.sinks import Collected

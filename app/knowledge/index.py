@@ -30,8 +30,7 @@ from app.knowledge.articles import ARTICLE_GLOB, Article, Passage, read_articles
 from app.last_good import FileStates, LastGood, states_of
 from app.prompts.file_format import locale_chain
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.background import in_background
-from app.signals.embedding import Embedder, Vectors
+from app.signals.models import Embedder, Vectors, in_background
 from app.tokens import count_text
 
 Scores = npt.NDArray[np.float32]

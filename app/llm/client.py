@@ -1,10 +1,12 @@
 """The LLM call policy over an injected provider: streaming, retries, deadlines, fallback models.
 
-The provider is an `AsyncOpenAI` client built elsewhere (app/llm/provider.py), with openai's own
-retries off; failures are translated into app.errors here, and only `LLMTransient` is retried
-(exponential backoff with full jitter, never shorter than the server's Retry-After), all
-attempts of one message bounded by ENRICHER_LLM_DEADLINE_S. Limits, the breaker and model
-health are told what each attempt meant; the worker reads them through `LLMHealth`.
+The provider is an `AsyncOpenAI` client (`openai_client` builds the one of a process) with
+openai's own retries off; failures are translated into app.errors at this boundary, and only
+`LLMTransient` is retried (app/llm/errors.py: exponential backoff with full jitter, never shorter
+than the server's Retry-After), all attempts of one message bounded by ENRICHER_LLM_DEADLINE_S,
+and an attempt abandoned once it streams nothing for its model's learned first-token deadline
+(`FirstTokenDeadline`). Pacing (app/llm/pacing.py), the breaker and model health
+(app/llm/health.py) are told what each attempt meant; the worker reads them through `LLMHealth`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -24,13 +27,9 @@ from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never
 
 from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient, LLMUnavailable
-from app.llm.breaker import CircuitBreaker
-from app.llm.concurrency import Call, ConcurrencyLimit
-from app.llm.errors import HTTP_NOT_FOUND, quota_reset_s, translate
-from app.llm.first_token import FirstTokenDeadline
-from app.llm.model_health import ModelHealth
-from app.llm.ratelimit import RequestBudget
-from app.llm.retry import WaitRetryAfter, is_retriable, note_retry
+from app.llm.errors import HTTP_NOT_FOUND, WaitRetryAfter, is_retriable, note_retry, quota_reset_s, translate
+from app.llm.health import CircuitBreaker, ModelHealth
+from app.llm.pacing import Call, ConcurrencyLimit, RequestBudget
 from app.llm.stream import ChunkStream, ToolCallParts
 from app.llm.tool_calls import ToolCall, ToolUse
 from app.observability import metrics
@@ -59,6 +58,11 @@ BREAKER_MAX_PROBE_INTERVAL_S = 15.0
 # deadlines ahead: once per call or so instead of at every chunk, where moving it (a timer
 # cancelled, one made) was 2% of the worker's CPU.
 SILENCE_SLACK = 1.5
+# The first-token deadline (FirstTokenDeadline).
+FLOOR_S = 1.0
+MULTIPLE = 4.0
+MIN_SAMPLES = 10
+WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class LLMClient:
 
     @property
     def concurrency_limit(self) -> int:
-        """LLM calls this client lets be in flight now (see app/llm/concurrency.py)."""
+        """LLM calls this client lets be in flight now (see app/llm/pacing.py)."""
         return self._limit.limit
 
     @property
@@ -319,3 +323,96 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the provider's connection pool."""
         await self._provider.close()
+
+
+def openai_client(settings: Settings) -> openai.AsyncOpenAI:
+    """The one AsyncOpenAI client of a process: no retries of its own (tenacity is the policy), the
+    attempt timeout, 3 s to connect, and a pool a little larger than the calls in flight.
+
+    `LLMClient` takes the client ready-made, so whoever builds it picks the transport: the worker,
+    the studio and `enricher prompts preview --send` build this one; tests may give it an
+    `AsyncOpenAI` on an `httpx2.MockTransport`.
+    """
+    pool = httpx2.Limits(
+        max_connections=settings.max_in_flight + 8,
+        max_keepalive_connections=settings.max_in_flight + 8,
+    )
+    timeout = httpx2.Timeout(settings.llm_timeout_s, connect=min(3.0, settings.llm_timeout_s))
+    return openai.AsyncOpenAI(
+        api_key=settings.api_key_value,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=timeout,
+        default_headers=settings.llm_header_values,
+        http_client=openai.DefaultAioHttpClient(limits=pool, timeout=timeout),
+    )
+
+
+class FirstTokenDeadline:
+    """Recent times to first token per model, and the deadline they give: how long an LLM attempt
+    may stream nothing before it is abandoned.
+
+    A hung call (the provider took the request and sends nothing) would otherwise hold a slot for
+    the whole attempt timeout. The deadline for the first token, and for each gap between tokens
+    after it, is `MULTIPLE` times the recent p99 time to first token of that model, at least
+    `FLOOR_S`; until `MIN_SAMPLES` calls of the model have been seen it is the attempt timeout
+    itself (a model that thinks for 20 s before its first token is never cut off by a guess).
+    `ENRICHER_LLM_FIRST_TOKEN_TIMEOUT_S` fixes it instead. An attempt that started before the
+    deadline was learned gets the learned one as soon as there is one (`follow_learning`): a worker
+    that starts with all its calls in flight would otherwise give each of them the whole attempt
+    timeout, and one hung call of that first wave held its conversation for 30 s.
+    """
+
+    def __init__(self, attempt_timeout_s: float, fixed_s: float | None = None) -> None:
+        self._attempt_timeout_s = attempt_timeout_s
+        self._fixed_s = fixed_s
+        self._seen: dict[str, deque[float]] = {}
+        self._deadline_s: dict[str, float] = {}
+        self._observed: dict[str, int] = {}
+
+    def deadline_s(self, model: str) -> float:
+        """Seconds an attempt of `model` may go without a token."""
+        if self._fixed_s is not None:
+            return self._fixed_s
+        return self._deadline_s.get(model, self._attempt_timeout_s)
+
+    def observe(self, model: str, seconds: float) -> None:
+        """One call of `model` streamed its first token after `seconds`."""
+        seen = self._seen.setdefault(model, deque(maxlen=WINDOW))
+        seen.append(seconds)
+        observed = self._observed[model] = self._observed.get(model, 0) + 1
+        if observed >= MIN_SAMPLES and observed % 10 == 0:  # one sort of 200 floats per 10 calls
+            ranked = sorted(seen)
+            p99 = ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))]
+            self._deadline_s[model] = min(self._attempt_timeout_s, max(FLOOR_S, MULTIPLE * p99))
+
+    def learned(self, model: str) -> bool:
+        """Whether `model`'s deadline is its own (fixed, or learned from its calls)."""
+        return self._fixed_s is not None or model in self._deadline_s
+
+    def follow_learning(
+        self, model: str, silence: asyncio.Timeout, sent_at: float, streaming: Callable[[], bool]
+    ) -> Callable[[], None]:
+        """For an attempt of `model` sent at `sent_at` (loop time) before its deadline was learned:
+        look every `FLOOR_S` whether it is, and then move `silence` to `sent_at` plus the learned
+        deadline if nothing has streamed yet (`streaming()` false; a chunk moves it on itself).
+        Returns what stops the looking, for when the attempt ends.
+        """
+        if self.learned(model):
+            return _nothing
+        loop = asyncio.get_running_loop()
+
+        def look() -> None:
+            if streaming() or silence.expired():
+                return  # each token moves the deadline on from now; an expired one is over
+            if not self.learned(model):
+                pending[0] = loop.call_later(FLOOR_S, look)
+                return
+            silence.reschedule(max(loop.time(), sent_at + self.deadline_s(model)))
+
+        pending = [loop.call_later(FLOOR_S, look)]  # the one look to come
+        return lambda: pending[0].cancel()
+
+
+def _nothing() -> None:
+    """Nothing to stop."""

@@ -1,16 +1,23 @@
-"""openai and httpx errors translated into the project's error tree, and what a provider's
-headers say about waiting: Retry-After, and the `x-ratelimit-*` headers of OpenAI-style APIs."""
+"""The LLM's failures as the project sees them: openai and httpx errors translated into the
+project's error tree, what a provider's headers say about waiting (Retry-After, and the
+`x-ratelimit-*` headers of OpenAI-style APIs), and the retry policy of one message's attempts:
+what is retried, how long it waits, what is logged."""
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import re
 import time
 
 import httpx2
 import openai
+from tenacity import RetryCallState
+from tenacity.wait import wait_base, wait_random_exponential
 
-from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient
+from app.errors import EnricherError, LLMAuthError, LLMError, LLMRejected, LLMTransient
+
+log = logging.getLogger("app.llm.client")  # the attempts' log lines belong to the LLM call
 
 RETRIABLE_STATUS = frozenset({408, 409, 429})
 AUTH_STATUS = frozenset({401, 403})
@@ -20,6 +27,7 @@ INSUFFICIENT_QUOTA = "insufficient_quota"  # OpenAI's code for a quota that is u
 HTTP_NOT_FOUND = 404  # the model does not exist here: the next fallback model may
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_BACKOFF_S = 20.0
 
 
 def retry_after_s(headers: httpx2.Headers) -> float | None:
@@ -89,3 +97,42 @@ def quota_reset_s(headers: httpx2.Headers) -> float | None:
     ]
     known = [wait for wait in waits if wait is not None]
     return max(known) if known else None
+
+
+class WaitRetryAfter(wait_base):
+    """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
+
+    def __init__(self) -> None:
+        self._backoff = wait_random_exponential(multiplier=0.25, max=MAX_BACKOFF_S)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = self._backoff(retry_state)
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        hint = error.retry_after_s if isinstance(error, LLMTransient) else None
+        return max(wait, hint or 0.0)
+
+
+def is_retriable(error: BaseException, *, on_same_model: bool) -> bool:
+    """Retriable, and on the same model unless its quota is used up (then the next model
+    answers; the last model is retried all the same, until the deadline)."""
+    if isinstance(error, LLMTransient) and error.quota_exhausted:
+        return on_same_model
+    return isinstance(error, EnricherError) and error.retriable
+
+
+def note_retry(failures: list[BaseException], retry_state: RetryCallState) -> None:
+    """Log a failed attempt before its retry, and keep its error for the deadline's message."""
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    if error is not None:
+        failures.append(error)
+    sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    log.warning(
+        "llm attempt failed; retrying",
+        extra={
+            "attempt": retry_state.attempt_number,
+            "error": str(error),
+            "retry_in_s": round(sleep, 3),
+        },
+    )

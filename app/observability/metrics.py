@@ -80,11 +80,11 @@ PARTITIONS_UNREADABLE = Gauge(
 )
 LLM_CONCURRENCY_LIMIT = Gauge(
     "enricher_llm_concurrency_limit",
-    "LLM calls the worker lets be in flight now (adaptive, see concurrency.py).",
+    "LLM calls the worker lets be in flight now (adaptive, see app/llm/pacing.py).",
 )
 LLM_MODEL_COOLING = Gauge(
     "enricher_llm_model_cooling",
-    "1 while a model is cooled down after refusing (see model_health.py).",
+    "1 while a model is cooled down after refusing (see app/llm/health.py).",
     ["model"],
 )
 LLM_RATE_LIMITED = Counter("enricher_llm_rate_limited_total", "LLM attempts answered 429.", ["model"])

@@ -1,8 +1,9 @@
 """The prompt library: the loaded, checked template set, which picks a template for a message and renders it,
-with the handoff rules that came with it.
+with the handoff rules that came with it; and the library in use now (`PromptSource`), which a reload
+swaps only when the new set loads cleanly (app/last_good.py).
 
-How templates are loaded and checked is in `loading.py`, how they render in `rendering.py`, their
-file format in `file_format.py`; the handoff rules are `app/handoff/rules.py`'s.
+How templates are loaded and checked is in `loading.py`, how they render in `sandbox.py`, their
+file format in `file_format.py`; the handoff rules are `handoff_rules.py`'s.
 """
 
 from __future__ import annotations
@@ -14,15 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TemplateError
-from app.prompts.file_format import PromptTemplate, TemplateKind, locale_chain, normalise
+from app.last_good import FileStates, LastGood, states_of
+from app.prompts.file_format import SAMPLE_SUFFIXES, PromptTemplate, TemplateKind, locale_chain, normalise
+from app.prompts.handoff_rules import FILE_NAME as RULES_FILE
 from app.prompts.handoff_rules import NO_RULES, HandoffReason, HandoffRules
-from app.prompts.loading import load_directory
-from app.prompts.rendering import CompiledTemplate, RenderedPrompt, render_chat
+from app.prompts.intents_file import FILE_NAME as INTENTS_FILE
+from app.prompts.loading import TEMPLATE_GLOB, load_directory
+from app.prompts.sandbox import CompiledTemplate, RenderedPrompt, render_chat
+from app.prompts.tools_file import FILE_NAME as TOOLS_FILE
 from app.prompts.tools_file import NO_TOOLS, ToolSet, ToolSpec
 from app.schemas import CustomerMessage, HistoryTurn, Order
 
 # The types of the library's methods are part of its API, wherever they are defined.
-__all__ = ["HandoffReason", "HandoffRules", "PromptLibrary", "PromptTemplate", "RenderedPrompt"]
+__all__ = [
+    "HandoffReason",
+    "HandoffRules",
+    "PromptLibrary",
+    "PromptSource",
+    "PromptTemplate",
+    "RenderedPrompt",
+    "file_states",
+]
 
 
 class PromptLibrary:
@@ -126,6 +139,37 @@ class PromptLibrary:
         message). The template sees `reason` as `{"kind", "detail"}`, and `signals` when given."""
         entry = self._entries[self.pick("handoff", message, customer)]
         return render_chat(entry, message, customer, (), now, signals or {}, reason.as_record())
+
+
+def file_states(directory: Path) -> FileStates:
+    """(name, mtime_ns, size) of every file a load reads: any edit, addition or removal changes it.
+
+    The intents file counts too, as the handoff rules are checked against its intent names, and
+    the tools file, as templates name its tools.
+    """
+    samples = (p for p in (directory / "samples").glob("*") if p.suffix in SAMPLE_SUFFIXES)
+    rules = (directory / RULES_FILE, directory / INTENTS_FILE, directory / TOOLS_FILE)
+    return states_of([*directory.glob(TEMPLATE_GLOB), *samples, *rules])
+
+
+class PromptSource(LastGood[PromptLibrary]):
+    """Holds the last good PromptLibrary of a directory: templates, samples, handoff rules and intents."""
+
+    def __init__(self, directory: Path, library: PromptLibrary) -> None:
+        super().__init__(directory, library, PromptLibrary.load, file_states, "template")
+
+    @classmethod
+    def load(cls, directory: Path) -> PromptSource:
+        """Load the directory; raises TemplateError when the initial set is broken."""
+        return cls(directory, PromptLibrary.load(directory))
+
+    def summary(self) -> dict[str, object]:
+        """The versions and the handoff rules a reload brought."""
+        return {"versions": self.version_summary(), "handoff_rules": len(self.current.handoff_rules.rules)}
+
+    def version_summary(self) -> dict[str, str]:
+        """The version of each template file in use, by file name, for logs."""
+        return {template.path.name: template.version for template in self.current.templates}
 
 
 def _choose(

@@ -1,1 +1,2 @@
-"""Embedded models: language, sentiment, intent and personal data of customer texts (`models.py`)."""
+"""Embedded models: language, sentiment and intent of customer texts (`models.py`); their personal
+data found and masked (`pii.py`)."""

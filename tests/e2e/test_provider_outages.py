@@ -16,7 +16,7 @@ from tests.helpers.workers import WorkerFactory
 pytestmark = pytest.mark.e2e
 
 PROBE_LOGGED = "letting one call through as a probe"
-"""What the worker logs each time its open breaker lets a call through (app/llm/breaker.py)."""
+"""What the worker logs each time its open breaker lets a call through (app/llm/health.py)."""
 
 
 async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(

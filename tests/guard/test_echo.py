@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.guard.echo import RUN_WORDS, longest_echo, words
+from app.guard import RUN_WORDS, longest_echo, words
 from bench.guard_answers import conversations, natural_answers
 from devstack.mock_llm.chat import CLOSING_SENTENCE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.guard.identifiers import foreign_id, id_shape, shaped_ids
+from app.guard import foreign_id, id_shape, shaped_ids
 
 UUID_ID = "5f0c2a9e-8d41-4c7b-b2a3-9e61f0d4c8aa"
 OWN = {"conversation id": "conv-123", "customer id": "cust-7"}

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.guard.output import PASSED, GuardContext, OutputGuard
+from app.guard import PASSED, GuardContext, OutputGuard
 from app.schemas import CustomerMessage, ErrorInfo, HistoryTurn
 from bench.guard_answers import LIBRARY, NOW, conversations, natural_answers
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.guard.echo import RUN_WORDS, system_words, words
-from app.guard.output import GuardContext, OutputGuard
-from app.guard.window import PIECE_CHARS, GuardWindow
+from app.guard import PIECE_CHARS, RUN_WORDS, GuardContext, GuardWindow, OutputGuard, system_words, words
 from app.pipeline import RestoringSink
-from app.signals.masking import mask
+from app.signals.pii import mask
 from bench.guard_answers import conversations, natural_answers
 from tests.helpers.sinks import Collected
 

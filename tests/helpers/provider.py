@@ -16,8 +16,7 @@ from typing import Any
 import httpx2
 import openai
 
-from app.llm.client import CallOptions, LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import CallOptions, LLMClient, openai_client
 from app.settings import Settings
 from app.tokens import ChatMessage, ToolCallEntry
 from devstack.mock_llm.cache import PromptCache

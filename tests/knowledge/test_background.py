@@ -13,7 +13,7 @@ import pytest
 from app.errors import TemplateError
 from app.knowledge.index import BackgroundKnowledge, knowledge_query
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.embedding import Embedder
+from app.signals.models import Embedder
 from tests.helpers.polling import until
 from tests.helpers.workers import REPO
 

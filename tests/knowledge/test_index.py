@@ -8,7 +8,7 @@ import pytest
 
 from app.knowledge.articles import read_articles
 from app.knowledge.index import KnowledgeIndex, words
-from app.signals.embedding import Embedder
+from app.signals.models import Embedder
 from tests.helpers.workers import REPO
 
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.llm import breaker as breaker_module
-from app.llm.breaker import CircuitBreaker
+from app.llm import health as health_module
+from app.llm.health import CircuitBreaker
 
 PROBE_S = 0.05
 HANG_GUARD_S = 5.0
@@ -20,7 +20,7 @@ HANG_GUARD_S = 5.0
 
 
 class Clock:
-    """`time.monotonic` of app.llm.breaker, moved only by the tests."""
+    """`time.monotonic` of app.llm.health, moved only by the tests."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -32,7 +32,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(breaker_module, "time", SimpleNamespace(monotonic=fake.monotonic))
+    monkeypatch.setattr(health_module, "time", SimpleNamespace(monotonic=fake.monotonic))
     return fake
 
 

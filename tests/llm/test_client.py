@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.errors import LLMRejected, LLMUnavailable
-from app.llm import first_token, model_health
+from app.llm import client as llm_client
+from app.llm import health as llm_health
 from app.llm.client import ATTEMPTS_PER_FALLBACK_MODEL, CallOptions, Completion, LLMClient
 from app.polling import NotYet, poll
 from app.tokens import ChatMessage, count_chat, count_text
@@ -242,7 +243,7 @@ async def test_a_retry_after_on_one_call_delays_the_other_calls_next_attempts(
 async def test_an_exhausted_main_model_is_cooled_down_and_used_again_after(
     monkeypatch: pytest.MonkeyPatch, provider: ScriptedProvider
 ) -> None:
-    monkeypatch.setattr(model_health, "FIRST_COOLDOWN_S", 0.5)
+    monkeypatch.setattr(llm_health, "FIRST_COOLDOWN_S", 0.5)
     provider.exhausted = {MODEL}
     client = policy_on(provider, ENRICHER_FALLBACK_MODELS=FALLBACK)
 
@@ -268,7 +269,7 @@ async def test_a_hung_call_is_dropped_at_the_learned_first_token_deadline_and_an
     provider: ScriptedProvider,
 ) -> None:
     client = policy_on(provider, **LONG_ATTEMPT)
-    await answer_all(client, first_token.MIN_SAMPLES, "seen")  # fast first tokens: the deadline is the floor
+    await answer_all(client, llm_client.MIN_SAMPLES, "seen")  # fast first tokens: the deadline is the floor
     provider.script = [Turn(silent=True)]
 
     completion = await client.complete(chat("hangs once"), CallOptions())
@@ -276,7 +277,7 @@ async def test_a_hung_call_is_dropped_at_the_learned_first_token_deadline_and_an
 
     assert completion.text
     hung, retried = provider.answered("hangs once")
-    assert retried.at - hung.at >= first_token.FLOOR_S
+    assert retried.at - hung.at >= llm_client.FLOOR_S
     assert retried.at - hung.at < 10  # not the attempt timeout
 
 
@@ -284,12 +285,12 @@ async def test_a_slow_thinking_model_is_not_cut_off_once_it_has_been_seen(provid
     provider.otherwise = Turn(first_token_after_s=2.5)
     client = policy_on(provider, **LONG_ATTEMPT)
 
-    await answer_all(client, first_token.MIN_SAMPLES, "thinking")
+    await answer_all(client, llm_client.MIN_SAMPLES, "thinking")
     completion = await client.complete(chat("thinking again"), CallOptions())
     await client.aclose()
 
     assert completion.text
-    assert len(provider.received) == first_token.MIN_SAMPLES + 1  # no attempt was dropped
+    assert len(provider.received) == llm_client.MIN_SAMPLES + 1  # no attempt was dropped
 
 
 async def test_a_call_hung_before_the_deadline_was_learned_gets_the_learned_one(
@@ -298,10 +299,10 @@ async def test_a_call_hung_before_the_deadline_was_learned_gets_the_learned_one(
     provider.script = [Turn(silent=True)]  # one call of the first wave hangs
     client = policy_on(provider, **LONG_ATTEMPT)
 
-    await answer_all(client, 1 + first_token.MIN_SAMPLES, "first wave")
+    await answer_all(client, 1 + llm_client.MIN_SAMPLES, "first wave")
     await client.aclose()
 
-    assert len(provider.received) == 2 + first_token.MIN_SAMPLES  # the hung attempt was retried once
+    assert len(provider.received) == 2 + llm_client.MIN_SAMPLES  # the hung attempt was retried once
     hung = provider.received[0]
     (retried,) = (r for r in provider.answered(hung.text) if r is not hung)
     assert retried.at - hung.at < 10  # dropped at the learned deadline, not the attempt timeout

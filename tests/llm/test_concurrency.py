@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.llm import concurrency
-from app.llm.concurrency import Call, ConcurrencyLimit
+from app.llm import pacing
+from app.llm.pacing import Call, ConcurrencyLimit
 
 
 async def test_it_starts_at_the_ceiling_and_answers_do_not_raise_it_past() -> None:
@@ -33,11 +33,11 @@ async def test_a_429_cuts_to_a_fraction_of_the_calls_in_flight_once_per_round() 
     starts = [await limit.acquire(retry=False) for _ in range(20)]  # 20 in flight, limit 32
 
     limit.rate_limited(starts[-1], None)  # sent with 20 in flight
-    assert limit.limit == int(20 * concurrency.DECREASE)
+    assert limit.limit == int(20 * pacing.DECREASE)
     limit.rate_limited(Call(starts[0].started, 20), None)  # sent before the cut: nothing new
-    assert limit.limit == int(20 * concurrency.DECREASE)
+    assert limit.limit == int(20 * pacing.DECREASE)
     limit.rate_limited(Call(time.monotonic(), 20), None)  # sent after it, with 20 in flight: cut again
-    assert limit.limit == int(int(20 * concurrency.DECREASE) * concurrency.DECREASE)
+    assert limit.limit == int(int(20 * pacing.DECREASE) * pacing.DECREASE)
 
 
 async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent() -> None:
@@ -46,7 +46,7 @@ async def test_the_cut_counts_the_calls_in_flight_when_the_refused_one_was_sent(
     for _ in range(25):
         limit.release()  # 5 left in flight now, say held back by pacing
     limit.rate_limited(calls[-1], None)
-    assert limit.limit == int(30 * concurrency.DECREASE)
+    assert limit.limit == int(30 * pacing.DECREASE)
 
 
 async def test_growth_is_slow_near_the_last_refusal_and_fast_past_it() -> None:
@@ -71,9 +71,9 @@ async def test_a_cut_counts_at_least_half_the_limit_in_flight_and_the_rest_of_it
     limit = ConcurrencyLimit(64, adaptive=True)
     wave = [await limit.acquire(retry=False) for _ in range(64)]
     limit.rate_limited(wave[3], None)  # counted 4th, reached the provider after its quota
-    assert limit.limit == int(64 / 2 * concurrency.DECREASE)
+    assert limit.limit == int(64 / 2 * pacing.DECREASE)
     limit.rate_limited(wave[40], None)  # the same wave, more in flight: nothing new
-    assert limit.limit == int(64 / 2 * concurrency.DECREASE)
+    assert limit.limit == int(64 / 2 * pacing.DECREASE)
 
 
 async def test_a_wave_refused_out_of_order_is_cut_by_its_fewest_in_flight() -> None:
@@ -81,7 +81,7 @@ async def test_a_wave_refused_out_of_order_is_cut_by_its_fewest_in_flight() -> N
     wave = [await limit.acquire(retry=False) for _ in range(64)]
     limit.rate_limited(wave[59], None)  # the first 429 to come back: 60 in flight
     limit.rate_limited(wave[39], None)  # the same wave, 40 in flight: the provider took fewer
-    assert limit.limit == int(40 * concurrency.DECREASE)
+    assert limit.limit == int(40 * pacing.DECREASE)
 
 
 async def test_a_call_sent_between_a_cut_and_its_refinement_says_nothing_new() -> None:
@@ -91,7 +91,7 @@ async def test_a_call_sent_between_a_cut_and_its_refinement_says_nothing_new() -
     between = Call(time.monotonic(), 50)
     limit.rate_limited(wave[39], None)  # the same wave, 40 in flight: refined to 36
     limit.rate_limited(between, None)  # sent before the refinement, with more in flight
-    assert limit.limit == int(40 * concurrency.DECREASE)
+    assert limit.limit == int(40 * pacing.DECREASE)
 
 
 async def test_off_keeps_the_ceiling_whatever_the_provider_says() -> None:

@@ -6,8 +6,7 @@ import logging
 
 import pytest
 
-from app.llm.client import CallOptions, LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import CallOptions, LLMClient, openai_client
 from app.observability.logs import JsonFormatter, Redactor, secrets_of
 from app.settings import Settings, SettingsError, load_settings
 from app.tokens import ChatMessage

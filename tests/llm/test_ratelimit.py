@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.llm import ratelimit
-from app.llm.ratelimit import RequestBudget, TokenBucket
+from app.llm import pacing
+from app.llm.pacing import RequestBudget, TokenBucket
 
 
 class Clock:
-    """`time.monotonic` and `asyncio.sleep` of app.llm.ratelimit: sleeping moves the time."""
+    """`time.monotonic` and `asyncio.sleep` of app.llm.pacing: sleeping moves the time."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -34,8 +34,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(ratelimit, "time", fake)
-    monkeypatch.setattr(ratelimit, "asyncio", SimpleNamespace(Lock=asyncio.Lock, sleep=fake.sleep))
+    monkeypatch.setattr(pacing, "time", fake)
+    monkeypatch.setattr(pacing, "asyncio", SimpleNamespace(Lock=asyncio.Lock, sleep=fake.sleep))
     return fake
 
 

@@ -11,8 +11,7 @@ import pytest
 from tenacity import AsyncRetrying, RetryCallState
 
 from app.errors import LLMAuthError, LLMError, LLMRejected, LLMTransient
-from app.llm.errors import retry_after_s, translate
-from app.llm.retry import WaitRetryAfter
+from app.llm.errors import WaitRetryAfter, retry_after_s, translate
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.prompts.handoff_phrases import Phrase, PhraseMatcher
-from app.prompts.handoff_rules import read_rules
+from app.prompts.handoff_rules import Phrase, PhraseMatcher, read_rules
 from bench.handoff_messages import labelled, score
 from tests.helpers.workers import PROMPTS
 

@@ -178,7 +178,7 @@ def test_render_size_is_capped(prompts: Path) -> None:
 
 def test_render_time_is_capped(prompts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     library = PromptLibrary.load(prompts)
-    monkeypatch.setattr("app.prompts.rendering.MAX_RENDER_S", -1.0)
+    monkeypatch.setattr("app.prompts.sandbox.MAX_RENDER_S", -1.0)
 
     with pytest.raises(TemplateError, match="takes over"):
         render(library, message(), ADA)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import InvalidStructured
-from app.prompts.library import PromptLibrary
+from app.prompts.library import PromptLibrary, PromptSource
 from app.prompts.response_schema import ResponseSchema
-from app.prompts.source import PromptSource
 from tests.helpers.template_cases import GOOD_SYSTEM, GOOD_USER, line_of, load_error, message, write
 from tests.helpers.workers import PROMPTS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from app.prompts.source import PromptSource, file_states
+from app.prompts.library import PromptSource, file_states
 from app.schemas import CustomerMessage, utc_now
 from tests.helpers.polling import until
 from tests.helpers.template_cases import UNBOUNDED, UNBOUNDED_REASONS

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import TemplateError
-from app.signals.background import BackgroundModels, in_background
-from app.signals.embedding import Embedder
+from app.signals.models import BackgroundModels, Embedder, in_background
 from tests.helpers.workers import PROMPTS
 
 

@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from app.prompts.intents_file import FILE_NAME, UNKNOWN, load_intents
-from app.signals.embedding import TOKENIZER, WEIGHTS, Embedder, package_dir
-from app.signals.intent import check_intents
-from app.signals.models import SignalModels
+from app.signals.models import TOKENIZER, WEIGHTS, Embedder, SignalModels, check_intents, package_dir
 from bench.labelled_signals import read_cases
 from tests.helpers.workers import PROMPTS
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from app.signals.language import LITE_MODEL, MAX_CHARS, LanguageDetector
-from app.signals.models import SignalModels
-from app.signals.sentiment import SentimentScorer
+from app.signals.models import LITE_MODEL, MAX_CHARS, LanguageDetector, SentimentScorer, SignalModels
 from bench.labelled_signals import read_cases
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.llm.tool_calls import ToolCall, ToolResult
 from app.schemas import CustomerMessage, HistoryTurn
-from app.signals.masking import MaskedTools, mask, prompt_texts
+from app.signals.pii import MaskedTools, mask, prompt_texts
 
 HISTORY = "My address is Ada@Example.com and my card 4111 1111 1111 1111."
 MESSAGE = "Still nothing at ada@example.com; card 4111111111111111, call +44 20 7946 0958."

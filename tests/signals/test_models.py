@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import TemplateError
-from app.signals.masking import wording
 from app.signals.models import SignalModels
+from app.signals.pii import wording
 
 
 def test_signals_as_the_contract_shows_them(models: SignalModels) -> None:

@@ -25,15 +25,18 @@ from app.chat.doors import Doors, Staff, error_response
 from app.chat.store import ChatStore, StoreUnavailable
 from app.errors import TemplateError, one_line
 from app.kafka.topic_reader import TopicMissing
-from app.llm.client import LLMClient
-from app.llm.provider import openai_client
+from app.llm.client import LLMClient, openai_client
 from app.prices import PriceTable
-from app.prompts.studio.catalog import Catalog, message_for, render_for, rendered_json, worker_choice
-from app.prompts.studio.draft import DraftRefused
-from app.prompts.studio.passages import StudioKnowledge, passages_json
-from app.prompts.studio.recent import recent_messages
-from app.prompts.studio.sandbox import render_draft
-from app.prompts.studio.trial import CallBudget, Side, compare
+from app.prompts.studio.catalog import (
+    Catalog,
+    StudioKnowledge,
+    message_for,
+    passages_json,
+    recent_messages,
+    rendered_json,
+    worker_choice,
+)
+from app.prompts.studio.draft import CallBudget, DraftRefused, Side, compare, render_draft, render_for
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

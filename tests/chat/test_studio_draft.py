@@ -10,10 +10,8 @@ import sys
 import pytest
 
 from app.prompts.library import PromptLibrary
-from app.prompts.studio import sandbox as studio_sandbox
-from app.prompts.studio.draft import DraftRefused
-from app.prompts.studio.sandbox import DraftRender, render_draft
-from app.prompts.studio.trial import STUDIO_MAX_TOKENS, Side
+from app.prompts.studio import draft as studio_draft
+from app.prompts.studio.draft import STUDIO_MAX_TOKENS, DraftRefused, DraftRender, Side, render_draft
 from app.schemas import CustomerMessage
 from tests.helpers import studio_drafts as drafts
 from tests.helpers.workers import PROMPTS
@@ -23,7 +21,7 @@ MESSAGE = CustomerMessage(message_id="m-1", conversation_id="c-1", text="Mail me
 
 def _limited(code: str) -> subprocess.CompletedProcess[str]:
     """`code` run in a child held to the draft child's limits."""
-    run = f"from app.prompts.studio.sandbox import _limit\n_limit()\n{code}"
+    run = f"from app.prompts.studio.draft import _limit\n_limit()\n{code}"
     return subprocess.run(
         [sys.executable, "-c", run], capture_output=True, text=True, timeout=60, check=False
     )
@@ -34,7 +32,7 @@ def test_the_child_is_killed_past_its_cpu_time() -> None:
 
 
 def test_the_child_cannot_take_more_memory_than_its_limit() -> None:
-    size = studio_sandbox.MEMORY_LIMIT_BYTES
+    size = studio_draft.MEMORY_LIMIT_BYTES
     result = _limited(f"try:\n    bytearray({size})\nexcept MemoryError:\n    print('refused')")
     assert result.stdout.strip() == "refused", result.stderr
 
@@ -54,7 +52,7 @@ async def test_a_draft_renders_in_the_child_masked_with_the_messages_passages() 
 
 
 async def test_a_draft_past_the_wall_clock_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(studio_sandbox, "WALL_LIMIT_S", 0.0)
+    monkeypatch.setattr(studio_draft, "WALL_LIMIT_S", 0.0)
 
     with pytest.raises(DraftRefused) as refused:
         await render_draft(PROMPTS, drafts.FILE, drafts.DRAFT, [MESSAGE], [{}], [[]])

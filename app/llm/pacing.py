@@ -1,23 +1,6 @@
-"""Adaptive concurrency of LLM calls: as many in flight as the provider accepts, up to a ceiling.
-
-A 429 is the provider saying "slower", not an outage. The answer is AIMD, as in TCP's
-congestion control, from the ceiling down: the limit starts at `ENRICHER_MAX_IN_FLIGHT`, and a
-429 cuts it to `DECREASE` of the calls that were in flight when the refused call was sent (the
-provider took fewer than those), and to no less than `DECREASE` of half the limit it had, once
-per round trip: a 429 on a call sent before the last cut says nothing new unless fewer were in
-flight with it. Then every answered call raises it by 1/limit (about one more call per round
-trip), slower still near where the provider last refused, and by one (doubling per round trip)
-once past that point without a refusal. The limit settles just under the provider's own and
-grows back when that rises. `ENRICHER_LLM_ADAPTIVE=off` keeps it at the ceiling.
-
-It starts at the ceiling, not small as TCP does: a refused call costs one quick round trip
-and is retried, while a start at 8 calls made every worker start queue its first second of
-traffic (bench.run's half load at 160 msg/s: p99 494 ms from 8, 249 ms from the ceiling).
-
-Pacing is separate from the limit: a Retry-After holds every call's *retry* until then, not
-only the retry of the call that got it, and an `x-ratelimit-remaining-requests: 0` holds
-every new attempt until its `x-ratelimit-reset-requests`.
-"""
+"""How fast LLM calls go: as many in flight as the provider accepts, up to a ceiling
+(`ConcurrencyLimit`), under the client-side caps on requests and tokens per minute
+(`RequestBudget`: ENRICHER_LLM_RPM, ENRICHER_LLM_TPM)."""
 
 from __future__ import annotations
 
@@ -37,6 +20,7 @@ DECREASE = 0.9
 # probed about every 25 answers, 0.15 refused calls per answer; with it, under 0.05.
 NEAR_REFUSAL_SLOWDOWN = 8
 GROWTH_LOG_INTERVAL_S = 5.0
+WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +32,26 @@ class Call:
 
 
 class ConcurrencyLimit:
-    """A semaphore whose size follows the provider's push-back; FIFO among waiters."""
+    """A semaphore whose size follows the provider's push-back; FIFO among waiters.
+
+    A 429 is the provider saying "slower", not an outage. The answer is AIMD, as in TCP's
+    congestion control, from the ceiling down: the limit starts at `ENRICHER_MAX_IN_FLIGHT`, and a
+    429 cuts it to `DECREASE` of the calls that were in flight when the refused call was sent (the
+    provider took fewer than those), and to no less than `DECREASE` of half the limit it had, once
+    per round trip: a 429 on a call sent before the last cut says nothing new unless fewer were in
+    flight with it. Then every answered call raises it by 1/limit (about one more call per round
+    trip), slower still near where the provider last refused, and by one (doubling per round trip)
+    once past that point without a refusal. The limit settles just under the provider's own and
+    grows back when that rises. `ENRICHER_LLM_ADAPTIVE=off` keeps it at the ceiling.
+
+    It starts at the ceiling, not small as TCP does: a refused call costs one quick round trip
+    and is retried, while a start at 8 calls made every worker start queue its first second of
+    traffic (bench.run's half load at 160 msg/s: p99 494 ms from 8, 249 ms from the ceiling).
+
+    Pacing is separate from the limit: a Retry-After holds every call's *retry* until then, not
+    only the retry of the call that got it, and an `x-ratelimit-remaining-requests: 0` holds
+    every new attempt until its `x-ratelimit-reset-requests`.
+    """
 
     def __init__(self, ceiling: int, *, adaptive: bool) -> None:
         self._ceiling = ceiling
@@ -169,3 +172,66 @@ class ConcurrencyLimit:
             if not waiter.done():
                 self._in_flight += 1
                 waiter.set_result(None)
+
+
+class RequestBudget:
+    """Waits until one more request of `tokens` fits under both caps; no cap means no wait.
+
+    Our own token bucket rather than aiolimiter's `AsyncLimiter.acquire(amount)`: aiolimiter wakes
+    its waiters smallest amount first (a heap on the amount), so under a steady TPM load a long
+    prompt waits behind every shorter one that arrives after it; here requests wait first come,
+    first served under both caps at once. With several workers, each caps itself.
+    """
+
+    def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+        self._requests = TokenBucket(requests_per_minute) if requests_per_minute else None
+        self._tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
+        self._lock = asyncio.Lock()
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether `acquire` needs the request's token count (a TPM cap is set)."""
+        return self._tokens is not None
+
+    async def acquire(self, tokens: int) -> None:
+        """Block (first come, first served) until the request may be sent."""
+        if self._requests is None and self._tokens is None:
+            return
+        async with self._lock:
+            while True:
+                wait = max(
+                    self._requests.wait_s(1) if self._requests else 0.0,
+                    self._tokens.wait_s(tokens) if self._tokens else 0.0,
+                )
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            if self._requests:
+                self._requests.take(1)
+            if self._tokens:
+                self._tokens.take(tokens)
+
+
+class TokenBucket:
+    """Refills `per_minute` units evenly over a minute; holds at most one minute's worth."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / WINDOW_S
+        self._level = self._capacity
+        self._stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._level = min(self._capacity, self._level + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    def wait_s(self, amount: float) -> float:
+        """Seconds until `amount` units are available (0 when they are now)."""
+        self._refill()
+        amount = min(amount, self._capacity)
+        return max(0.0, (amount - self._level) / self._rate)
+
+    def take(self, amount: float) -> None:
+        """Spend units that `wait_s` said are available."""
+        self._level -= min(amount, self._capacity)
