@@ -12,8 +12,10 @@ command here names one key.
 
 In memory (`HeldConversations`): the conversations a human holds, as this worker knows them from the
 handoff and control topics: what decides while Redis cannot be read (promise 9). Each worker keeps
-its own copy (`app.kafka.handoff_follower` feeds it every handoff, message for the human and
-release, from every partition). A handoff and its release are on different topics, so their order is
+its own copy (`HandoffFollower` feeds it every handoff, message for the human and release, from
+every partition, read without a consumer group and from the beginning: each worker must see every
+handoff, not the share of partitions a group would give it; what is kept of them is bounded by the
+set, however long the topics are). A handoff and its release are on different topics, so their order is
 the records' timestamps: the latest event of a conversation wins, whichever topic was read first.
 Like `conversation:{id}:state`, a conversation is held until it is released or nothing happens in it
 for `ttl_s`.
@@ -26,17 +28,24 @@ unknown fields are ignored, as on the input topic.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.errors import ContextUnavailable, InvalidMessage, one_line
+from app.errors import BadInput, ContextUnavailable, InvalidMessage, one_line
+from app.kafka.security import KafkaSecurity
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, POLL_MS, consumer_from_beginning, read_to_end, stop_client
 from app.redis_client import FAILURES, OPERATION_TIMEOUT_S, AnyPipeline, RedisClient
 from app.redis_keys import fallback_streak_key, state_key
-from app.schemas import Identifier, json_object
+from app.schemas import ForHuman, Handoff, Identifier, json_object
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 HUMAN = "human"
 """What `state_key` holds while a human has the conversation."""
@@ -178,3 +187,66 @@ def parse_command(raw: bytes | None) -> ControlCommand:
         return ControlCommand.model_validate(document)
     except ValidationError as error:
         raise InvalidMessage(one_line(error)) from None
+
+
+RETRY_S = 1.0  # after the broker failed the reader: read the topics again from their beginning
+
+
+class HandoffFollower:
+    """Keeps `held` current from the handoff and control topics until cancelled."""
+
+    def __init__(self, settings: Settings, held: HeldConversations) -> None:
+        self._settings = settings
+        self._held = held
+        self._topics = (settings.handoff_topic, settings.control_topic)
+
+    async def run(self) -> None:
+        """Read the topics to their end (then `held.caught_up` is set), and follow them; on a broker
+        failure, start over from their beginning (what was applied is applied again, harmlessly)."""
+        while True:
+            try:
+                await self._follow()
+            except Exception as error:  # the broker or a topic missing: held is kept, and retried
+                log.warning(
+                    "handoff topics not readable; retrying",
+                    extra={"error": f"{type(error).__name__}: {error}"},
+                )
+                await asyncio.sleep(RETRY_S)
+
+    async def _follow(self) -> None:
+        consumer = await consumer_from_beginning(
+            self._settings.kafka_bootstrap_servers,
+            self._topics,
+            security=KafkaSecurity.from_settings(self._settings),
+        )
+        try:
+            self._apply(await read_to_end(consumer))
+            self._held.caught_up.set()
+            while True:
+                async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                    batches = await consumer.getmany(timeout_ms=POLL_MS)
+                for records in batches.values():
+                    self._apply(records)
+        finally:
+            await stop_client(consumer)
+
+    def _apply(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            at_s = record.timestamp / 1000
+            if record.topic == self._settings.control_topic:
+                try:
+                    self._held.released(parse_command(record.value).conversation_id, at_s)
+                except BadInput:
+                    continue  # the control agent dead-letters it
+            elif record.value is not None:
+                self._apply_handoff_record(record.value, at_s)
+
+    def _apply_handoff_record(self, value: bytes, at_s: float) -> None:
+        """A handoff record hands the conversation over; a message for the human keeps it held."""
+        for model, apply in ((Handoff, self._held.handed_over), (ForHuman, self._held.active)):
+            try:
+                record = model.model_validate_json(value)
+            except ValidationError:
+                continue
+            apply(record.conversation_id, at_s)
+            return

@@ -18,8 +18,8 @@ from agents.profiles import ProfileAgent
 from agents.support_reply import LaneLimits, SupportAgent
 from app import pipeline
 from app.errors import EXIT_CONFIG, TemplateError, fail
+from app.handoff import HandoffFollower
 from app.kafka.faust_app import build_app, declare_topics
-from app.kafka.handoff_follower import HandoffFollower
 from app.kafka.inflight import InFlight
 from app.kafka.internals import Consumer, DrainingWorker
 from app.kafka.outbox import DeadLetters, Outbox, Publisher

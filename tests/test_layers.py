@@ -42,7 +42,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "app.prompts",
         "app.tools",  # the tools the LLM may call, over the context store and the LLM's tool interface
         "app.handoff",
-        "app.kafka.handoff_follower",  # the handoff topics read into the held set
         "app.context",
         "app.observability.health",  # readiness, asked of the clients
     ),
