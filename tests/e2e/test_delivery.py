@@ -40,9 +40,9 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
 ) -> None:
     env = enricher_env
     await mock_admin.config(latency_ms=400, jitter_ms=200)
-    await worker_factory({"ENRICHER_COALESCE": "off"})  # a call for every message: 240 calls
-    # 40 conversations, each with at most one call in flight: room for the 32 at once asked below.
-    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(6) for c in range(40)]
+    await worker_factory({"ENRICHER_COALESCE": "off"})  # a call for every message: 500 calls
+    # 50 conversations, each with one call in flight at most: with 40, a loaded machine had 26 at once.
+    inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
     replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=50, settle_s=1)
     assert sorted(answered(replies)) == sorted(json.loads(value)["message_id"] for _, value in inputs)
