@@ -21,7 +21,7 @@ from app.schemas import ReplyChunk, parse_message, reply_id_for
 from app.settings import Settings
 from tests.helpers.credentials import as_customer
 from tests.helpers.gateway import Gateway
-from tests.helpers.kafka import Predicate, produce_many, read_topic
+from tests.helpers.kafka import produce_many, read_topic
 from tests.helpers.replies import reply
 from tests.helpers.sse_client import SseClient, SseEvent
 from tests.helpers.workers import REPO
@@ -46,11 +46,6 @@ def _chunk(conversation_id: str, message_id: str, seq: int, delta: str, done: bo
 def _new_id(prefix: str) -> str:
     """An id no other test on the shared gateway uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _keyed(key: str) -> Predicate:
-    """Until a record with this key has come."""
-    return lambda records: any(record.key == key.encode() for record in records)
 
 
 def _events_url(gateway: Gateway, conversation_id: str) -> str:
@@ -82,7 +77,7 @@ async def test_a_posted_message_is_on_the_input_topic_as_the_worker_reads_it(
     assert response.status_code == 202, response.text
     accepted = response.json()
 
-    records = await read_topic(kafka, settings.input_topic, until=_keyed(conversation), settle_s=0.5)
+    records = await read_topic(kafka, settings.input_topic)  # the 202 came once the broker had it
     [record] = [record for record in records if record.key == conversation.encode()]
     message = parse_message(record.value, settings.max_input_chars, record.headers)  # as the worker does
     assert (message.message_id, message.conversation_id) == (accepted["message_id"], conversation)
@@ -121,8 +116,8 @@ async def test_a_refused_message_gets_the_reason_and_nothing_is_produced(
         accepted = await client.post("/api/messages", json={"conversation_id": good, "text": "fine"})
         assert accepted.status_code == 202
 
-    # Read up to the accepted message: what was refused would be before it, were it there.
-    records = await read_topic(kafka, settings.input_topic, until=_keyed(good), settle_s=1.0)
+    # Read to the end, past the accepted message: what was refused would be there too.
+    records = await read_topic(kafka, settings.input_topic)
     assert [record.key for record in records if tag.encode() in record.value] == [good.encode()]
 
 

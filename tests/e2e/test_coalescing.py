@@ -67,7 +67,9 @@ async def test_lines_sent_while_the_first_is_answered_get_one_reply_together(
     worker = await worker_factory()
     await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin, worker)
     await mock_admin.release()
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=1))
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), caught_up=env)
+    )
 
     assert [(r["message_id"], r["answers"]) for r in replies] == [("m-1", ["m-1"]), ("m-3", ["m-2", "m-3"])]
     calls = await mock_admin.requests()
@@ -98,7 +100,7 @@ async def test_a_sigkill_while_the_two_are_answered_leaves_each_line_answered_on
 
     await worker_factory()
     replies = json_values(
-        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(3), settle_s=2)
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(3), caught_up=env)
     )
     # However the redelivered two are grouped now, each line is answered once, in order.
     assert covered(replies) == {"m-1": 1, "m-2": 1, "m-3": 1}
@@ -128,7 +130,9 @@ async def test_after_a_sigkill_a_redelivery_of_any_of_them_gets_the_same_reply(
         consumed = await metric(second, CONSUMED) + len(redelivered)
         await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], redelivered)
         await until(partial(finished, second, consumed), "the worker takes and finishes the redelivered")
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), settle_s=2))
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), caught_up=env)
+    )
     assert replies[:2] == before
     again = replies[2:]
     assert {(r["reply_id"], r["text"], tuple(r["answers"])) for r in again} == {
@@ -145,6 +149,8 @@ async def test_with_coalescing_off_each_line_gets_its_own_reply(
     worker = await worker_factory({"ENRICHER_COALESCE": "off"})
     await send_while_the_first_is_answered(kafka, env["ENRICHER_INPUT_TOPIC"], mock_admin, worker)
     await mock_admin.release()
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), settle_s=1))
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(3), caught_up=env)
+    )
     assert [(r["message_id"], r["answers"]) for r in replies] == [(f"m-{n}", [f"m-{n}"]) for n in (1, 2, 3)]
     assert len(await mock_admin.requests()) == 3

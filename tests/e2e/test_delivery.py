@@ -44,7 +44,7 @@ async def test_many_calls_in_flight_keep_each_conversation_in_order(
     # 50 conversations, each with one call in flight at most: with 40, a loaded machine had 26 at once.
     inputs = [request(f"c{c}-{t}", f"c{c}", f"turn {t} of c{c}") for t in range(10) for c in range(50)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=50, settle_s=1)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=50, caught_up=env)
     assert sorted(answered(replies)) == sorted(json.loads(value)["message_id"] for _, value in inputs)
     assert_in_input_order(replies)
     assert (await mock_admin.stats())["max_in_flight"] >= 32
@@ -87,7 +87,7 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_a
 
     await worker_factory()
     replies = await replies_to_all(
-        kafka, env["ENRICHER_REPLY_TOPIC"], [*inputs, probe], timeout_s=60, settle_s=2
+        kafka, env["ENRICHER_REPLY_TOPIC"], [*inputs, probe], timeout_s=60, caught_up=env
     )
     assert_consistent_duplicates(replies)
     assert len(answered(replies)) == len(inputs) + 1, (
@@ -118,7 +118,7 @@ async def test_sigterm_drains_and_the_restart_repeats_nothing(
     assert answered_before < len(inputs), "the drain test needs work left for the restart"
 
     await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "16"})
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, settle_s=2)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, caught_up=env)
     assert len(answered(replies)) == len(inputs), "a clean drain leaves nothing to repeat"
     assert_in_input_order(replies)
 
@@ -142,7 +142,7 @@ async def test_two_workers_share_the_load_and_survive_a_crash(
     assert answered_by_second > 0
     first.kill()
 
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=90, settle_s=1)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=90, caught_up=env)
     assert_consistent_duplicates(replies)
     assert_in_input_order(replies)
 
@@ -181,7 +181,7 @@ async def test_a_rebalance_hands_back_queued_work_and_loses_nothing(
     await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(8), timeout_s=30)
     await worker_factory({"ENRICHER_MAX_IN_FLIGHT": "8"})  # joining the group starts a rebalance
 
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=120, settle_s=2)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=120, caught_up=env)
     assert_consistent_duplicates(replies)
     assert_in_input_order(replies)
     assert "queued events handed back" in first.process.log_path.read_text()
@@ -205,10 +205,10 @@ async def test_a_fallback_repeated_before_its_published_mark_writes_its_dead_let
         # What a crash after the reply, before its dead letter, leaves: the reply out, no mark.
         await redis.delete(published_key("fb-1"))
         await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], [record])  # the redelivery
-        letters = json_values(await read_topic(kafka, dlq, until=at_least(2), settle_s=1))
+        letters = json_values(await read_topic(kafka, dlq, until=at_least(2), caught_up=env))
         assert [entry["error"] for entry in letters] == [letter["error"]] * 2
         assert base64.b64decode(letters[1]["raw_b64"]) == record[1]
-        replies = json_values(await read_topic(kafka, replies_topic, until=at_least(2), settle_s=1))
+        replies = json_values(await read_topic(kafka, replies_topic, until=at_least(2), caught_up=env))
         assert len(replies) == 2
         assert_consistent_duplicates(replies)
 

@@ -23,8 +23,9 @@ from tests.helpers.workers import WorkerFactory
 pytestmark = pytest.mark.e2e
 
 
-async def records(kafka: str, topic: str, count: int) -> list[dict[str, Any]]:
-    return json_values(await read_topic(kafka, topic, until=at_least(count), settle_s=1))
+async def records(kafka: str, env: dict[str, str], topic: str, count: int) -> list[dict[str, Any]]:
+    """The records of `topic` once it has `count` and the workers of `env` have processed everything."""
+    return json_values(await read_topic(kafka, topic, until=at_least(count), caught_up=env))
 
 
 @SEVERAL_PROCESSES
@@ -40,14 +41,14 @@ async def test_asking_for_a_human_hands_over_until_the_conversation_is_released(
         await produce(
             kafka, inputs, *request("h-2", "c-h", "I want to talk to a human", customer_id="cust-1")
         )
-        answered = await records(kafka, replies, 2)
+        answered = await records(kafka, env, replies, 2)
         assert [(r["message_id"], r["status"]) for r in answered] == [("h-1", "ok"), ("h-2", "handoff")]
         handoff = answered[1]
         assert handoff["text"].startswith("Hi Ada,")
         assert "member of our team" in handoff["text"]
         assert handoff["handoff"]["kind"] == "phrase"
         assert await redis.get(state_key("c-h")) == "human"
-        [record] = await records(kafka, handoffs, 1)
+        [record] = await records(kafka, env, handoffs, 1)
         assert (record["conversation_id"], record["customer_id"], record["message_ids"]) == (
             "c-h",
             "cust-1",
@@ -60,14 +61,14 @@ async def test_asking_for_a_human_hands_over_until_the_conversation_is_released(
         first.kill()  # the state is in Redis: another worker obeys it
         await worker_factory()
         await produce(kafka, inputs, *request("h-3", "c-h", "Hello? Is someone there?", customer_id="cust-1"))
-        to_human = await records(kafka, handoffs, 2)
+        to_human = await records(kafka, env, handoffs, 2)
         assert {key: to_human[1][key] for key in ("conversation_id", "message_id", "text")} == {
             "conversation_id": "c-h",
             "message_id": "h-3",
             "text": "Hello? Is someone there?",
         }
         # Not answered by the AI: no reply now, and the reply to h-4 below is the next one.
-        assert len(await records(kafka, replies, 2)) == 2
+        assert len(await records(kafka, env, replies, 2)) == 2
         assert len(await mock_admin.requests()) == 1
 
         released = await invoke(env, "handoff", "release", "c-h")
@@ -80,7 +81,7 @@ async def test_asking_for_a_human_hands_over_until_the_conversation_is_released(
         await produce(
             kafka, inputs, *request("h-4", "c-h", "Thanks, one more question", customer_id="cust-1")
         )
-        again = await records(kafka, replies, 3)
+        again = await records(kafka, env, replies, 3)
     assert (again[2]["message_id"], again[2]["status"]) == ("h-4", "ok")
     [call] = (await mock_admin.requests())[1:]
     assert (
@@ -101,10 +102,10 @@ async def test_the_fallback_answering_three_times_in_a_row_hands_over(
         await produce(
             kafka, env["ENRICHER_INPUT_TOPIC"], *request(f"f-{n}", "c-f", f"attempt {n} at an order")
         )
-    answered = await records(kafka, env["ENRICHER_REPLY_TOPIC"], 4)
+    answered = await records(kafka, env, env["ENRICHER_REPLY_TOPIC"], 4)
     assert [r["status"] for r in answered] == ["fallback"] * 3 + ["handoff"]
     assert answered[3]["handoff"]["kind"] == "fallbacks"
-    [record] = await records(kafka, env["ENRICHER_HANDOFF_TOPIC"], 1)
+    [record] = await records(kafka, env, env["ENRICHER_HANDOFF_TOPIC"], 1)
     assert record["message_ids"] == ["f-3"]
     assert len(await mock_admin.requests()) == 3
     async with aioredis.from_url(env["REDIS_URL"], decode_responses=True) as redis:
@@ -122,19 +123,19 @@ async def test_while_redis_is_down_a_conversation_a_human_holds_stays_theirs(
     try:
         first = await worker_factory({"REDIS_URL": own.url})
         await produce(kafka, inputs, *request("r-1", "c-r", "I want to talk to a human"))
-        [handoff] = await records(kafka, replies, 1)
+        [handoff] = await records(kafka, env, replies, 1)
         assert handoff["status"] == "handoff"
         own.kill()
 
         await produce(kafka, inputs, *request("r-2", "c-r", "Are you still there?"))
-        to_human = await records(kafka, handoffs, 2)
+        to_human = await records(kafka, env, handoffs, 2)
         assert [record.get("message_id") for record in to_human] == [None, "r-2"]
 
         # A worker started while Redis is down knows the handoff from the handoff topic alone.
         first.kill()
         await worker_factory({"REDIS_URL": own.url}, ready=False)  # not ready without Redis
         await produce(kafka, inputs, *request("r-3", "c-r", "Hello? Anyone?"))
-        to_human = await records(kafka, handoffs, 3)
+        to_human = await records(kafka, env, handoffs, 3)
         assert to_human[2]["message_id"] == "r-3"
     finally:
         own.stop()

@@ -143,10 +143,10 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
 
     # No message lost or answered twice, none dead-lettered.
     everything = json_values(
-        await read_topic(kafka, replies_topic, until=at_least(len(load.sent_at)), settle_s=1)
+        await read_topic(kafka, replies_topic, until=at_least(len(load.sent_at)), caught_up=env)
     )
     assert sorted(r["message_id"] for r in everything) == sorted(load.sent_at)
-    assert await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], timeout_s=3) == []
+    assert await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"]) == []
 
 
 def _never_back_to_the_old_version(

@@ -51,7 +51,7 @@ async def test_an_llm_outage_pauses_the_worker_instead_of_flooding_the_dlq(
     during = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"]))
 
     await mock_admin.config(error_rate=0.0)
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, caught_up=env)
     letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"]))
 
     fallbacks = [r for r in replies if r["status"] == "fallback"]

@@ -60,7 +60,7 @@ async def test_hundred_messages_in_order_with_profile_and_history(
         for conv in range(10)
     ]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-    records = await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(100), settle_s=2)
+    records = await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(100), caught_up=env)
     replies = json_values(records)
 
     assert len(replies) == 100
@@ -157,7 +157,7 @@ async def test_bad_inputs_go_to_the_dlq_and_neighbours_are_answered(
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], records)
 
     letters = json_values(
-        await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(len(bad)), settle_s=1)
+        await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(len(bad)), caught_up=env)
     )
     replies = json_values(
         await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=answering_at_least(len(bad) + 1))
@@ -200,8 +200,12 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
             request("cut-1", "c-cut", "cut please"),
         ],
     )
-    replies = json_values(await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(5), settle_s=1))
-    letters = json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), settle_s=1))
+    replies = json_values(
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(5), caught_up=env)
+    )
+    letters = json_values(
+        await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(2), caught_up=env)
+    )
 
     by_id = {r["message_id"]: r for r in replies}
     assert sorted(by_id) == ["cut-1", "down-1", "flaky-1", "limited-1", "refused-1"]
@@ -224,7 +228,9 @@ async def test_llm_failures_retry_fall_back_or_dead_letter(
 
     # A chat page following the stream ends with each reply's text: the cut attempt's pieces
     # and the fallback's predecessors are voided by `reset`.
-    chunks = json_values(await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(5), settle_s=1))
+    chunks = json_values(
+        await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(5), caught_up=env)
+    )
     assert any(chunk["reset"] for chunk in chunks if chunk["message_id"] == "cut-1")
     for message_id in ("cut-1", "down-1", "flaky-1", "refused-1"):
         assert streamed_text(chunks, message_id) == by_id[message_id]["text"]

@@ -61,9 +61,9 @@ async def test_reply_chunks_dead_letter_and_logs_continue_the_input_trace(
             ("c-bad", b'{"message_id": "bad-traced"', 0, TRACED),
         ],
     )
-    replies = await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=1)
-    chunks = await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(2), settle_s=1)
-    letters = await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(1), settle_s=1)
+    replies = await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), caught_up=env)
+    chunks = await read_topic(kafka, env["ENRICHER_STREAM_TOPIC"], until=at_least(2), caught_up=env)
+    letters = await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"], until=at_least(1), caught_up=env)
 
     continued = traces(replies, "traced") + traces(chunks, "traced") + traces(letters, "bad-traced")
     assert len(continued) >= 3

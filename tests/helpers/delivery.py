@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -26,12 +27,17 @@ def every_message_answered(message_ids: set[str]) -> Any:
 
 
 async def replies_to_all(
-    kafka: str, topic: str, inputs: list[tuple[str, bytes]], timeout_s: float, settle_s: float = 0.0
+    kafka: str,
+    topic: str,
+    inputs: list[tuple[str, bytes]],
+    timeout_s: float,
+    caught_up: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The replies on `topic` once every input has one (then `settle_s` longer, for repeats)."""
+    """The replies on `topic` once every input has one; with `caught_up` (the workers'
+    environment), all of them once the workers have processed everything, repeats included."""
     ids = {json.loads(value)["message_id"] for _, value in inputs}
     until = every_message_answered(ids)
-    return json_values(await read_topic(kafka, topic, until=until, timeout_s=timeout_s, settle_s=settle_s))
+    return json_values(await read_topic(kafka, topic, until=until, timeout_s=timeout_s, caught_up=caught_up))
 
 
 def assert_in_input_order(replies: list[dict[str, Any]]) -> None:

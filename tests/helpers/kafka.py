@@ -1,7 +1,7 @@
 """Test helpers around the real broker: produce records, read whole topics without a consumer group.
 
 Tansu's end offsets undercount, so nothing here asks for them: topics are read from the
-beginning of every partition (app/kafka/topic_reader.py) and the records are counted.
+beginning of every partition up to their high-water marks (app/kafka/topic_reader.py).
 """
 
 from __future__ import annotations
@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from app.kafka.topic_reader import KAFKA_TIMEOUT_S, consumer_from_beginning, stop_client
+from app.kafka.topic_reader import KAFKA_TIMEOUT_S, POLL_MS, consumer_from_beginning, read_to_end, stop_client
+from app.polling import NotYet, poll
 
 Key = str | bytes | None
 Predicate = Callable[[Sequence[ConsumerRecord]], bool]
+COMMITTED_POLL_S = 0.1
 
 
 def _bytes(value: Key) -> bytes | None:
@@ -48,39 +51,86 @@ async def read_topic(
     topic: str,
     until: Predicate | None = None,
     timeout_s: float = 30.0,
-    settle_s: float = 0.0,
+    caught_up: Mapping[str, str] | None = None,
 ) -> list[ConsumerRecord]:
     """All records of `topic`, read from the beginning of every partition without a group.
 
-    With `until`, reads until `until(records)` holds (then `settle_s` longer, to catch any
-    extra records) and raises TimeoutError if it does not within `timeout_s`. Without it,
-    returns what arrived once nothing new came for a second.
+    With `until`, first reads until `until(records)` holds, and raises TimeoutError if it does
+    not within `timeout_s`. With `caught_up` (a worker's environment), then waits until the
+    worker has processed everything sent to it (`worker_caught_up`). Last, it reads the topic to
+    its end: a repeat or a record a test expects not to see would be there by then, so no quiet
+    period is waited for.
     """
+    if until is not None:
+        await _read_until(bootstrap, topic, until, timeout_s)
+    if caught_up is not None:
+        await worker_caught_up(bootstrap, caught_up, timeout_s)
+    return await _read_to_end(bootstrap, topic, timeout_s)
+
+
+async def _read_until(bootstrap: str, topic: str, until: Predicate, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     consumer = await consumer_from_beginning(bootstrap, [topic], wait_s=timeout_s)
     records: list[ConsumerRecord] = []
     try:
-        quiet_since = time.monotonic()
-        done_at: float | None = None
-        while True:
-            now = time.monotonic()
-            if done_at is None and until is not None and until(records):
-                done_at = now
-            if done_at is not None:
-                if now >= done_at + settle_s:
-                    return records
-            elif until is None:
-                if now - quiet_since >= 1.0 or now > deadline:
-                    return records
-            elif now > deadline:
+        while not until(records):
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: condition not met by {len(records)} records in {timeout_s} s")
             async with asyncio.timeout(KAFKA_TIMEOUT_S):
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await consumer.getmany(timeout_ms=POLL_MS)
             for batch in batches.values():
                 records.extend(batch)
-                quiet_since = time.monotonic()
     finally:
         await stop_client(consumer)
+
+
+async def _read_to_end(bootstrap: str, topic: str, wait_s: float) -> list[ConsumerRecord]:
+    """Every record `topic` has now, by partition and offset (waiting up to `wait_s` for it to exist)."""
+    consumer = await consumer_from_beginning(bootstrap, [topic], wait_s=wait_s)
+    try:
+        return await read_to_end(consumer)
+    finally:
+        await stop_client(consumer)
+
+
+async def _ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of each partition of `topic`, read from its high-water mark (Tansu's
+    ListOffsets answers the last batch's base offset + 1, see app/kafka/topic_reader.py)."""
+    consumer = await consumer_from_beginning(bootstrap, [topic], wait_s=KAFKA_TIMEOUT_S)
+    try:
+        await read_to_end(consumer)
+        return {partition: await consumer.position(partition) for partition in consumer.assignment()}
+    finally:
+        await stop_client(consumer)
+
+
+async def worker_caught_up(bootstrap: str, env: Mapping[str, str], timeout_s: float = 30.0) -> None:
+    """Wait until the workers of `env` have committed every record now on their input and orders
+    topics. A worker commits a message only once the broker has acknowledged all it published
+    for it (docs/CONTRACT.md), so from then on their output topics hold all of it."""
+    ends: dict[TopicPartition, int] = {}
+    for topic in (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"]):
+        ends |= {partition: end for partition, end in (await _ends(bootstrap, topic)).items() if end > 0}
+    group = env["ENRICHER_APP_ID"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    async with asyncio.timeout(KAFKA_TIMEOUT_S):
+        await admin.start()
+
+    async def committed() -> None:
+        async with asyncio.timeout(KAFKA_TIMEOUT_S):
+            offsets = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+        behind = {
+            f"{partition.topic}[{partition.partition}]": (offsets[partition].offset, end)
+            for partition, end in ends.items()
+            if partition not in offsets or offsets[partition].offset < end
+        }
+        if behind:
+            raise NotYet(f"group {group} has committed (offset, end): {behind}")
+
+    try:
+        await poll(committed, timeout_s, COMMITTED_POLL_S)
+    finally:
+        await admin.close()
 
 
 async def partitions_of(bootstrap: str, topic: str) -> set[int]:
@@ -151,7 +201,7 @@ async def rd_produce(
     await asyncio.to_thread(_rd_produce, bootstrap, topic, records, compression)
 
 
-def _rd_read(bootstrap: str, topic: str, count: int, timeout_s: float, settle_s: float) -> list[Any]:
+def _rd_read(bootstrap: str, topic: str, count: int, timeout_s: float) -> list[Any]:
     consumer = confluent_kafka.Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}", "log_level": 3}
     )
@@ -161,16 +211,13 @@ def _rd_read(bootstrap: str, topic: str, count: int, timeout_s: float, settle_s:
         consumer.assign([confluent_kafka.TopicPartition(topic, n, 0) for n in numbers])
         records: list[Any] = []
         deadline = time.monotonic() + timeout_s
-        settled_at = float("inf")
-        while time.monotonic() < min(deadline, settled_at):
+        while len(records) < count and time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is None:
                 continue
             if message.error():
                 raise RuntimeError(f"librdkafka: {message.error()}")
             records.append(message)
-            if len(records) == count:
-                settled_at = time.monotonic() + settle_s
         if len(records) < count:
             raise TimeoutError(f"{topic}: {len(records)} of {count} records in {timeout_s} s")
         return records
@@ -178,9 +225,6 @@ def _rd_read(bootstrap: str, topic: str, count: int, timeout_s: float, settle_s:
         consumer.close()
 
 
-async def rd_read(
-    bootstrap: str, topic: str, count: int, timeout_s: float = 60.0, settle_s: float = 1.0
-) -> list[Any]:
-    """The records of `topic` (all partitions, from the start) read by librdkafka: at least
-    `count` of them, and whatever else arrives within `settle_s` after the count is reached."""
-    return await asyncio.to_thread(_rd_read, bootstrap, topic, count, timeout_s, settle_s)
+async def rd_read(bootstrap: str, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
+    """The first `count` records of `topic` (all partitions, from the start) read by librdkafka."""
+    return await asyncio.to_thread(_rd_read, bootstrap, topic, count, timeout_s)

@@ -38,7 +38,7 @@ async def test_a_message_that_got_a_fallback_is_answered_anew_when_replayed(
     assert "drops the stored fallback reply to m-r" in replayed.stdout
     assert again.stdout.splitlines()[-1].startswith("replayed 0, already replayed 1")
     replies = json_values(
-        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), settle_s=1.0)
+        await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=at_least(2), caught_up=env)
     )
     assert [reply["status"] for reply in replies] == ["fallback", "ok"]
     fallback, answer = replies

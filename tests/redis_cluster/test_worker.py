@@ -75,7 +75,7 @@ async def test_context_history_and_reply_store_on_a_cluster(
         await redis.delete("reply:m-1:published")
         await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
         records = await read_topic(
-            kafka, env["ENRICHER_REPLY_TOPIC"], until=replies_of("m-1", 2), timeout_s=30, settle_s=2
+            kafka, env["ENRICHER_REPLY_TOPIC"], until=replies_of("m-1", 2), timeout_s=30, caught_up=env
         )
     again = json_values(records)
     assert_consistent_duplicates(again)
@@ -109,7 +109,7 @@ async def test_a_primary_killed_mid_run_loses_no_reply_and_context_comes_back(
     await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=lambda records: len(records) >= 20)
     victim.kill()
 
-    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, settle_s=1)
+    replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=60, caught_up=env)
     assert set(answered(replies)) == {json.loads(value)["message_id"] for _, value in inputs}
     assert_consistent_duplicates(replies)
     assert json_values(await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"])) == []
