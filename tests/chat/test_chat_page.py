@@ -19,6 +19,10 @@ from tests.helpers.kafka import produce
 from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
 
+# Every test starts the gateway and opens a page in the session's chromium (launching it, if it
+# is its process's first), and all but one start a worker too.
+pytestmark = SEVERAL_PROCESSES
+
 # The mock streams a reply in 6 pieces over half its latency: 2.4 s makes chunks 200 ms apart,
 # more than the worker's 50 ms batching, so the page gets several.
 STREAMING_LATENCY_MS = 2400
@@ -95,7 +99,6 @@ async def test_a_reply_streams_in_and_settles_with_its_details(
     assert await page.evaluate("document.documentElement.scrollWidth") <= 320  # nothing cut off at the side
 
 
-@SEVERAL_PROCESSES  # a worker, and the gateway started twice
 async def test_the_page_reconnects_after_the_gateway_restarts(
     stack: Gateway, browser: Browser, tmp_path: Path
 ) -> None:

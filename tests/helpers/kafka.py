@@ -106,8 +106,9 @@ async def _ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
 
 async def worker_caught_up(bootstrap: str, env: Mapping[str, str], timeout_s: float = 30.0) -> None:
     """Wait until the workers of `env` have committed every record now on their input and orders
-    topics. A worker commits a message only once the broker has acknowledged all it published
-    for it (docs/CONTRACT.md), so from then on their output topics hold all of it."""
+    topics. A worker commits a message only once the broker has acknowledged its reply, handoff
+    records and dead letter, and (one broker, one producer sending it one request at a time) the
+    chunks streamed before them: from then on the output topics hold all of it."""
     ends: dict[TopicPartition, int] = {}
     for topic in (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"]):
         ends |= {partition: end for partition, end in (await _ends(bootstrap, topic)).items() if end > 0}
