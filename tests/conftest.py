@@ -26,7 +26,7 @@ from devstack.processes import ManagedProcess, free_port
 from devstack.redis_server import EmbeddedRedis
 from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.tls import Pki, make_pki
-from tests.helpers.workers import REPO, WorkerFactory, running_workers
+from tests.helpers.workers import REPO, Worker, WorkerFactory, running_workers
 
 LEFT_TASKS_S = 5.0
 
@@ -35,9 +35,12 @@ LEFT_TASKS_S = 5.0
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Append the workers' log tails to the report of a failed test."""
     report = yield
-    factory = getattr(item, "funcargs", {}).get("worker_factory")
-    if report.failed and call.when != "teardown" and isinstance(factory, WorkerFactory):
-        report.sections.append(("worker logs", factory.log_tails()))
+    if report.failed and call.when != "teardown":
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, WorkerFactory):
+                report.sections.append(("worker logs", value.log_tails()))
+            elif isinstance(value, Worker):
+                report.sections.append((f"{value.process.name} log", value.process.log_tail(60)))
     return report
 
 
@@ -149,3 +152,23 @@ def worker_factory(enricher_env: dict[str, str], tmp_path: Path) -> Iterator[Wor
     """Starts workers for this test, stops them all after it; a failure report shows their logs."""
     with running_workers(enricher_env, tmp_path) as factory:
         yield factory
+
+
+@pytest.fixture(scope="module")
+async def shared_env(
+    request: pytest.FixtureRequest, redis_url: str, mock_llm: str, kafka: str
+) -> dict[str, str]:
+    """`enricher_env` for a whole module: its tests share the topics, the consumer group and the
+    Redis database, so each uses conversation, message and customer ids of its own."""
+    return await on_broker(await service_env_for(request.node.name, redis_url, mock_llm), kafka)
+
+
+@pytest.fixture(scope="module")
+async def shared_worker(
+    shared_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Worker]:
+    """One ready worker with the default settings on `shared_env`, for the module's tests that
+    need nothing else of it; stopped after the last. A start costs a few seconds: starting,
+    joining the group, loading the embedded models. Tests on it must not stop it."""
+    with running_workers(shared_env, tmp_path_factory.mktemp("shared-worker")) as factory:
+        yield await factory()

@@ -15,8 +15,8 @@ from devstack.processes import free_port
 from tests.helpers.browser import CHROMIUM_ARGS
 from tests.helpers.credentials import doors_env, write_tokens_file
 from tests.helpers.debian import debian_command
-from tests.helpers.envs import on_broker, service_env_for
 from tests.helpers.gateway import Gateway
+from tests.helpers.workers import Worker, running_workers
 
 
 async def _for_chat(env: dict[str, str], kafka: str, tokens_file: Path) -> dict[str, str]:
@@ -58,13 +58,10 @@ async def gateway(chat_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Gat
 
 
 @pytest.fixture(scope="module")
-async def shared_chat_env(
-    request: pytest.FixtureRequest, redis_url: str, mock_llm: str, kafka: str, studio_tokens_file: Path
-) -> dict[str, str]:
-    """`chat_env` for a whole module: its tests share the topics and the Redis database, so each
-    uses conversation, message and reply ids of its own."""
-    env = await service_env_for(request.node.name, redis_url, mock_llm)
-    return await _for_chat(await on_broker(env, kafka), kafka, studio_tokens_file)
+async def shared_chat_env(shared_env: dict[str, str], kafka: str, studio_tokens_file: Path) -> dict[str, str]:
+    """`chat_env` for a whole module (`shared_env`): its tests share the topics and the Redis
+    database, so each uses conversation, message and reply ids of its own."""
+    return await _for_chat(shared_env, kafka, studio_tokens_file)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +72,15 @@ async def shared_gateway(
     start takes about two seconds. Tests on it must not stop it."""
     async with _started(shared_chat_env, tmp_path_factory.mktemp("chat") / "chat.log") as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="module")
+async def shared_chat_worker(
+    shared_chat_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Worker]:
+    """`shared_worker` on `shared_chat_env`, behind `shared_gateway`. Tests on it must not stop it."""
+    with running_workers(shared_chat_env, tmp_path_factory.mktemp("chat-worker")) as factory:
+        yield await factory()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from tests.helpers.browser import keep_screenshot, put_profiles
 from tests.helpers.gateway import Gateway
 from tests.helpers.kafka import produce
 from tests.helpers.timeouts import SEVERAL_PROCESSES
-from tests.helpers.workers import WorkerFactory
+from tests.helpers.workers import Worker, WorkerFactory
 
 # Every test starts the gateway and opens a page in the session's chromium (launching it, if it
 # is its process's first), and all but one start a worker too.
@@ -41,9 +41,23 @@ RECORD_STATES = """() => {
 
 @pytest.fixture
 async def stack(
+    shared_gateway: Gateway,
+    shared_chat_worker: Worker,
+    mock_admin: MockAdmin,
+    shared_chat_env: dict[str, str],
+) -> Gateway:
+    """The module's gateway in front of its ready worker, demo profiles in Redis, replies
+    streaming slowly. Each page opened starts a conversation of its own."""
+    await put_profiles(shared_chat_env["REDIS_URL"])
+    await mock_admin.config(latency_ms=STREAMING_LATENCY_MS)
+    return shared_gateway
+
+
+@pytest.fixture
+async def own_stack(
     gateway: Gateway, worker_factory: WorkerFactory, mock_admin: MockAdmin, chat_env: dict[str, str]
 ) -> Gateway:
-    """The gateway in front of a ready worker, demo profiles in Redis, replies streaming slowly."""
+    """`stack` on a gateway and a worker of this test's own, for a test that stops the gateway."""
     await put_profiles(chat_env["REDIS_URL"])
     await mock_admin.config(latency_ms=STREAMING_LATENCY_MS)
     await worker_factory()
@@ -100,18 +114,18 @@ async def test_a_reply_streams_in_and_settles_with_its_details(
 
 
 async def test_the_page_reconnects_after_the_gateway_restarts(
-    stack: Gateway, browser: Browser, tmp_path: Path
+    own_stack: Gateway, browser: Browser, tmp_path: Path
 ) -> None:
-    page = await _open(browser, stack, "cust-2")
+    page = await _open(browser, own_stack, "cust-2")
     composer = page.get_by_role("textbox", name="Message")
     await composer.fill("Is anyone there?")
     await composer.press("Enter")
     await page.wait_for_selector(".customer .note:text('sent')")
 
-    stack.stop()  # while the reply is still being made
+    own_stack.stop()  # while the reply is still being made
     await page.wait_for_selector("#status[data-state='offline']")
     await page.screenshot(path=tmp_path / "offline.png")
-    await stack.start()
+    await own_stack.start()
     await page.wait_for_selector("#status[data-state='online']")
 
     # The reply made while the page was offline shows, and the new stream carries the next one.

@@ -19,7 +19,7 @@ from tests.helpers.polling import until
 
 if TYPE_CHECKING:
     from devstack.mock_llm.admin import MockAdmin
-    from tests.helpers.workers import WorkerFactory
+    from tests.helpers.workers import Worker
 
 
 def _message(text: str) -> CustomerMessage:
@@ -27,10 +27,9 @@ def _message(text: str) -> CustomerMessage:
 
 
 async def test_send_prints_reply_and_chunks_or_dead_letter(
-    worker_factory: WorkerFactory, enricher_settings: Settings, mock_admin: MockAdmin
+    shared_worker: Worker, mock_admin: MockAdmin
 ) -> None:
-    await worker_factory()
-    endpoints = Endpoints.from_settings(enricher_settings)
+    endpoints = Endpoints.from_settings(shared_worker.settings)
     chunks: list[ReplyChunk] = []
     message = _message("Where is my order?")
 
@@ -58,17 +57,15 @@ async def test_send_refuses_a_missing_topic(enricher_settings: Settings) -> None
         await send_and_wait(Endpoints.from_settings(settings), _message("hello"), timeout_s=1)
 
 
-async def test_send_order_publishes_a_record_the_worker_keeps(
-    worker_factory: WorkerFactory, enricher_settings: Settings
-) -> None:
-    await worker_factory()
-    endpoints = Endpoints.from_settings(enricher_settings)
+async def test_send_order_publishes_a_record_the_worker_keeps(shared_worker: Worker) -> None:
+    settings = shared_worker.settings
+    endpoints = Endpoints.from_settings(settings)
     build = functools.partial(order_now, "A-77", "cust-9", "packed", ["Desk lamp"], "DHL", "T-1")
 
     assert await asyncio.to_thread(run_send_order, endpoints, build) == 0
 
     context = ContextStore(
-        connect(enricher_settings.redis_url.get_secret_value(), 2, cluster=False), history_turns=0, ttl_s=60
+        connect(settings.redis_url.get_secret_value(), 2, cluster=False), history_turns=0, ttl_s=60
     )
     try:
 
