@@ -65,6 +65,8 @@ async def read_topic(
         await _read_until(bootstrap, topic, until, timeout_s)
     if caught_up is not None:
         await worker_caught_up(bootstrap, caught_up, timeout_s)
+    # A consumer of its own: one that has fetched before holds high-water marks from before the
+    # wait, and read_to_end would stop at them.
     return await _read_to_end(bootstrap, topic, timeout_s)
 
 
@@ -93,10 +95,10 @@ async def _read_to_end(bootstrap: str, topic: str, wait_s: float) -> list[Consum
         await stop_client(consumer)
 
 
-async def _ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    """The end offset of each partition of `topic`, read from its high-water mark (Tansu's
+async def _ends(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """The end offset of each partition of `topics`, read from its high-water mark (Tansu's
     ListOffsets answers the last batch's base offset + 1, see app/kafka/topic_reader.py)."""
-    consumer = await consumer_from_beginning(bootstrap, [topic], wait_s=KAFKA_TIMEOUT_S)
+    consumer = await consumer_from_beginning(bootstrap, topics, wait_s=KAFKA_TIMEOUT_S)
     try:
         await read_to_end(consumer)
         return {partition: await consumer.position(partition) for partition in consumer.assignment()}
@@ -109,9 +111,8 @@ async def worker_caught_up(bootstrap: str, env: Mapping[str, str], timeout_s: fl
     topics. A worker commits a message only once the broker has acknowledged its reply, handoff
     records and dead letter, and (one broker, one producer sending it one request at a time) the
     chunks streamed before them: from then on the output topics hold all of it."""
-    ends: dict[TopicPartition, int] = {}
-    for topic in (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"]):
-        ends |= {partition: end for partition, end in (await _ends(bootstrap, topic)).items() if end > 0}
+    inputs = (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"])
+    ends = {partition: end for partition, end in (await _ends(bootstrap, inputs)).items() if end > 0}
     group = env["ENRICHER_APP_ID"]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     async with asyncio.timeout(KAFKA_TIMEOUT_S):
