@@ -14,6 +14,7 @@ import pytest
 
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
+from tests.helpers.files import save
 from tests.helpers.kafka import json_values, produce_many, read_topic
 from tests.helpers.messages import request, requests_for
 from tests.helpers.polling import until
@@ -78,13 +79,13 @@ async def test_the_right_article_is_cited_and_reloaded_while_the_worker_runs(
     # An edit while the worker runs: the passage the next prompt carries is the new text.
     original = article.read_text(encoding="utf-8")
     edited = original.replace("After the 30-day window we can no longer", f"{EDITED} After 30 days we cannot")
-    article.write_text(edited, encoding="utf-8")
+    save(article, edited)
     await until(partial(logged, worker, "knowledge reloaded"), "the worker reloads the help-center")
     await reply_to(kafka, enricher_env, "m-2", QUESTIONS[1])
     assert EDITED in await prompt_of(mock_admin, QUESTIONS[1])
 
     # A broken edit: rejected with its file:line, the edited articles keep serving.
-    article.write_text(edited.replace("id: returns-policy", "id: returns policy!"), encoding="utf-8")
+    save(article, edited.replace("id: returns-policy", "id: returns policy!"))
     await until(partial(logged, worker, f'"error": "{article}:2'), "the broken article is rejected")
     assert await metric(worker, "enricher_template_errors_total") == 1
     third = await reply_to(kafka, enricher_env, "m-3", QUESTIONS[2])

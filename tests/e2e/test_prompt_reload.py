@@ -16,6 +16,7 @@ import pytest
 from app.prompts.library import PromptLibrary
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
+from tests.helpers.files import save
 from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
 from tests.helpers.polling import until
 from tests.helpers.timeouts import UNDER_LOAD
@@ -56,13 +57,6 @@ class Load:
             "text": f"Question {message_id}",
         }
         return conversation, json.dumps(document).encode()
-
-
-def write(path: Path, text: str) -> None:
-    """Replace the file in one step, as editors that save atomically do."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 def version_of(path: Path) -> str:
@@ -121,7 +115,7 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     # are answered before it; those sent after the worker logs the new version are answered with it.
     during = asyncio.create_task(load.send("during", 150))
     await read_topic(kafka, replies_topic, until=replied_to("during-"))
-    write(template, original.replace("{{ message.text }}", f"{MARKER} {{{{ message.text }}}}"))
+    save(template, original.replace("{{ message.text }}", f"{MARKER} {{{{ message.text }}}}"))
     edited_version = version_of(template)
     await until(partial(logged, worker, edited_version), "the worker logs the edited template's version")
     reloaded_at = time.monotonic()
@@ -140,7 +134,7 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     # A broken edit while messages keep coming: rejected with file:line, nothing changes.
     broken = asyncio.create_task(load.send("broken", 150))
     await read_topic(kafka, replies_topic, until=replied_to("broken-"))
-    write(template, template.read_text(encoding="utf-8").replace("{% endblock %}", "{% endblok %}", 1))
+    save(template, template.read_text(encoding="utf-8").replace("{% endblock %}", "{% endblok %}", 1))
     await until(partial(logged, worker, f'"error": "{template}:'), "the broken edit is rejected")
     sent = await broken + await load.send("after_broken", 10, per_batch=10)
     broken_replies = await replies_to(kafka, replies_topic, sent)

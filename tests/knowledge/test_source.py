@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from app.errors import TemplateError
 from app.knowledge.index import KnowledgeSource
+from tests.helpers.files import save
 from tests.helpers.polling import until
 from tests.helpers.workers import REPO
 
@@ -54,12 +55,10 @@ async def test_an_edited_and_an_added_article_are_searched_after_the_reload(
     source: KnowledgeSource, knowledge: Path
 ) -> None:
     article = knowledge / "en" / "gift-cards-promo.md"
-    article.write_text(article.read_text().replace("valid for **3 years**", "valid for **5 years**"))
+    save(article, article.read_text().replace("valid for **3 years**", "valid for **5 years**"))
     await soon(lambda: "5 years" in best(source, "How long is a gift card valid?"), "the edit searched")
 
-    (knowledge / "en" / "pets.md").write_text(
-        "---\nid: pets\ntitle: Pet beds\n---\nHamster hammocks ship flat.\n"
-    )
+    save(knowledge / "en" / "pets.md", "---\nid: pets\ntitle: Pet beds\n---\nHamster hammocks ship flat.\n")
     await soon(lambda: "Hamster" in best(source, "Do hamster hammocks ship flat?"), "the new one searched")
 
 
@@ -68,7 +67,7 @@ async def test_a_broken_article_keeps_the_last_good_index(
 ) -> None:
     good, before = source.current, errors()
     article = knowledge / "en" / "plans.md"
-    article.write_text(article.read_text().replace("title: Basic, Team and Pro plans\n", ""))
+    save(article, article.read_text().replace("title: Basic, Team and Pro plans\n", ""))
 
     await soon(lambda: errors() == before + 1, "the broken article rejected")
 

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from app.prompts.library import PromptSource, file_states
 from app.schemas import CustomerMessage, utc_now
+from tests.helpers.files import save
 from tests.helpers.polling import until
 from tests.helpers.template_cases import UNBOUNDED, UNBOUNDED_REASONS
 from tests.helpers.workers import PROMPTS
@@ -53,17 +54,10 @@ async def reloaded(condition: Callable[[], bool]) -> None:
     await until(holds, "a reload", RELOAD_GUARD_S)
 
 
-def write(path: Path, text: str) -> None:
-    """Replace the file in one step, so the watcher never sees it half written."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-
-
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text
-    write(path, text.replace(old, new))
+    save(path, text.replace(old, new))
 
 
 def system_part(source: PromptSource, customer: dict[str, str]) -> str:
@@ -105,7 +99,7 @@ async def test_broken_edit_keeps_the_last_good_set_until_fixed(
     assert rejections()[0].startswith(f"{path}:")
     assert template_errors() == errors + 1
 
-    write(path, original.replace("friendly, concise", "patient, clear"))
+    save(path, original.replace("friendly, concise", "patient, clear"))
     await reloaded(lambda: versions(source) != good)
     assert template_errors() == errors + 1
     assert "patient, clear" in system_part(source, {})
@@ -133,8 +127,8 @@ async def test_an_edit_with_unbounded_work_keeps_the_last_good_set(
 async def test_added_and_removed_files_are_changes(source: PromptSource, prompts: Path) -> None:
     variant = prompts / "support_reply_gold_b.j2"
     text = (prompts / "support_reply_gold.j2").read_text(encoding="utf-8")
-    write(prompts / "support_reply_gold.j2", text.replace("tier: gold", "tier: gold\nvariant: a"))
-    write(variant, text.replace("tier: gold", "tier: gold\nvariant: b"))
+    save(prompts / "support_reply_gold.j2", text.replace("tier: gold", "tier: gold\nvariant: a"))
+    save(variant, text.replace("tier: gold", "tier: gold\nvariant: b"))
     await reloaded(lambda: "support_reply_gold_b.j2" in versions(source))
 
     variant.unlink()
