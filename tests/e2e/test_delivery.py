@@ -11,7 +11,6 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 
 from app.redis_keys import published_key
 from devstack.mock_llm.admin import MockAdmin
@@ -25,7 +24,16 @@ from tests.helpers.delivery import (
     replies_to_all,
     wait_for_exit,
 )
-from tests.helpers.kafka import answered, at_least, json_values, produce_many, rd_produce, read_topic
+from tests.helpers.kafka import (
+    answered,
+    at_least,
+    json_values,
+    produce_many,
+    producing,
+    rd_produce,
+    read_topic,
+    send_all,
+)
 from tests.helpers.messages import request
 from tests.helpers.polling import until
 from tests.helpers.timeouts import SEVERAL_PROCESSES, UNDER_LOAD
@@ -62,13 +70,8 @@ async def test_sigkill_with_a_slow_early_message_loses_nothing_repeats_nothing_a
     # All on partition 0: the slow message first, finished ones after it.
     inputs = [request("slow-0", "c-slow", "slow one")]
     inputs += [request(f"fast{n}-0", f"c-fast{n}", f"fast {n}") for n in range(20)]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    try:
-        for key, value in inputs:
-            await producer.send_and_wait(topic, value, key=key.encode(), partition=0)
-    finally:
-        await producer.stop()
+    async with producing(kafka) as producer:
+        await send_all(producer, topic, inputs, partition=0)
 
     fast_ids = {f"fast{n}-0" for n in range(20)}
     await read_topic(kafka, env["ENRICHER_REPLY_TOPIC"], until=every_message_answered(fast_ids), timeout_s=30)

@@ -7,17 +7,27 @@ import json
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from app.prompts.library import PromptLibrary
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric
 from tests.helpers.files import save
-from tests.helpers.kafka import Predicate, at_least, json_values, produce_many, read_topic
+from tests.helpers.kafka import (
+    Predicate,
+    answered,
+    answering_at_least,
+    json_values,
+    producing,
+    read_topic,
+    send_all,
+)
 from tests.helpers.polling import until
 from tests.helpers.timeouts import UNDER_LOAD
 from tests.helpers.workers import REPO, Worker, WorkerFactory
@@ -34,8 +44,8 @@ REPLIES_TIMEOUT_S = 40
 class Load:
     """Produces customer messages in small batches, remembering when each was sent."""
 
-    def __init__(self, kafka: str, topic: str) -> None:
-        self.kafka, self.topic = kafka, topic
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer, self.topic = producer, topic
         self.sent_at: dict[str, float] = {}
 
     async def send(self, prefix: str, count: int, per_batch: int = 5, pause_s: float = 0.1) -> list[str]:
@@ -44,7 +54,7 @@ class Load:
         for start in range(0, count, per_batch):
             batch = ids[start : start + per_batch]
             self.sent_at.update(dict.fromkeys(batch, time.monotonic()))
-            await produce_many(self.kafka, self.topic, [self._record(message_id) for message_id in batch])
+            await send_all(self.producer, self.topic, [self._record(message_id) for message_id in batch])
             await asyncio.sleep(pause_s)
         return ids
 
@@ -59,24 +69,37 @@ class Load:
         return conversation, json.dumps(document).encode()
 
 
+@pytest.fixture
+async def load(kafka: str, enricher_env: dict[str, str]) -> AsyncIterator[Load]:
+    """A Load on the test's input topic, over one producer."""
+    async with producing(kafka) as producer:
+        yield Load(producer, enricher_env["ENRICHER_INPUT_TOPIC"])
+
+
 def version_of(path: Path) -> str:
     return next(t.version for t in PromptLibrary.load(path.parent).templates if t.path == path)
 
 
 async def replies_to(kafka: str, topic: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The reply to each of `ids` (the topic holds replies to earlier messages too); a TimeoutError
-    naming the ids still without one after REPLIES_TIMEOUT_S."""
+    """The reply answering each of `ids` (the topic holds replies to earlier messages too; one
+    reply answers several messages of a conversation that queued behind its last reply); a
+    TimeoutError naming the ids still without one after REPLIES_TIMEOUT_S."""
     wanted = set(ids)
 
-    def answered(records: Any) -> bool:
-        return wanted <= {value["message_id"] for value in json_values(records)}
+    def by_message(records: Sequence[ConsumerRecord]) -> dict[str, dict[str, Any]]:
+        return {message: r for r in json_values(records) for message in r["answers"] if message in wanted}
 
     try:
-        records = await read_topic(kafka, topic, until=answered, timeout_s=REPLIES_TIMEOUT_S)
+        records = await read_topic(
+            kafka,
+            topic,
+            until=lambda records: wanted <= by_message(records).keys(),
+            timeout_s=REPLIES_TIMEOUT_S,
+        )
     except TimeoutError:
-        seen = {value["message_id"] for value in json_values(await read_topic(kafka, topic))}
+        seen = by_message(await read_topic(kafka, topic)).keys()
         raise TimeoutError(f"no reply within {REPLIES_TIMEOUT_S} s to {sorted(wanted - seen)}") from None
-    return {r["message_id"]: r for r in json_values(records) if r["message_id"] in wanted}
+    return by_message(records)
 
 
 async def logged(worker: Worker, text: str) -> bool:
@@ -96,6 +119,7 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     enricher_env: dict[str, str],
     worker_factory: WorkerFactory,
     mock_admin: MockAdmin,
+    load: Load,
     tmp_path: Path,
 ) -> None:
     env = enricher_env
@@ -105,7 +129,6 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
     first_version = version_of(template)
     await mock_admin.config(latency_ms=20, jitter_ms=10)
     worker = await worker_factory({"ENRICHER_PROMPTS_DIR": str(prompts)})
-    load = Load(kafka, env["ENRICHER_INPUT_TOPIC"])
     replies_topic = env["ENRICHER_REPLY_TOPIC"]
 
     before = await replies_to(kafka, replies_topic, await load.send("before", 20, per_batch=20))
@@ -145,9 +168,9 @@ async def test_edits_reload_under_load_and_a_broken_edit_changes_nothing(
 
     # No message lost or answered twice, none dead-lettered.
     everything = json_values(
-        await read_topic(kafka, replies_topic, until=at_least(len(load.sent_at)), caught_up=env)
+        await read_topic(kafka, replies_topic, until=answering_at_least(len(load.sent_at)), caught_up=env)
     )
-    assert sorted(r["message_id"] for r in everything) == sorted(load.sent_at)
+    assert sorted(answered(everything)) == sorted(load.sent_at)
     assert await read_topic(kafka, env["ENRICHER_DLQ_TOPIC"]) == []
 
 

@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 
 from app.context import ContextStore
 from app.redis_client import connect
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import committed_offset, every_message_answered, replies_to_all
-from tests.helpers.kafka import produce, read_topic
+from tests.helpers.kafka import produce, producing, read_topic, send_all
 from tests.helpers.messages import request
 from tests.helpers.orders import order, order_value
 from tests.helpers.polling import until
@@ -180,13 +179,8 @@ async def test_a_redelivery_after_sigkill_calls_no_tool_again(
         request("held", "conv-held", "slow one"),
         request("parcel", "conv-parcel", "When does tracking OK-7 arrive?", customer_id="cust-1"),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    try:
-        for key, value in inputs:
-            await producer.send_and_wait(topic, value, key=key.encode(), partition=0)
-    finally:
-        await producer.stop()
+    async with producing(kafka) as producer:
+        await send_all(producer, topic, inputs, partition=0)
     await read_topic(
         kafka, env["ENRICHER_REPLY_TOPIC"], until=every_message_answered({"parcel"}), timeout_s=20
     )

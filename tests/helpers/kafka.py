@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import confluent_kafka
@@ -35,15 +36,35 @@ async def produce(bootstrap: str, topic: str, key: Key, value: bytes | None) -> 
 
 async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[Key, bytes | None]]) -> None:
     """Produce records in the given order (per key, order is kept) and wait for all of them."""
+    async with producing(bootstrap) as producer:
+        await send_all(producer, topic, records)
+
+
+@asynccontextmanager
+async def producing(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (acks=all) for many sends, stopped when the block ends."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         async with asyncio.timeout(KAFKA_TIMEOUT_S):
             await producer.start()
-        futures = [await producer.send(topic, value, key=_bytes(key)) for key, value in records]
-        async with asyncio.timeout(KAFKA_TIMEOUT_S):
-            await asyncio.gather(*futures)
+        yield producer
     finally:
         await stop_client(producer)
+
+
+async def send_all(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: Iterable[tuple[Key, bytes | None]],
+    partition: int | None = None,
+) -> None:
+    """Send records in the given order (to `partition`, or by key) and wait until the broker has
+    them all."""
+    futures = [
+        await producer.send(topic, value, key=_bytes(key), partition=partition) for key, value in records
+    ]
+    async with asyncio.timeout(KAFKA_TIMEOUT_S):
+        await asyncio.gather(*futures)
 
 
 async def read_topic(
