@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,28 +22,72 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 # or a benchmark: it is configured by exactly the environment it is given.
 CONTRACT_PREFIXES = ("ENRICHER_", "KAFKA_", "REDIS_", "OPENAI_")
 HTTP_POLL_S = 0.2
+LINUX_EPHEMERAL_LOW = 32768
+FIRST_UNPRIVILEGED_PORT = 1024
+LISTENING_PORTS = 12_000
 
 
 class ProcessDied(RuntimeError):
     """A child process exited while we were waiting for it to become ready."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+def _listening_ports() -> range:
+    """Ports for children to listen on: below the kernel's ephemeral range, where outgoing
+    connections take their local ports (empty if the range leaves no room below it)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = LINUX_EPHEMERAL_LOW  # not Linux: macOS's range starts higher still
+    return range(max(FIRST_UNPRIVILEGED_PORT, low - LISTENING_PORTS), low)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortWalk:
+    """Hands out the listening ports in turn, from a random place, skipping the ones in use.
+
+    A port bound to 0 and released (the usual way to find a free one) comes from the ephemeral
+    range, and can become the local port of an outgoing connection before the child meant to
+    listen on it starts: the suite, with thousands of connections, once saw a worker fail so
+    ("address already in use"). Ports below that range are never taken that way; each process
+    walks them from its own random place, so the suite's parallel processes rarely try one
+    port at once, and one process never hands out a port twice in a row.
+    """
+
+    def __init__(self, ports: range) -> None:
+        self._ports = ports
+        self._next = random.randrange(len(ports)) if ports else 0
+
+    def take(self) -> int:
+        for _ in self._ports:
+            port = self._ports[self._next]
+            self._next = (self._next + 1) % len(self._ports)
+            if _bindable(port):
+                return port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # none left below the range
+            sock.bind(("127.0.0.1", 0))
+            ephemeral: int = sock.getsockname()[1]
+            return ephemeral
+
+
+_ports = PortWalk(_listening_ports())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now, for a child to listen on."""
+    return _ports.take()
 
 
 def pick_port(preferred: int) -> int:
     """`preferred` if it can be bound on 127.0.0.1, otherwise a free port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-        except OSError:
-            return free_port()
-    return preferred
+    return preferred if _bindable(preferred) else free_port()
 
 
 class ManagedProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from app.kafka.topics import PROFILE_PARTITIONS, TopicNames
 from app.settings import SettingsError
 from devstack.broker import create_topics
 from devstack.dev_config import DevState, load_dev_settings, needs_mock, redacted_url
-from devstack.processes import ManagedProcess, ProcessDied, free_port
+from devstack.processes import ManagedProcess, PortWalk, ProcessDied, free_port
 from tests.helpers.kafka import at_least, partitions_of, produce, read_topic
 from tests.helpers.polling import until
 
@@ -54,6 +55,28 @@ async def _stubborn(tmp_path: Path, ignored: str) -> tuple[ManagedProcess, int]:
 
     await until(started, "the child printing its grandchild's pid", timeout_s=10)
     return process, int(log_path.read_text().split()[0])
+
+
+def _ephemeral_low() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_come_once_each() -> None:
+    ports = [free_port() for _ in range(20)]  # none bound in between, as a test picks several
+
+    assert all(port < _ephemeral_low() for port in ports)
+    assert len(set(ports)) == len(ports)
+
+
+def test_a_port_in_use_is_skipped_and_with_none_left_an_ephemeral_one_is_given() -> None:
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        given = PortWalk(range(port, port + 1)).take()
+
+    assert given != port
+    assert given >= _ephemeral_low()
 
 
 RESOLVE_AND_RUN = """
