@@ -127,12 +127,15 @@ async def _ends(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, i
         await stop_client(consumer)
 
 
-async def worker_caught_up(bootstrap: str, env: Mapping[str, str], timeout_s: float = 30.0) -> None:
-    """Wait until the workers of `env` have committed every record now on their input and orders
-    topics. A worker commits a message only once the broker has acknowledged its reply, handoff
-    records and dead letter, and (one broker, one producer sending it one request at a time) the
-    chunks streamed before them: from then on the output topics hold all of it."""
-    inputs = (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"])
+async def worker_caught_up(
+    bootstrap: str, env: Mapping[str, str], timeout_s: float = 30.0, topics: Sequence[str] | None = None
+) -> None:
+    """Wait until the workers of `env` have committed every record now on `topics` (their input
+    and orders topics unless given). A worker commits a message only once the broker has
+    acknowledged its reply, handoff records and dead letter, and (one broker, one producer
+    sending it one request at a time) the chunks streamed before them: from then on the output
+    topics hold all of it. A side topic's record is committed once Redis has it."""
+    inputs = topics or (env["ENRICHER_INPUT_TOPIC"], env["ENRICHER_ORDERS_TOPIC"])
     ends = {partition: end for partition, end in (await _ends(bootstrap, inputs)).items() if end > 0}
     group = env["ENRICHER_APP_ID"]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
