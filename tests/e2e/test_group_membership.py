@@ -13,7 +13,7 @@ from app.kafka.faust_app import build_app
 from app.settings import Settings
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import metric, replies_to_all, wait_for_exit
-from tests.helpers.kafka import answered, produce_many
+from tests.helpers.kafka import answered, produce_many, worker_caught_up
 from tests.helpers.messages import request
 from tests.helpers.timeouts import SEVERAL_PROCESSES
 from tests.helpers.workers import WorkerFactory
@@ -35,7 +35,8 @@ async def test_a_sigterm_moves_the_partitions_to_the_other_worker_before_the_ses
     stopping, staying = await asyncio.gather(worker_factory(env), worker_factory(env))
     warm_up = [request(f"w{c}-0", f"w{c}", "hello") for c in range(16)]
     await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], warm_up)
-    await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], warm_up, timeout_s=30)
+    # Caught up: a worker commits a message once it has counted it.
+    await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], warm_up, timeout_s=30, caught_up=env)
     assert await metric(stopping, ANSWERED) > 0, "the stopping worker must own partitions"
 
     stopping.process.signal(signal.SIGTERM)
@@ -48,6 +49,7 @@ async def test_a_sigterm_moves_the_partitions_to_the_other_worker_before_the_ses
 
     # A member that had not left would keep its partitions until its session timed out.
     assert time.monotonic() - gone < SESSION_TIMEOUT_S
+    await worker_caught_up(kafka, env)
     assert await metric(staying, ANSWERED) - before == len(inputs)
 
 

@@ -87,7 +87,11 @@ async def test_the_right_article_is_cited_and_reloaded_while_the_worker_runs(
     # A broken edit: rejected with its file:line, the edited articles keep serving.
     save(article, edited.replace("id: returns-policy", "id: returns policy!"))
     await until(partial(logged, worker, f'"error": "{article}:2'), "the broken article is rejected")
-    assert await metric(worker, "enricher_template_errors_total") == 1
+
+    async def counted() -> bool:  # after the log line, in the reload's thread
+        return await metric(worker, "enricher_template_errors_total") == 1
+
+    await until(counted, "the rejection counted")
     third = await reply_to(kafka, enricher_env, "m-3", QUESTIONS[2])
     assert "returns-policy" in [source["id"] for source in third["sources"]]
     assert EDITED in await prompt_of(mock_admin, QUESTIONS[2])

@@ -61,7 +61,10 @@ async def test_context_history_and_reply_store_on_a_cluster(
         await worker_factory(on_cluster(cluster_url) | {"ENRICHER_COALESCE": "off"})
         inputs = [request(f"m-{n}", "c-1", f"Question {n}", customer_id="cust-1") for n in (1, 2)]
         await produce_many(kafka, env["ENRICHER_INPUT_TOPIC"], inputs)
-        replies = await replies_to_all(kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=30)
+        # Caught up: the worker commits a message once its published mark is written.
+        replies = await replies_to_all(
+            kafka, env["ENRICHER_REPLY_TOPIC"], inputs, timeout_s=30, caught_up=env
+        )
         assert all(r["text"].startswith("Hi Ada,") for r in replies), replies
         second = requests_for(await mock_admin.requests(), "Question 2")[0]
         assert [m["content"] for m in second["messages"][1:-1]] == ["Question 1", replies[0]["text"]]
