@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.browser import keep_screenshot, put_profiles
@@ -68,8 +68,13 @@ async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
     page = await browser.new_page(viewport={"width": 1000, "height": 720})
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     await page.goto(gateway.url)
-    await page.wait_for_selector(f"#customer option[value='{customer_id}']", state="attached")
-    await page.select_option("#customer", customer_id)  # a new conversation for this customer
+    # The page opens a conversation for the first customer as it loads. Picking another starts a
+    # new one, which must be the one online: a message sent in the first would be cleared away
+    # with it when the second starts.
+    await page.wait_for_selector("#status[data-state='online']")
+    first = await page.locator("#conversation-id").inner_text()
+    await page.select_option("#customer", customer_id)
+    await expect(page.locator("#conversation-id")).not_to_have_text(first, timeout=PAGE_TIMEOUT_MS)
     await page.wait_for_selector("#status[data-state='online']")
     return page
 
