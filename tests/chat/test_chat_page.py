@@ -6,11 +6,12 @@ With `ENRICHER_SCREENSHOTS=docs/images` the desktop screenshot is also `docs/ima
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.browser import keep_screenshot, put_profiles
@@ -142,6 +143,33 @@ async def test_the_page_reconnects_after_the_gateway_restarts(
     assert [reply.startswith("Hi Grace Hopper,") for reply in replies] == [True, True], replies
     assert "Still there?" in replies[1]
     await page.screenshot(path=tmp_path / "reconnected.png")
+
+
+async def test_the_customer_picked_last_is_played_when_an_earlier_login_answers_late(
+    stack: Gateway, browser: Browser
+) -> None:
+    page = await browser.new_page(viewport={"width": 1000, "height": 720})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    held: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
+
+    async def hold_the_first_login(route: Route) -> None:
+        if not held.done():
+            held.set_result(route)  # answered after the later pick's
+        else:
+            await route.fulfill(response=await route.fetch())
+
+    await page.route("**/api/dev/login", hold_the_first_login)
+    await page.goto(stack.url)
+    first_login = await held  # the page's own, for the first customer
+    await page.select_option("#customer", "cust-2")
+    await page.wait_for_selector("#status[data-state='online']")
+    await first_login.fulfill(response=await first_login.fetch())
+
+    composer = page.get_by_role("textbox", name="Message")
+    await composer.fill("Who am I?")
+    await composer.press("Enter")
+    [reply] = await _final_replies(page, 1)
+    assert reply.startswith("Hi Grace Hopper,"), reply
 
 
 def _reply_record(conversation_id: str, message_ids: list[str], status: str) -> bytes:

@@ -11,6 +11,7 @@ const formError = $("form-error");
 
 const state = {
   token: "", // the customer's JWT
+  picks: 0, // customers picked so far: a login answered after a later pick is dropped
   conversationId: "",
   source: null, // the EventSource of the current conversation
   lastEventId: "", // for a stream we reopen ourselves (EventSource resends it on its own retries)
@@ -247,20 +248,25 @@ async function loadCustomers() {
   return customers.length > 0;
 }
 
-// The demo login: a token for the customer picked, from the gateway itself.
-async function logIn() {
+// The demo login: a token for `customerId`, from the gateway itself ("" without one).
+async function logIn(customerId) {
   const response = await fetch("/api/dev/login", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ customer_id: $("customer").value }),
+    body: JSON.stringify({ customer_id: customerId }),
   }).catch(() => null);
-  state.token = response?.ok ? (await response.json()).token : "";
-  if (!state.token) showError("No customer token: this gateway has no demo login.");
-  return Boolean(state.token);
+  return response?.ok ? (await response.json()).token : "";
 }
 
+// A conversation as the customer picked. Only the latest pick's login counts: the one the page
+// makes as it loads may be answered after the customer picked another.
 async function playCustomer() {
-  if (await logIn()) startConversation();
+  const pick = ++state.picks;
+  const token = await logIn($("customer").value);
+  if (pick !== state.picks) return;
+  state.token = token;
+  if (!token) showError("No customer token: this gateway has no demo login.");
+  else startConversation();
 }
 
 function wire() {
