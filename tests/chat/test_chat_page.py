@@ -65,9 +65,14 @@ async def own_stack(
     return gateway
 
 
-async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
+async def _new_page(browser: Browser) -> Page:
     page = await browser.new_page(viewport={"width": 1000, "height": 720})
     page.set_default_timeout(PAGE_TIMEOUT_MS)
+    return page
+
+
+async def _open(browser: Browser, gateway: Gateway, customer_id: str) -> Page:
+    page = await _new_page(browser)
     await page.goto(gateway.url)
     # The page opens a conversation for the first customer as it loads. Picking another starts a
     # new one, which must be the one online: a message sent in the first would be cleared away
@@ -148,8 +153,7 @@ async def test_the_page_reconnects_after_the_gateway_restarts(
 async def test_the_customer_picked_last_is_played_when_an_earlier_login_answers_late(
     stack: Gateway, browser: Browser
 ) -> None:
-    page = await browser.new_page(viewport={"width": 1000, "height": 720})
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = await _new_page(browser)
     held: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
 
     async def hold_the_first_login(route: Route) -> None:

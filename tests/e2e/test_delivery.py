@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from app.redis_keys import published_key
 from devstack.mock_llm.admin import MockAdmin
 from tests.helpers.delivery import (
+    ANSWERED,
     assert_consistent_duplicates,
     assert_in_input_order,
     calls_per_text,
@@ -40,8 +41,6 @@ from tests.helpers.timeouts import SEVERAL_PROCESSES, UNDER_LOAD
 from tests.helpers.workers import WorkerFactory
 
 pytestmark = pytest.mark.e2e
-
-ANSWERED = 'enricher_messages_total{outcome="ok"}'
 
 
 @UNDER_LOAD

@@ -12,7 +12,7 @@ import pytest
 from app.kafka.faust_app import build_app
 from app.settings import Settings
 from devstack.mock_llm.admin import MockAdmin
-from tests.helpers.delivery import metric, replies_to_all, wait_for_exit
+from tests.helpers.delivery import ANSWERED, metric, replies_to_all, wait_for_exit
 from tests.helpers.kafka import answered, produce_many, worker_caught_up
 from tests.helpers.messages import request
 from tests.helpers.timeouts import SEVERAL_PROCESSES
@@ -21,7 +21,6 @@ from tests.helpers.workers import WorkerFactory
 pytestmark = pytest.mark.e2e
 
 SESSION_TIMEOUT_S = 20.0
-ANSWERED = 'enricher_messages_total{outcome="ok"}'
 
 
 @SEVERAL_PROCESSES

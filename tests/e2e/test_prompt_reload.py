@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from app.prompts.library import PromptLibrary
 from devstack.mock_llm.admin import MockAdmin
-from tests.helpers.delivery import metric
+from tests.helpers.delivery import every_message_answered, metric
 from tests.helpers.files import save
 from tests.helpers.kafka import (
     Predicate,
@@ -90,13 +90,9 @@ async def replies_to(kafka: str, topic: str, ids: list[str]) -> dict[str, dict[s
     def by_message(records: Sequence[ConsumerRecord]) -> dict[str, dict[str, Any]]:
         return {message: r for r in json_values(records) for message in r["answers"] if message in wanted}
 
+    all_answered = every_message_answered(wanted)
     try:
-        records = await read_topic(
-            kafka,
-            topic,
-            until=lambda records: wanted <= by_message(records).keys(),
-            timeout_s=REPLIES_TIMEOUT_S,
-        )
+        records = await read_topic(kafka, topic, until=all_answered, timeout_s=REPLIES_TIMEOUT_S)
     except TimeoutError:
         seen = by_message(await read_topic(kafka, topic)).keys()
         raise TimeoutError(f"no reply within {REPLIES_TIMEOUT_S} s to {sorted(wanted - seen)}") from None

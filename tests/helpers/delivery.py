@@ -16,6 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.helpers.kafka import answered, json_values, read_topic
 from tests.helpers.workers import Worker
 
+ANSWERED = 'enricher_messages_total{outcome="ok"}'
+"""The metric sample of messages answered by the LLM (`metric(worker, ANSWERED)`)."""
+
 
 def every_message_answered(message_ids: set[str]) -> Any:
     """A `read_topic` stop condition: every one of `message_ids` has a reply."""
